@@ -1,0 +1,153 @@
+//! Building the application from settings: store, clock, key, geolocation, mail transport,
+//! router and background worker. Nothing here is global except the metrics recorder (the
+//! `metrics` crate has one per process), so tests can build many apps side by side.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tokio::net::TcpListener;
+
+use crate::clock::SharedClock;
+use crate::config::Settings;
+use crate::domain::secret::ServerKey;
+use crate::geo::Geo;
+use crate::http::{AppState, Inner};
+use crate::jobs::outbox::OutboxWorker;
+use crate::mail::{Composer, Transport};
+use crate::service::Core;
+use crate::store::{self, SharedStore};
+
+pub struct App {
+    pub state: AppState,
+    pub router: Router,
+    pub worker: OutboxWorker,
+    pub settings: Settings,
+}
+
+impl App {
+    pub fn store(&self) -> &SharedStore {
+        &self.state.core.store
+    }
+}
+
+fn metrics_handle() -> Option<PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| match PrometheusBuilder::new().install_recorder() {
+            Ok(h) => Some(h),
+            Err(e) => {
+                tracing::warn!("metrics disabled: {e}");
+                None
+            }
+        })
+        .clone()
+}
+
+/// The server key from settings, else from the key file, else a new one written to the key
+/// file (readable by the owner only).
+pub fn load_or_create_key(settings: &Settings) -> anyhow::Result<ServerKey> {
+    if let Some(k) = &settings.secret_key {
+        return ServerKey::from_base64(k).context("RAMPART_SECRET_KEY");
+    }
+    let path = &settings.secret_key_file;
+    if path.exists() {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        return ServerKey::from_base64(&text)
+            .with_context(|| format!("bad key in {}", path.display()));
+    }
+    let key = ServerKey::generate();
+    write_private(path, &key.to_base64())?;
+    tracing::warn!(
+        "generated a new server key in {}; keep it with the database and out of version control",
+        path.display()
+    );
+    Ok(key)
+}
+
+fn write_private(path: &std::path::Path, content: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut f = options
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    f.write_all(content.as_bytes())?;
+    Ok(())
+}
+
+pub async fn build(settings: Settings, clock: SharedClock) -> anyhow::Result<App> {
+    let store = store::connect(&settings.database_url).await?;
+    build_with_store(settings, clock, store).await
+}
+
+pub async fn build_with_store(
+    settings: Settings,
+    clock: SharedClock,
+    store: SharedStore,
+) -> anyhow::Result<App> {
+    let key = load_or_create_key(&settings)?;
+    let geo = Arc::new(Geo::open(&settings.geoip_paths)?);
+    let transport = Transport::from_settings(settings.smtp_url.as_deref(), &settings.mail_from)?;
+    crate::domain::device::warm_up();
+    let composer = Composer {
+        public_url: settings.public_url.clone(),
+    };
+    let core = Core::new(
+        store.clone(),
+        clock.clone(),
+        key,
+        settings.rules.clone(),
+        geo,
+        composer,
+    )?;
+    let state = AppState(Arc::new(Inner {
+        core,
+        trusted_proxies: settings.trusted_proxies.clone(),
+        cookie_secure: settings.cookie_secure,
+        mailbox_enabled: transport.is_local(),
+        metrics: metrics_handle(),
+    }));
+    let router = crate::http::router(state.clone(), settings.body_limit_bytes);
+    let worker = OutboxWorker {
+        store,
+        clock,
+        transport,
+    };
+    Ok(App {
+        state,
+        router,
+        worker,
+        settings,
+    })
+}
+
+/// Serves until `shutdown` resolves, with the outbox worker running beside the server.
+pub async fn serve(
+    app: App,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let poll = Duration::from_millis(app.settings.outbox_poll_ms);
+    let worker = tokio::spawn(app.worker.clone().run(poll, stop_rx));
+    let service = app
+        .router
+        .into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, service)
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    let _ = stop_tx.send(true);
+    let _ = worker.await;
+    app.state.core.store.close().await;
+    Ok(())
+}

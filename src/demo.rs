@@ -1,0 +1,261 @@
+//! Demo mode: an account whose history already looks compromised. Its owner uses an
+//! iPhone and a Mac in London; last night at 03:12 (UTC) someone signed in from Lagos on
+//! a Windows PC never seen before, after two wrong passwords. Later issues extend the
+//! same story (freeze, kick the device out, incident report).
+
+use serde_json::json;
+
+use crate::app::App;
+use crate::clock::{Millis, DAY, HOUR, MINUTE};
+use crate::domain::device::DeviceInfo;
+use crate::domain::password;
+use crate::domain::secret::{random_token, token_hash};
+use crate::store::{
+    Account, AuditEvent, Confirmation, Device, Effects, Login, Session, SignInRecord,
+};
+
+pub const DEMO_EMAIL: &str = "demo@rampart.example";
+pub const DEMO_PASSWORD: &str = "Harbor-lantern-quietly-47";
+
+const IPHONE_UA: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1";
+const MAC_UA: &str = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36";
+const ATTACKER_UA: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/118.0.0.0 Safari/537.36";
+
+pub struct DemoCredentials {
+    pub email: &'static str,
+    pub password: &'static str,
+}
+
+struct Place {
+    ip: &'static str,
+    city: &'static str,
+    country: &'static str,
+}
+
+const LONDON_HOME: Place = Place {
+    ip: "81.2.69.142",
+    city: "London",
+    country: "GB",
+};
+const LONDON_MOBILE: Place = Place {
+    ip: "81.2.69.160",
+    city: "London",
+    country: "GB",
+};
+const LAGOS: Place = Place {
+    ip: "102.89.32.17",
+    city: "Lagos",
+    country: "NG",
+};
+
+/// Seeds the demo account unless it already exists. Idempotent.
+pub async fn seed(app: &App) -> anyhow::Result<DemoCredentials> {
+    let creds = DemoCredentials {
+        email: DEMO_EMAIL,
+        password: DEMO_PASSWORD,
+    };
+    let store = app.store();
+    if store.account_by_email(DEMO_EMAIL).await?.is_some() {
+        return Ok(creds);
+    }
+    let now = app.state.core.now();
+    let hash = tokio::task::spawn_blocking(|| password::hash(DEMO_PASSWORD)).await??;
+    let account = Account {
+        id: uuid::Uuid::new_v4().to_string(),
+        uid: "2718281828".to_owned(),
+        email: DEMO_EMAIL.to_owned(),
+        password_hash: hash,
+        email_confirmed_at: Some(now - 120 * DAY),
+        anti_phishing_code: None,
+        created_at: now - 120 * DAY,
+        frozen_at: None,
+    };
+    let confirmation = Confirmation {
+        account_id: account.id.clone(),
+        code_mac: String::new(),
+        expires_at: 0,
+        attempts: 0,
+        created_at: 0,
+    };
+    let registered = AuditEvent {
+        at: account.created_at,
+        account_id: Some(account.id.clone()),
+        actor: format!("account:{}", account.uid),
+        action: "account.registered".into(),
+        ip: Some(LONDON_HOME.ip.into()),
+        device: None,
+        detail: json!({"uid": account.uid, "demo": true}),
+    };
+    store
+        .create_account(&account, &confirmation, &Effects::audit(registered))
+        .await?;
+    store
+        .confirm_email(&account.id, account.created_at, &Effects::default())
+        .await?;
+
+    // The owner: an iPhone for 60 days, a Mac for 40, both from London.
+    let iphone = history_device(&account, IPHONE_UA, &LONDON_MOBILE, now - 60 * DAY);
+    let mac = history_device(&account, MAC_UA, &LONDON_HOME, now - 40 * DAY);
+    for days_ago in [60, 45, 30, 14, 7, 2, 1] {
+        sign_in(
+            app,
+            &account,
+            &iphone,
+            &LONDON_MOBILE,
+            now - days_ago * DAY + 8 * HOUR,
+            days_ago != 60,
+        )
+        .await?;
+    }
+    for days_ago in [40, 20, 9, 3] {
+        sign_in(
+            app,
+            &account,
+            &mac,
+            &LONDON_HOME,
+            now - days_ago * DAY + 19 * HOUR,
+            days_ago != 40,
+        )
+        .await?;
+    }
+
+    // The attacker: 03:10 and 03:11 wrong passwords, 03:12 in, from Lagos, a new Windows PC.
+    let three_am = last_three_am(now);
+    let attacker = history_device(&account, ATTACKER_UA, &LAGOS, three_am + 12 * MINUTE);
+    for m in [10, 11] {
+        let at = three_am + m * MINUTE;
+        let login = login(&account, &attacker, &LAGOS, false, "wrong_password", at);
+        let fx = Effects::audit(event(
+            &account,
+            "anonymous",
+            "signin.failed",
+            &LAGOS,
+            &attacker,
+            at,
+            json!({"reason": "wrong_password"}),
+        ));
+        store.record_failed_login(&login, &fx).await?;
+    }
+    sign_in(
+        app,
+        &account,
+        &attacker,
+        &LAGOS,
+        three_am + 12 * MINUTE,
+        false,
+    )
+    .await?;
+    Ok(creds)
+}
+
+/// The most recent 03:00 UTC at least an hour before `now`.
+fn last_three_am(now: Millis) -> Millis {
+    let day_start = now - now.rem_euclid(DAY);
+    let candidate = day_start + 3 * HOUR;
+    if candidate <= now - HOUR {
+        candidate
+    } else {
+        candidate - DAY
+    }
+}
+
+fn history_device(account: &Account, ua: &str, place: &Place, first_seen: Millis) -> Device {
+    let info = DeviceInfo::from_user_agent(ua);
+    Device {
+        id: uuid::Uuid::new_v4().to_string(),
+        account_id: account.id.clone(),
+        token_hash: Some(token_hash(&random_token())),
+        fingerprint: info.fingerprint,
+        model: info.model,
+        os: info.os,
+        browser: info.browser,
+        user_agent: ua.to_owned(),
+        ip: place.ip.to_owned(),
+        city: Some(place.city.to_owned()),
+        country: Some(place.country.to_owned()),
+        first_seen,
+        last_active: first_seen,
+    }
+}
+
+fn login(
+    account: &Account,
+    d: &Device,
+    place: &Place,
+    success: bool,
+    reason: &str,
+    at: Millis,
+) -> Login {
+    Login {
+        id: uuid::Uuid::new_v4().to_string(),
+        account_id: account.id.clone(),
+        success,
+        reason: reason.to_owned(),
+        ip: place.ip.to_owned(),
+        city: Some(place.city.to_owned()),
+        country: Some(place.country.to_owned()),
+        device_id: Some(d.id.clone()),
+        model: d.model.clone(),
+        os: d.os.clone(),
+        browser: d.browser.clone(),
+        at,
+    }
+}
+
+fn event(
+    account: &Account,
+    actor: &str,
+    action: &str,
+    place: &Place,
+    d: &Device,
+    at: Millis,
+    detail: serde_json::Value,
+) -> AuditEvent {
+    AuditEvent {
+        at,
+        account_id: Some(account.id.clone()),
+        actor: actor.to_owned(),
+        action: action.to_owned(),
+        ip: Some(place.ip.to_owned()),
+        device: Some(format!("{} on {} ({})", d.browser, d.os, d.model)),
+        detail,
+    }
+}
+
+async fn sign_in(
+    app: &App,
+    account: &Account,
+    d: &Device,
+    place: &Place,
+    at: Millis,
+    known: bool,
+) -> anyhow::Result<()> {
+    let mut device = d.clone();
+    device.last_active = at;
+    let session = Session {
+        id: token_hash(&random_token()),
+        account_id: account.id.clone(),
+        device_id: d.id.clone(),
+        created_at: at,
+        last_seen_at: at,
+        expires_at: at + app.state.core.rules.session_absolute_hours * HOUR,
+    };
+    let record = SignInRecord {
+        device,
+        device_is_new: !known,
+        session,
+        login: login(account, d, place, true, "signed_in", at),
+    };
+    let actor = format!("account:{}", account.uid);
+    let fx = Effects::audit(event(
+        account,
+        &actor,
+        "signin.succeeded",
+        place,
+        d,
+        at,
+        json!({"device_id": d.id, "new_device": !known}),
+    ));
+    app.store().record_sign_in(&record, &fx).await?;
+    Ok(())
+}

@@ -1,0 +1,189 @@
+//! Extractors: who the client is (address behind trusted proxies, User-Agent, device
+//! cookie), the signed-in session, and JSON bodies whose every failure is a clear 4xx.
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum_extra::extract::CookieJar;
+use ipnet::IpNet;
+use serde::de::DeserializeOwned;
+
+use super::error::ApiError;
+use super::{AppState, DEVICE_COOKIE, SESSION_COOKIE};
+use crate::service::Client;
+use crate::store::SessionAuth;
+
+/// The client's address. A peer's `X-Forwarded-For` is believed only when the peer is a
+/// configured trusted proxy; then the rightmost address that is not itself a trusted proxy
+/// is the client. From anyone else the header is ignored, so it cannot be spoofed.
+pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> Result<IpAddr, ApiError> {
+    let peer = peer.to_canonical();
+    if !trusted.iter().any(|n| n.contains(&peer)) {
+        return Ok(peer);
+    }
+    let bad = || {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_forwarded_for",
+            "The X-Forwarded-For header from the proxy is malformed.",
+        )
+    };
+    let mut hops = Vec::new();
+    for value in headers.get_all("x-forwarded-for") {
+        for part in value.to_str().map_err(|_| bad())?.split(',') {
+            let part = part.trim();
+            if part.is_empty() {
+                continue;
+            }
+            hops.push(part.parse::<IpAddr>().map_err(|_| bad())?.to_canonical());
+            if hops.len() > 32 {
+                return Err(bad());
+            }
+        }
+    }
+    Ok(hops
+        .iter()
+        .rev()
+        .find(|ip| !trusted.iter().any(|n| n.contains(*ip)))
+        .or(hops.first())
+        .copied()
+        .unwrap_or(peer))
+}
+
+impl FromRequestParts<AppState> for Client {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or(IpAddr::from([127, 0, 0, 1]), |c| c.0.ip());
+        let ip = client_ip(peer, &parts.headers, &state.trusted_proxies)?;
+        // A User-Agent that is not valid text is treated as absent.
+        let ua = parts
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let jar = CookieJar::from_headers(&parts.headers);
+        let device_token = jar
+            .get(DEVICE_COOKIE)
+            .map(|c| c.value().to_owned())
+            .filter(|v| v.len() <= 128);
+        Ok(Client::new(ip, ua, device_token, &state.core.geo))
+    }
+}
+
+/// The signed-in session, or a 401 with the reason.
+pub struct Authed(pub SessionAuth);
+
+impl FromRequestParts<AppState> for Authed {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let jar = CookieJar::from_headers(&parts.headers);
+        let token = jar
+            .get(SESSION_COOKIE)
+            .ok_or_else(ApiError::unauthenticated)?;
+        if token.value().len() > 128 {
+            return Err(ApiError::unauthenticated());
+        }
+        Ok(Self(state.core.authenticate(token.value()).await?))
+    }
+}
+
+/// `axum::Json` with every rejection turned into the API's error shape.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(Self(v)),
+            Err(rejection) => Err(json_rejection(rejection)),
+        }
+    }
+}
+
+fn json_rejection(r: JsonRejection) -> ApiError {
+    match r {
+        JsonRejection::JsonDataError(e) => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+            format!(
+                "The request body does not have the expected fields: {}",
+                e.body_text()
+            ),
+        ),
+        JsonRejection::JsonSyntaxError(_) => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            "The request body is not valid JSON.",
+        ),
+        JsonRejection::MissingJsonContentType(_) => ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "Send the body as JSON with Content-Type: application/json.",
+        ),
+        other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => body_too_large(),
+        other => ApiError::new(StatusCode::BAD_REQUEST, "bad_request", other.body_text()),
+    }
+}
+
+pub fn body_too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+        "The request body is larger than this server accepts.",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn headers(xff: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            HeaderValue::from_str(xff).expect("ascii"),
+        );
+        h
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let proxy: IpNet = "10.0.0.0/8".parse().expect("cidr");
+        let peer: IpAddr = "10.1.2.3".parse().expect("ip");
+        let stranger: IpAddr = "198.51.100.7".parse().expect("ip");
+        let h = headers("1.2.3.4, 203.0.113.5, 10.9.9.9");
+        // From a stranger, the header is ignored.
+        assert_eq!(client_ip(stranger, &h, &[proxy]).expect("ok"), stranger);
+        // From the proxy: rightmost untrusted hop (the client can prepend lies, not append).
+        assert_eq!(
+            client_ip(peer, &h, &[proxy]).expect("ok").to_string(),
+            "203.0.113.5"
+        );
+        assert_eq!(
+            client_ip(peer, &headers("garbage"), &[proxy])
+                .expect_err("garbage refused")
+                .code,
+            "bad_forwarded_for"
+        );
+        assert_eq!(
+            client_ip(peer, &HeaderMap::new(), &[proxy]).expect("ok"),
+            peer
+        );
+    }
+}

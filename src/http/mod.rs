@@ -1,0 +1,177 @@
+//! The HTTP edge: the JSON API under `/api/v1` (with its OpenAPI document), the
+//! server-rendered pages, `/healthz`, `/metrics`, and the middleware every answer passes
+//! through (security headers, body limit, panic catching, request metrics and logs).
+
+pub mod api;
+pub mod error;
+pub mod extract;
+pub mod web;
+
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{header, HeaderName, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use axum_extra::extract::cookie::{Cookie, SameSite};
+use ipnet::IpNet;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::service::Core;
+use error::ApiError;
+
+pub const SESSION_COOKIE: &str = "rampart_session";
+pub const DEVICE_COOKIE: &str = "rampart_device";
+pub const CSRF_COOKIE: &str = "rampart_csrf";
+
+/// No scripts at all, styles only from our own origin, forms only to ourselves, never
+/// framed.
+pub const CONTENT_SECURITY_POLICY: &str =
+    "default-src 'none'; style-src 'self'; img-src 'self' data:; \
+     form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+pub struct Inner {
+    pub core: Core,
+    pub trusted_proxies: Vec<IpNet>,
+    pub cookie_secure: bool,
+    /// `/dev/mailbox` exists only when mail is not sent through SMTP.
+    pub mailbox_enabled: bool,
+    pub metrics: Option<PrometheusHandle>,
+}
+
+#[derive(Clone)]
+pub struct AppState(pub Arc<Inner>);
+
+impl Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    /// A cookie with the attributes every Rampart cookie has.
+    pub fn cookie(
+        &self,
+        name: &'static str,
+        value: String,
+        max_age: time::Duration,
+    ) -> Cookie<'static> {
+        Cookie::build((name, value))
+            .http_only(true)
+            .secure(self.cookie_secure)
+            .same_site(SameSite::Lax)
+            .path("/")
+            .max_age(max_age)
+            .build()
+    }
+
+    pub fn expired_cookie(&self, name: &'static str) -> Cookie<'static> {
+        self.cookie(name, String::new(), time::Duration::ZERO)
+    }
+
+    pub fn session_cookie(&self, token: String) -> Cookie<'static> {
+        self.cookie(
+            SESSION_COOKIE,
+            token,
+            time::Duration::hours(self.core.rules.session_absolute_hours),
+        )
+    }
+
+    pub fn device_cookie(&self, token: String) -> Cookie<'static> {
+        self.cookie(DEVICE_COOKIE, token, time::Duration::days(400))
+    }
+}
+
+pub fn router(state: AppState, body_limit: usize) -> Router {
+    let headers = [
+        (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::CACHE_CONTROL, "no-store"),
+        (
+            HeaderName::from_static("cross-origin-opener-policy"),
+            "same-origin",
+        ),
+    ];
+    let mut app = Router::new()
+        .merge(api::routes())
+        .merge(web::routes(state.mailbox_enabled))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics_page))
+        .fallback(fallback)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+        .layer(axum::middleware::from_fn(track_metrics))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::internal().into_response()
+        }))
+        .layer(TraceLayer::new_for_http());
+    for (name, value) in headers {
+        app = app.layer(SetResponseHeaderLayer::if_not_present(
+            name,
+            HeaderValue::from_static(value),
+        ));
+    }
+    app
+}
+
+async fn healthz(State(state): State<AppState>) -> Response {
+    match state.core.store.audit_events(i64::MAX, 1).await {
+        Ok(_) => (StatusCode::OK, "ok\n").into_response(),
+        Err(e) => {
+            tracing::error!("health check: database unreachable: {e}");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unreachable\n").into_response()
+        }
+    }
+}
+
+async fn metrics_page(State(state): State<AppState>) -> Response {
+    match &state.metrics {
+        Some(handle) => (
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            handle.render(),
+        )
+            .into_response(),
+        None => ApiError::not_found().into_response(),
+    }
+}
+
+async fn fallback() -> ApiError {
+    ApiError::not_found()
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "This address does not accept that method.",
+    )
+}
+
+/// Counts requests and their latency per route (the route pattern, never the raw path, so
+/// the label set stays small).
+async fn track_metrics(req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = req.method().to_string();
+    let response = next.run(req).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("rampart_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("rampart_http_request_duration_seconds", "method" => method, "route" => route)
+        .record(start.elapsed().as_secs_f64());
+    response
+}

@@ -1,0 +1,186 @@
+//! The `rampart` command: serve, migrate, verify the audit chain, benchmark.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+use rampart::clock::SystemClock;
+use rampart::config::{LogFormat, Settings};
+
+/// Rampart: the account-protection server behind a platform's Security Center.
+///
+/// Configuration is layered: built-in defaults, then `rampart.toml` (or --config), then
+/// RAMPART_* environment variables, then the flags given here.
+#[derive(Parser)]
+#[command(name = "rampart", version, about, long_about)]
+struct Cli {
+    /// A TOML settings file (default: ./rampart.toml when it exists).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the API, the pages and the background workers.
+    Serve {
+        /// Address to listen on [default: 127.0.0.1:8080; env RAMPART_LISTEN].
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+        /// sqlite://FILE or postgres://… [default: sqlite://rampart.db; env RAMPART_DATABASE_URL].
+        #[arg(long, value_name = "URL")]
+        database_url: Option<String>,
+        /// Seed a demo account whose history looks compromised, and print its credentials.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Create or upgrade the database schema, then exit.
+    Migrate {
+        #[arg(long, value_name = "URL")]
+        database_url: Option<String>,
+    },
+    /// Audit-log tools.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Measure throughput and latency (see README, "Benchmarks").
+    Bench {
+        #[command(subcommand)]
+        command: rampart::bench::BenchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Recompute the hash chain over every event; exit 1 at the first tampered one.
+    Verify {
+        #[arg(long, value_name = "URL")]
+        database_url: Option<String>,
+    },
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = EnvFilter::try_from_env("RAMPART_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Pretty => builder.init(),
+    }
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
+    let mut settings = Settings::load(cli.config.as_deref())?;
+    init_logs(settings.log_format);
+    match cli.command {
+        Command::Serve {
+            listen,
+            database_url,
+            demo,
+        } => {
+            if let Some(l) = listen {
+                settings.listen = l.parse().with_context(|| {
+                    format!("--listen {l:?} is not an address like 127.0.0.1:8080")
+                })?;
+            }
+            if let Some(u) = database_url {
+                settings.database_url = u;
+            }
+            settings.demo |= demo;
+            serve(settings).await?;
+        }
+        Command::Migrate { database_url } => {
+            let url = database_url.unwrap_or(settings.database_url);
+            let store = rampart::store::connect(&url).await?;
+            store.close().await;
+            println!("database schema is up to date ({url})");
+        }
+        Command::Audit {
+            command: AuditCommand::Verify { database_url },
+        } => {
+            let url = database_url.unwrap_or(settings.database_url);
+            let store = rampart::store::connect(&url).await?;
+            let report = rampart::service::audit::verify(store.as_ref()).await;
+            store.close().await;
+            return match report? {
+                Ok(count) => {
+                    println!("audit chain intact: {count} events verified");
+                    Ok(std::process::ExitCode::SUCCESS)
+                }
+                Err(why) => {
+                    println!("AUDIT CHAIN BROKEN: {why}");
+                    Ok(std::process::ExitCode::FAILURE)
+                }
+            };
+        }
+        Command::Bench { command } => rampart::bench::run(command, settings).await?,
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.listen))?;
+    let addr = listener.local_addr()?;
+    let demo = settings.demo;
+    let db = settings.database_url.clone();
+    let app = rampart::app::build(settings, Arc::new(SystemClock)).await?;
+    println!("Rampart listening on http://{addr}");
+    println!("  database: {db}");
+    if app.state.mailbox_enabled {
+        println!("  mail: no SMTP configured; every mail is shown at http://{addr}/dev/mailbox");
+    }
+    if !app.state.core.geo.is_loaded() {
+        println!(
+            "  geolocation: no MMDB file; locations read \"unknown\" (run scripts/fetch-geoip)"
+        );
+    }
+    if demo {
+        let creds = rampart::demo::seed(&app).await?;
+        println!("  demo account: {} / {}", creds.email, creds.password);
+        println!("  open http://{addr}/signin and review its devices and login history");
+    }
+    rampart::app::serve(app, listener, shutdown_signal()).await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
+}

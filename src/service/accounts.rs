@@ -1,0 +1,283 @@
+//! Registration, email confirmation and account settings.
+
+use rand::Rng;
+use serde_json::json;
+
+use super::{blocking, Client, Core, ServiceError, ServiceResult};
+use crate::clock::{format_utc, MINUTE};
+use crate::domain::email::Email;
+use crate::domain::password::{self, NewPassword};
+use crate::domain::secret::{constant_time_eq, six_digit_code};
+use crate::domain::AntiPhishingCode;
+use crate::store::{Account, Confirmation, Effects, SessionAuth, StoreError};
+
+/// The same answer whether or not the address was new, so registration cannot be used to
+/// learn who has an account: the owner of an existing address gets a mail instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Registered;
+
+/// A new code may be mailed at most this often.
+const RESEND_INTERVAL: i64 = MINUTE;
+
+fn new_uid() -> String {
+    // Ten digits, never starting with 0: what support reads back on the phone.
+    rand::thread_rng()
+        .gen_range(1_000_000_000u64..10_000_000_000)
+        .to_string()
+}
+
+impl Core {
+    fn account_actor(account: &Account) -> String {
+        format!("account:{}", account.uid)
+    }
+
+    fn code_mac(&self, account_id: &str, code: &str) -> String {
+        self.key
+            .mac("email-confirmation", &format!("{account_id}:{code}"))
+    }
+
+    fn confirmation_mail(&self, account: &Account, code: &str) -> crate::store::NewMail {
+        let minutes = self.rules.confirm_code_ttl_minutes;
+        self.composer.compose(
+            Some(&account.id),
+            &account.email,
+            account.anti_phishing_code.as_deref(),
+            "Confirm your email address",
+            &format!(
+                "Your confirmation code is {code}.\n\nEnter it on the confirmation page within {minutes} minutes. \
+                 If you did not create a Rampart account, ignore this mail: nothing happens without the code."
+            ),
+            self.now(),
+        )
+    }
+
+    fn new_confirmation(&self, account_id: &str) -> (Confirmation, String) {
+        let code = six_digit_code();
+        let now = self.now();
+        let c = Confirmation {
+            account_id: account_id.to_owned(),
+            code_mac: self.code_mac(account_id, &code),
+            expires_at: now + self.rules.confirm_code_ttl_minutes * MINUTE,
+            attempts: 0,
+            created_at: now,
+        };
+        (c, code)
+    }
+
+    pub async fn register(
+        &self,
+        email: &str,
+        password: &str,
+        client: &Client,
+    ) -> ServiceResult<Registered> {
+        let email = Email::parse(email)?;
+        let password = NewPassword::parse(password, &email, &self.rules)?;
+        // Hash first, whatever happens next, so both paths take the same time.
+        let hash = blocking(move || password::hash(password.expose())).await??;
+        if let Some(existing) = self.store.account_by_email(email.as_str()).await? {
+            return self
+                .registration_attempt_on_existing(&existing, client)
+                .await;
+        }
+        for _ in 0..5 {
+            let account = Account {
+                id: uuid::Uuid::new_v4().to_string(),
+                uid: new_uid(),
+                email: email.as_str().to_owned(),
+                password_hash: hash.clone(),
+                email_confirmed_at: None,
+                anti_phishing_code: None,
+                created_at: self.now(),
+                frozen_at: None,
+            };
+            let (confirmation, code) = self.new_confirmation(&account.id);
+            let fx = Effects::audit(self.event(
+                Some(client),
+                Some(&account.id),
+                Self::account_actor(&account),
+                "account.registered",
+                json!({"uid": account.uid}),
+            ))
+            .with_mail(self.confirmation_mail(&account, &code));
+            match self
+                .store
+                .create_account(&account, &confirmation, &fx)
+                .await
+            {
+                Ok(()) => return Ok(Registered),
+                Err(StoreError::Conflict("uid")) => continue,
+                Err(StoreError::Conflict(_)) => {
+                    // Registered concurrently by another request: same answer as above.
+                    if let Some(existing) = self.store.account_by_email(email.as_str()).await? {
+                        return self
+                            .registration_attempt_on_existing(&existing, client)
+                            .await;
+                    }
+                    return Ok(Registered);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ServiceError::Internal(anyhow::anyhow!(
+            "could not allocate a unique account UID"
+        )))
+    }
+
+    async fn registration_attempt_on_existing(
+        &self,
+        account: &Account,
+        client: &Client,
+    ) -> ServiceResult<Registered> {
+        let mail = self.composer.compose(
+            Some(&account.id),
+            &account.email,
+            account.anti_phishing_code.as_deref(),
+            "Someone tried to register with your address",
+            &format!(
+                "At {} someone tried to create a new Rampart account with this email address, from {} ({}).\n\n\
+                 Your account already exists, so nothing was changed. If this was you, sign in instead. \
+                 If it was not, you need do nothing, but make sure your password is not used anywhere else.",
+                format_utc(self.now()),
+                client.device.summary(),
+                client.ip,
+            ),
+            self.now(),
+        );
+        let fx = Effects::audit(self.event(
+            Some(client),
+            Some(&account.id),
+            "anonymous".into(),
+            "account.registration_repeated",
+            json!({}),
+        ))
+        .with_mail(mail);
+        self.store.append_audit(&fx).await?;
+        Ok(Registered)
+    }
+
+    /// Checks a confirmation code. Wrong codes count; after the allowed number the code is
+    /// dead and a new one must be requested. An unknown or already confirmed address gets
+    /// the same answer as a wrong code.
+    pub async fn confirm_email(
+        &self,
+        email: &str,
+        code: &str,
+        client: &Client,
+    ) -> ServiceResult<()> {
+        let email = Email::parse(email)?;
+        let max = self.rules.confirm_code_max_attempts;
+        let Some(account) = self.store.account_by_email(email.as_str()).await? else {
+            return Err(ServiceError::InvalidCode { attempts_left: max });
+        };
+        let Some(pending) = self.store.confirmation(&account.id).await? else {
+            return Err(ServiceError::InvalidCode { attempts_left: max });
+        };
+        if pending.attempts >= max {
+            return Err(ServiceError::TooManyAttempts { retry_after_ms: 0 });
+        }
+        if self.now() >= pending.expires_at {
+            return Err(ServiceError::CodeExpired);
+        }
+        let code = code.trim();
+        let given = self.code_mac(&account.id, code);
+        if !(code.len() == 6 && constant_time_eq(&given, &pending.code_mac)) {
+            let fx = Effects::audit(self.event(
+                Some(client),
+                Some(&account.id),
+                "anonymous".into(),
+                "account.confirmation_failed",
+                json!({"attempt": pending.attempts + 1}),
+            ));
+            let attempts = self.store.confirmation_failed(&account.id, &fx).await?;
+            return Err(ServiceError::InvalidCode {
+                attempts_left: (max - attempts).max(0),
+            });
+        }
+        let fx = Effects::audit(self.event(
+            Some(client),
+            Some(&account.id),
+            Self::account_actor(&account),
+            "account.email_confirmed",
+            json!({}),
+        ));
+        self.store
+            .confirm_email(&account.id, self.now(), &fx)
+            .await?;
+        Ok(())
+    }
+
+    /// Mails a fresh code to an unconfirmed account (at most once a minute). Answers the
+    /// same for every address.
+    pub async fn resend_confirmation(&self, email: &str, client: &Client) -> ServiceResult<()> {
+        let email = Email::parse(email)?;
+        let Some(account) = self.store.account_by_email(email.as_str()).await? else {
+            return Ok(());
+        };
+        if account.email_confirmed_at.is_some() {
+            return Ok(());
+        }
+        if let Some(pending) = self.store.confirmation(&account.id).await? {
+            if self.now() - pending.created_at < RESEND_INTERVAL {
+                return Ok(());
+            }
+        }
+        let (confirmation, code) = self.new_confirmation(&account.id);
+        let fx = Effects::audit(self.event(
+            Some(client),
+            Some(&account.id),
+            "anonymous".into(),
+            "account.confirmation_resent",
+            json!({}),
+        ))
+        .with_mail(self.confirmation_mail(&account, &code));
+        self.store.replace_confirmation(&confirmation, &fx).await?;
+        Ok(())
+    }
+
+    /// Sets the code shown in every later mail. The mail announcing the change already
+    /// carries the new code.
+    pub async fn set_anti_phishing_code(
+        &self,
+        auth: &SessionAuth,
+        code: &str,
+        client: &Client,
+    ) -> ServiceResult<()> {
+        let code = AntiPhishingCode::parse(
+            code,
+            self.rules.anti_phishing_min_chars,
+            self.rules.anti_phishing_max_chars,
+        )?;
+        let account = &auth.account;
+        let mail = self.composer.compose(
+            Some(&account.id),
+            &account.email,
+            Some(code.as_str()),
+            "Your anti-phishing code was set",
+            &format!(
+                "Your anti-phishing code was set at {} from {} ({}, {}).\n\n\
+                 From now on every genuine mail from Rampart shows it at the top. \
+                 If you did not do this, freeze your account from the Security Center at once.",
+                format_utc(self.now()),
+                client.device.summary(),
+                client.ip,
+                crate::geo::Location::label(
+                    client.location.city.as_deref(),
+                    client.location.country.as_deref()
+                ),
+            ),
+            self.now(),
+        );
+        let fx = Effects::audit(self.event(
+            Some(client),
+            Some(&account.id),
+            Self::account_actor(account),
+            "anti_phishing_code.set",
+            json!({"replaced": account.anti_phishing_code.is_some()}),
+        ))
+        .with_mail(mail);
+        self.store
+            .set_anti_phishing_code(&account.id, code.as_str(), &fx)
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,377 @@
+//! `spawn_app()`: the real server on port 0 with a fresh database (a temp SQLite file, or a
+//! fresh PostgreSQL database when RAMPART_TEST_DATABASE_URL is set), a manual clock, and
+//! the outbox worker driven by the test instead of a timer.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use rampart::app::App;
+use rampart::clock::{Clock, ManualClock, SystemClock};
+use rampart::config::Settings;
+use rampart::http::AppState;
+use rampart::jobs::outbox::OutboxWorker;
+use rampart::store::{OutboxMail, SharedStore};
+use reqwest::header::{HeaderMap, HeaderValue, COOKIE, SET_COOKIE, USER_AGENT};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use sqlx::Connection;
+
+pub const CHROME_LINUX: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36";
+pub const IPHONE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1";
+pub const PASSWORD: &str = "Tr0ub4dor&3-horse-staple-battery";
+
+pub struct TestApp {
+    pub base: String,
+    pub clock: ManualClock,
+    pub state: AppState,
+    pub worker: OutboxWorker,
+    pub database_url: String,
+    _dir: Option<tempfile::TempDir>,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+/// A fresh, empty database URL for this test.
+pub async fn fresh_database() -> (String, Option<tempfile::TempDir>) {
+    match std::env::var("RAMPART_TEST_DATABASE_URL") {
+        Ok(admin) if !admin.is_empty() => {
+            let name = format!("rampart_test_{}", uuid::Uuid::new_v4().simple());
+            let mut conn = sqlx::PgConnection::connect(&admin)
+                .await
+                .expect("connect to RAMPART_TEST_DATABASE_URL");
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&mut conn)
+                .await
+                .expect("create test database");
+            conn.close().await.ok();
+            let (prefix, _) = admin.rsplit_once('/').expect("URL with a database name");
+            let query = admin
+                .split_once('?')
+                .map(|(_, q)| format!("?{q}"))
+                .unwrap_or_default();
+            (format!("{prefix}/{name}{query}"), None)
+        }
+        _ => {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let url = format!("sqlite://{}", dir.path().join("rampart.db").display());
+            (url, Some(dir))
+        }
+    }
+}
+
+pub fn test_settings(database_url: &str) -> Settings {
+    Settings {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        database_url: database_url.to_owned(),
+        secret_key: Some(rampart::domain::secret::ServerKey::generate().to_base64()),
+        geoip_paths: Vec::new(),
+        public_url: "http://rampart.test".to_owned(),
+        ..Settings::default()
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    let (database_url, dir) = fresh_database().await;
+    let mut settings = test_settings(&database_url);
+    configure(&mut settings);
+    let clock = ManualClock::new(SystemClock.now());
+    let app: App = rampart::app::build(settings, Arc::new(clock.clone()))
+        .await
+        .expect("app builds");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let service = app
+        .router
+        .clone()
+        .into_make_service_with_connect_info::<SocketAddr>();
+    tokio::spawn(async move {
+        axum::serve(listener, service)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("server runs");
+    });
+    TestApp {
+        base: format!("http://{addr}"),
+        clock,
+        state: app.state.clone(),
+        worker: app.worker.clone(),
+        database_url,
+        _dir: dir,
+        _stop: stop,
+    }
+}
+
+impl TestApp {
+    pub fn store(&self) -> &SharedStore {
+        &self.state.core.store
+    }
+
+    pub fn client(&self) -> TestClient {
+        TestClient::new(&self.base, CHROME_LINUX)
+    }
+
+    pub fn client_with_ua(&self, ua: &str) -> TestClient {
+        TestClient::new(&self.base, ua)
+    }
+
+    /// Delivers every due mail, then returns all mails to `to`, oldest first.
+    pub async fn mails_to(&self, to: &str) -> Vec<OutboxMail> {
+        self.worker.drain().await.expect("outbox drains");
+        let mut mails: Vec<OutboxMail> = self
+            .store()
+            .recent_mails(1000)
+            .await
+            .expect("mails")
+            .into_iter()
+            .filter(|m| m.to_addr == to)
+            .collect();
+        mails.reverse();
+        mails
+    }
+
+    /// The code in the newest confirmation mail to `to`.
+    pub async fn confirmation_code(&self, to: &str) -> String {
+        let mails = self.mails_to(to).await;
+        let mail = mails
+            .iter()
+            .rev()
+            .find(|m| m.body_text.contains("confirmation code is"))
+            .expect("a confirmation mail");
+        code_in(&mail.body_text)
+    }
+
+    /// Registers, confirms and signs in; returns the signed-in client.
+    pub async fn signed_in(&self, email: &str) -> TestClient {
+        let c = self.client();
+        self.register_confirmed(&c, email).await;
+        let r = c
+            .post(
+                "/api/v1/sessions",
+                serde_json::json!({"email": email, "password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        c
+    }
+
+    pub async fn register_confirmed(&self, c: &TestClient, email: &str) {
+        let r = c
+            .post(
+                "/api/v1/accounts",
+                serde_json::json!({"email": email, "password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+        let code = self.confirmation_code(email).await;
+        let r = c
+            .post(
+                "/api/v1/accounts/confirm",
+                serde_json::json!({"email": email, "code": code}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    }
+}
+
+pub fn code_in(body: &str) -> String {
+    let at =
+        body.find("confirmation code is ").expect("code sentence") + "confirmation code is ".len();
+    body[at..at + 6].to_owned()
+}
+
+/// An HTTP client with its own cookie jar, so `Secure` cookies are kept over plain HTTP on
+/// loopback exactly as a browser on localhost keeps them.
+pub struct TestClient {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub jar: std::sync::Mutex<HashMap<String, String>>,
+    pub user_agent: String,
+    pub extra: std::sync::Mutex<HeaderMap>,
+}
+
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+impl Answer {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+    /// The stable error code of an error answer.
+    pub fn code(&self) -> String {
+        self.json()["error"]["code"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error code in {}", self.body))
+            .to_owned()
+    }
+    pub fn set_cookies(&self) -> Vec<String> {
+        self.headers
+            .get_all(SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+impl TestClient {
+    pub fn new(base: &str, ua: &str) -> Self {
+        Self {
+            base: base.to_owned(),
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("client"),
+            jar: Default::default(),
+            user_agent: ua.to_owned(),
+            extra: Default::default(),
+        }
+    }
+
+    pub fn cookie(&self, name: &str) -> Option<String> {
+        self.jar.lock().expect("jar").get(name).cloned()
+    }
+
+    pub fn set_cookie(&self, name: &str, value: &str) {
+        self.jar
+            .lock()
+            .expect("jar")
+            .insert(name.to_owned(), value.to_owned());
+    }
+
+    pub fn header(&self, name: &'static str, value: &str) {
+        self.extra
+            .lock()
+            .expect("headers")
+            .insert(name, HeaderValue::from_str(value).expect("header"));
+    }
+
+    pub async fn send(&self, method: Method, path: &str, body: Option<(&str, Vec<u8>)>) -> Answer {
+        let mut req = self.http.request(method, format!("{}{}", self.base, path));
+        req = req.header(USER_AGENT, self.user_agent.as_str());
+        for (k, v) in self.extra.lock().expect("headers").iter() {
+            req = req.header(k, v);
+        }
+        let cookies: Vec<String> = self
+            .jar
+            .lock()
+            .expect("jar")
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        if !cookies.is_empty() {
+            req = req.header(COOKIE, cookies.join("; "));
+        }
+        if let Some((content_type, bytes)) = body {
+            req = req.header("content-type", content_type).body(bytes);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        for sc in headers.get_all(SET_COOKIE) {
+            let sc = sc.to_str().expect("ascii cookie");
+            let (pair, attrs) = sc.split_once(';').unwrap_or((sc, ""));
+            let (name, value) = pair.split_once('=').expect("name=value");
+            let mut jar = self.jar.lock().expect("jar");
+            if attrs.contains("Max-Age=0") || value.is_empty() {
+                jar.remove(name);
+            } else {
+                jar.insert(name.to_owned(), value.to_owned());
+            }
+        }
+        let body = resp.text().await.unwrap_or_default();
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Answer {
+        self.send(Method::GET, path, None).await
+    }
+    pub async fn delete(&self, path: &str) -> Answer {
+        self.send(Method::DELETE, path, None).await
+    }
+    pub async fn post(&self, path: &str, json: Value) -> Answer {
+        self.send(
+            Method::POST,
+            path,
+            Some(("application/json", json.to_string().into_bytes())),
+        )
+        .await
+    }
+    pub async fn put(&self, path: &str, json: Value) -> Answer {
+        self.send(
+            Method::PUT,
+            path,
+            Some(("application/json", json.to_string().into_bytes())),
+        )
+        .await
+    }
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: impl Into<Vec<u8>>,
+    ) -> Answer {
+        self.send(Method::POST, path, Some((content_type, body.into())))
+            .await
+    }
+    pub async fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> Answer {
+        let body = fields
+            .iter()
+            .map(|(k, v)| format!("{}={}", urlencode(k), urlencode(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        self.send(
+            Method::POST,
+            path,
+            Some(("application/x-www-form-urlencoded", body.into_bytes())),
+        )
+        .await
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The CSRF token a page's forms carry.
+pub fn csrf_in(html: &str) -> String {
+    let at =
+        html.find("name=\"csrf\" value=\"").expect("csrf field") + "name=\"csrf\" value=\"".len();
+    html[at..].split('"').next().expect("value").to_owned()
+}
+
+/// Raw SQL on the test database (for tampering tests).
+pub async fn raw_sql(database_url: &str, sql: &str) {
+    if database_url.starts_with("sqlite:") {
+        let mut c = sqlx::SqliteConnection::connect(database_url)
+            .await
+            .expect("sqlite");
+        sqlx::query(sql).execute(&mut c).await.expect("raw sql");
+    } else {
+        let mut c = sqlx::PgConnection::connect(database_url).await.expect("pg");
+        sqlx::query(sql).execute(&mut c).await.expect("raw sql");
+    }
+}

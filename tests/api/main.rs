@@ -1,0 +1,12 @@
+//! The integration suite: one binary, the real server over HTTP. Runs on SQLite, and on
+//! PostgreSQL when RAMPART_TEST_DATABASE_URL is set.
+
+mod helpers;
+
+mod accounts;
+mod audit;
+mod bad_input;
+mod outbox;
+mod pages;
+mod sessions;
+mod store_contract;

@@ -1,0 +1,184 @@
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn the_whole_flow_works_through_the_pages_with_csrf() {
+    let app = spawn_app().await;
+    let c = app.client();
+    let page = c.get("/signup").await;
+    assert_eq!(page.status, StatusCode::OK);
+    let csp = page
+        .headers
+        .get("content-security-policy")
+        .expect("CSP")
+        .to_str()
+        .expect("ascii");
+    assert!(csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"));
+    let csrf = csrf_in(&page.body);
+
+    // A form without the token, or with another browser's token, is refused.
+    let r = c
+        .post_form(
+            "/signup",
+            &[("email", "una@example.com"), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "missing field");
+    let other = app.client();
+    let r = other
+        .post_form(
+            "/signup",
+            &[
+                ("csrf", &csrf),
+                ("email", "una@example.com"),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::FORBIDDEN,
+        "a token without its cookie is refused"
+    );
+    assert!(app.mails_to("una@example.com").await.is_empty());
+
+    let r = c
+        .post_form(
+            "/signup",
+            &[
+                ("csrf", &csrf),
+                ("email", "una@example.com"),
+                ("password", "tooweak"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.body.contains("at least 12 characters"));
+
+    let r = c
+        .post_form(
+            "/signup",
+            &[
+                ("csrf", &csrf),
+                ("email", "una@example.com"),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(r.headers["location"], "/confirm?email=una%40example.com");
+    let code = app.confirmation_code("una@example.com").await;
+    let r = c
+        .post_form(
+            "/confirm",
+            &[
+                ("csrf", &csrf),
+                ("email", "una@example.com"),
+                ("code", &code),
+            ],
+        )
+        .await;
+    assert_eq!(r.headers["location"], "/signin?notice=confirmed");
+    let r = c
+        .post_form(
+            "/signin",
+            &[
+                ("csrf", &csrf),
+                ("email", "una@example.com"),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(r.headers["location"], "/security");
+
+    let page = c.get("/security").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("Security Center"));
+    assert!(page.body.contains("This device"));
+    assert!(page.body.contains("Chrome 126.0"));
+    assert!(page.body.contains("Success"));
+    assert!(page.body.contains("You have no anti-phishing code yet"));
+
+    let r = c
+        .post_form(
+            "/security/anti-phishing-code",
+            &[("csrf", &csrf), ("code", "Owl-Lantern-9")],
+        )
+        .await;
+    assert_eq!(r.headers["location"], "/security?saved=1");
+    assert!(c.get("/security").await.body.contains("Owl-Lantern-9"));
+
+    let r = c.post_form("/signout", &[("csrf", &csrf)]).await;
+    assert_eq!(r.headers["location"], "/signin?notice=signed_out");
+    let r = c.get("/security").await;
+    assert_eq!(
+        r.status,
+        StatusCode::SEE_OTHER,
+        "signed out: back to sign-in"
+    );
+}
+
+#[tokio::test]
+async fn page_errors_escape_what_the_user_typed() {
+    let app = spawn_app().await;
+    let c = app.client();
+    let csrf = csrf_in(&c.get("/signin").await.body);
+    let r = c
+        .post_form(
+            "/signin",
+            &[
+                ("csrf", &csrf),
+                ("email", "<script>alert(1)</script>@x.com"),
+                ("password", "whatever-long-enough"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert!(!r.body.contains("<script>alert(1)"));
+    assert!(r.body.contains("&#60;script&#62;") || r.body.contains("&lt;script&gt;"));
+}
+
+#[tokio::test]
+async fn health_metrics_openapi_and_mailbox() {
+    let app = spawn_app().await;
+    let c = app.client();
+    assert_eq!(c.get("/healthz").await.status, StatusCode::OK);
+    c.post(
+        "/api/v1/sessions",
+        json!({"email": "x@example.com", "password": "Wrong-but-long-enough-1"}),
+    )
+    .await;
+    let metrics = c.get("/metrics").await;
+    assert_eq!(metrics.status, StatusCode::OK);
+    assert!(
+        metrics.body.contains("rampart_http_requests_total"),
+        "{}",
+        metrics.body
+    );
+    let doc = c.get("/api/v1/openapi.json").await.json();
+    for path in [
+        "/api/v1/accounts",
+        "/api/v1/accounts/confirm",
+        "/api/v1/sessions",
+        "/api/v1/sessions/current",
+        "/api/v1/me",
+        "/api/v1/me/devices",
+        "/api/v1/me/logins",
+        "/api/v1/me/anti-phishing-code",
+    ] {
+        assert!(doc["paths"][path].is_object(), "{path} documented");
+    }
+    app.client()
+        .post(
+            "/api/v1/accounts",
+            json!({"email": "vic@example.com", "password": PASSWORD}),
+        )
+        .await;
+    app.worker.drain().await.expect("drain");
+    let mailbox = c.get("/dev/mailbox").await;
+    assert_eq!(mailbox.status, StatusCode::OK);
+    assert!(mailbox.body.contains("data-to=\"vic@example.com\""));
+    assert!(mailbox.body.contains("confirmation code is"));
+}
