@@ -3,7 +3,7 @@
 use rand::Rng;
 use serde_json::json;
 
-use super::{blocking, Client, Core, ServiceError, ServiceResult};
+use super::{Client, Core, ServiceError, ServiceResult};
 use crate::clock::{format_utc, MINUTE};
 use crate::domain::email::Email;
 use crate::domain::password::{self, NewPassword};
@@ -73,7 +73,9 @@ impl Core {
         let email = Email::parse(email)?;
         let password = NewPassword::parse(password, &email, &self.rules)?;
         // Hash first, whatever happens next, so both paths take the same time.
-        let hash = blocking(move || password::hash(password.expose())).await??;
+        let hash = self
+            .argon2(move || password::hash(password.expose()))
+            .await??;
         if let Some(existing) = self.store.account_by_email(email.as_str()).await? {
             return self
                 .registration_attempt_on_existing(&existing, client)

@@ -30,6 +30,10 @@ pub struct Core {
     /// A real argon2id hash of a random password, verified against when the email is
     /// unknown, so that answer takes as long as a wrong password.
     pub dummy_hash: String,
+    /// One argon2 computation per core at a time: each takes 19 MiB, so a burst of sign-ins
+    /// queues here instead of exhausting memory, and the cores are not time-sliced between
+    /// more hashes than they can run (which thrashes their caches).
+    argon2_slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl Core {
@@ -42,6 +46,8 @@ impl Core {
         composer: Composer,
     ) -> anyhow::Result<Self> {
         let dummy_hash = crate::domain::password::hash(&crate::domain::secret::random_token())?;
+        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+        let argon2_slots = Arc::new(tokio::sync::Semaphore::new(cores));
         Ok(Self {
             store,
             clock,
@@ -50,7 +56,23 @@ impl Core {
             geo,
             composer,
             dummy_hash,
+            argon2_slots,
         })
+    }
+
+    /// Runs argon2 work on a blocking thread, at most one per core at a time.
+    pub(crate) async fn argon2<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> ServiceResult<T> {
+        let _slot = self
+            .argon2_slots
+            .acquire()
+            .await
+            .map_err(|e| ServiceError::Internal(anyhow::anyhow!("argon2 slots closed: {e}")))?;
+        tokio::task::spawn_blocking(f)
+            .await
+            .map_err(|e| ServiceError::Internal(anyhow::anyhow!("blocking task failed: {e}")))
     }
 
     pub fn now(&self) -> Millis {
@@ -136,12 +158,3 @@ pub enum ServiceError {
 }
 
 pub type ServiceResult<T> = Result<T, ServiceError>;
-
-/// Runs CPU-heavy work (argon2) off the async threads.
-pub(crate) async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> T + Send + 'static,
-) -> ServiceResult<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ServiceError::Internal(anyhow::anyhow!("blocking task failed: {e}")))
-}

@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use super::{blocking, Client, Core, ServiceError, ServiceResult};
+use super::{Client, Core, ServiceError, ServiceResult};
 use crate::clock::{Millis, DAY, HOUR, MINUTE, SECOND};
 use crate::domain::email::Email;
 use crate::domain::password;
@@ -131,7 +131,9 @@ impl Core {
             .as_ref()
             .map_or_else(|| self.dummy_hash.clone(), |a| a.password_hash.clone());
         let attempt = password.to_owned();
-        let password_ok = blocking(move || password::verify(&attempt, &stored)).await?;
+        let password_ok = self
+            .argon2(move || password::verify(&attempt, &stored))
+            .await?;
         let account = match account {
             Some(a) if password_ok => a,
             account => {
