@@ -139,7 +139,12 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let poll = Duration::from_millis(app.settings.outbox_poll_ms);
-    let worker = tokio::spawn(app.worker.clone().run(poll, stop_rx));
+    let worker = tokio::spawn(app.worker.clone().run(poll, stop_rx.clone()));
+    let timed = tokio::spawn(crate::jobs::timed::run(
+        app.state.clone(),
+        Duration::from_secs(5),
+        stop_rx,
+    ));
     let service = app
         .router
         .into_make_service_with_connect_info::<SocketAddr>();
@@ -148,6 +153,7 @@ pub async fn serve(
         .await?;
     let _ = stop_tx.send(true);
     let _ = worker.await;
+    let _ = timed.await;
     app.state.core.store.close().await;
     Ok(())
 }

@@ -68,6 +68,7 @@ async fn seed_account(app: &crate::app::App, email: &str) -> anyhow::Result<Acco
         anti_phishing_code: None,
         created_at: now,
         frozen_at: None,
+        require_passkey: false,
     };
     let c = Confirmation {
         account_id: account.id.clone(),
@@ -165,6 +166,8 @@ pub async fn run(command: BenchCommand, mut settings: Settings) -> anyhow::Resul
                     created_at: at,
                     last_seen_at: now,
                     expires_at: now + 12 * HOUR,
+                    stepped_up_at: None,
+                    method: "password".into(),
                 };
                 let login = Login {
                     id: uuid::Uuid::new_v4().to_string(),
@@ -179,6 +182,7 @@ pub async fn run(command: BenchCommand, mut settings: Settings) -> anyhow::Resul
                     os: info.os,
                     browser: info.browser,
                     at,
+                    method: "password".into(),
                 };
                 let fx = Effects::audit(AuditEvent {
                     at,

@@ -69,6 +69,7 @@ pub async fn seed(app: &App) -> anyhow::Result<DemoCredentials> {
         anti_phishing_code: None,
         created_at: now - 120 * DAY,
         frozen_at: None,
+        require_passkey: false,
     };
     let confirmation = Confirmation {
         account_id: account.id.clone(),
@@ -199,6 +200,7 @@ fn login(
         os: d.os.clone(),
         browser: d.browser.clone(),
         at,
+        method: "password".into(),
     }
 }
 
@@ -239,6 +241,8 @@ async fn sign_in(
         created_at: at,
         last_seen_at: at,
         expires_at: at + app.state.core.rules.session_absolute_hours * HOUR,
+        stepped_up_at: None,
+        method: "password".into(),
     };
     let record = SignInRecord {
         device,

@@ -6,7 +6,9 @@ pub mod device;
 pub mod email;
 pub mod password;
 pub mod secret;
+pub mod step_up;
 pub mod throttle;
+pub mod totp;
 
 use std::fmt;
 

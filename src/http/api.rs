@@ -12,6 +12,7 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, Authed};
 use super::{AppState, SESSION_COOKIE};
+use crate::service::sessions::{SignInOutcome, SignedIn};
 use crate::service::Client;
 use crate::store::{Device, Login};
 
@@ -65,7 +66,9 @@ pub fn routes() -> Router<AppState> {
 }
 
 async fn openapi() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+    let mut doc = ApiDoc::openapi();
+    doc.merge(super::api_factors::FactorsDoc::openapi());
+    Json(doc)
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -166,12 +169,36 @@ pub struct SignInRequest {
 
 #[derive(Serialize, ToSchema)]
 pub struct SignedInResponse {
+    /// `signed_in`, or `second_factor_required` (then finish with
+    /// `POST /api/v1/sessions/second-factor` or the passkey ceremony, quoting `challenge`).
     status: &'static str,
-    uid: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    uid: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    challenge: Option<String>,
+    /// The ways to finish: `totp`, `backup_code`, `passkey`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    methods: Option<Vec<&'static str>>,
+}
+
+/// Sets the session (and, for a new device, the device) cookie and answers `signed_in`.
+pub(crate) fn signed_in_response(s: &AppState, jar: CookieJar, signed: SignedIn) -> Response {
+    let mut jar = jar.add(s.session_cookie(signed.session_token));
+    if let Some(device) = signed.new_device_token {
+        jar = jar.add(s.device_cookie(device));
+    }
+    let body = SignedInResponse {
+        status: "signed_in",
+        uid: Some(signed.uid),
+        challenge: None,
+        methods: None,
+    };
+    (jar, Json(body)).into_response()
 }
 
 /// Signs in and sets the session cookie (`HttpOnly; Secure; SameSite=Lax`). An unknown
-/// email and a wrong password get the same answer.
+/// email and a wrong password get the same answer. When the account has a second factor,
+/// a right password answers `second_factor_required` with a challenge instead.
 #[utoipa::path(post, path = "/api/v1/sessions", request_body = SignInRequest, responses(
     (status = 200, body = SignedInResponse),
     (status = 401, body = ErrorBody, description = "invalid_credentials, account_frozen"),
@@ -184,19 +211,16 @@ async fn sign_in(
     client: Client,
     ApiJson(req): ApiJson<SignInRequest>,
 ) -> Result<Response, ApiError> {
-    let signed = s.core.sign_in(&req.email, &req.password, &client).await?;
-    let mut jar = jar.add(s.session_cookie(signed.session_token));
-    if let Some(device) = signed.new_device_token {
-        jar = jar.add(s.device_cookie(device));
+    match s.core.sign_in(&req.email, &req.password, &client).await? {
+        SignInOutcome::SignedIn(signed) => Ok(signed_in_response(&s, jar, signed)),
+        SignInOutcome::SecondFactorRequired { challenge, methods } => Ok(Json(SignedInResponse {
+            status: "second_factor_required",
+            uid: None,
+            challenge: Some(challenge),
+            methods: Some(methods),
+        })
+        .into_response()),
     }
-    Ok((
-        jar,
-        Json(SignedInResponse {
-            status: "signed_in",
-            uid: signed.uid,
-        }),
-    )
-        .into_response())
 }
 
 /// Ends the current session.
@@ -310,6 +334,8 @@ pub struct LoginView {
     os: String,
     browser: String,
     at: i64,
+    /// `password`, `password+totp`, `password+backup_code`, `password+passkey`, `passkey`.
+    method: String,
 }
 
 impl From<Login> for LoginView {
@@ -325,6 +351,7 @@ impl From<Login> for LoginView {
             os: l.os,
             browser: l.browser,
             at: l.at,
+            method: l.method,
         }
     }
 }

@@ -100,9 +100,9 @@ impl From<ServiceError> for ApiError {
                 StatusCode::BAD_REQUEST,
                 "invalid_code",
                 if attempts_left > 0 {
-                    format!("That code is not right for this address. {attempts_left} tries left.")
+                    format!("That code is not right. {attempts_left} tries left.")
                 } else {
-                    "That code is not right for this address. Ask for a new code.".to_owned()
+                    "That code is not right.".to_owned()
                 },
             ),
             E::CodeExpired => Self::new(
@@ -116,6 +116,25 @@ impl From<ServiceError> for ApiError {
                 "This account is frozen for its protection. Contact support to restore access.",
             ),
             E::Unauthenticated => Self::unauthenticated(),
+            E::StepUpRequired(action) => Self::new(
+                StatusCode::FORBIDDEN,
+                "step_up_required",
+                format!(
+                    "Confirm it's you first: prove your second factor (POST /api/v1/me/step-up), then retry. ({action})"
+                ),
+            ),
+            E::ChallengeExpired => Self::new(
+                StatusCode::UNAUTHORIZED,
+                "challenge_expired",
+                "This sign-in attempt has expired or was already used. Sign in again.",
+            ),
+            E::NotFound(code, message) => Self::new(StatusCode::NOT_FOUND, code, message),
+            E::Conflict(code, message) => Self::new(StatusCode::CONFLICT, code, message),
+            E::Forbidden(code, message) => Self::new(StatusCode::FORBIDDEN, code, message),
+            E::PasskeyFailed(why) => {
+                tracing::info!("passkey ceremony refused: {why}");
+                Self::new(StatusCode::UNAUTHORIZED, "passkey_failed", "The passkey could not be verified. Try again, or use another method.")
+            }
             E::SessionExpired => Self::new(
                 StatusCode::UNAUTHORIZED,
                 "session_expired",

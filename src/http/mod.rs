@@ -3,9 +3,11 @@
 //! through (security headers, body limit, panic catching, request metrics and logs).
 
 pub mod api;
+pub mod api_factors;
 pub mod error;
 pub mod extract;
 pub mod web;
+pub mod web_factors;
 
 use std::ops::Deref;
 use std::sync::Arc;
@@ -30,12 +32,15 @@ use error::ApiError;
 pub const SESSION_COOKIE: &str = "rampart_session";
 pub const DEVICE_COOKIE: &str = "rampart_device";
 pub const CSRF_COOKIE: &str = "rampart_csrf";
+/// The pending sign-in challenge between the password page and the second-factor page.
+pub const CHALLENGE_COOKIE: &str = "rampart_challenge";
 
-/// No scripts at all, styles only from our own origin, forms only to ourselves, never
+/// Scripts, styles and requests only to our own origin (the one script is the WebAuthn
+/// glue; no inline code anywhere), forms only to ourselves, never
 /// framed.
 pub const CONTENT_SECURITY_POLICY: &str =
-    "default-src 'none'; style-src 'self'; img-src 'self' data:; \
-     form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+    "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; \
+     img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 pub struct Inner {
     pub core: Core,
@@ -104,7 +109,9 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
     ];
     let mut app = Router::new()
         .merge(api::routes())
+        .merge(api_factors::routes())
         .merge(web::routes(state.mailbox_enabled))
+        .merge(web_factors::routes())
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_page))
         .fallback(fallback)

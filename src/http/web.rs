@@ -14,10 +14,11 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use super::error::ApiError;
-use super::{AppState, CSRF_COOKIE, SESSION_COOKIE};
+use super::{AppState, CHALLENGE_COOKIE, CSRF_COOKIE, SESSION_COOKIE};
 use crate::clock::format_utc;
 use crate::domain::secret::{constant_time_eq, random_token};
 use crate::geo::Location;
+use crate::service::sessions::{SignInOutcome, SignedIn};
 use crate::service::{Client, ServiceError};
 use crate::store::SessionAuth;
 
@@ -31,7 +32,8 @@ pub fn routes(mailbox: bool) -> Router<AppState> {
         .route("/signout", post(signout))
         .route("/security", get(security_page))
         .route("/security/anti-phishing-code", post(set_anti_phishing_code))
-        .route("/static/rampart.css", get(stylesheet));
+        .route("/static/rampart.css", get(stylesheet))
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }));
     if mailbox {
         r.route("/dev/mailbox", get(mailbox_page))
     } else {
@@ -52,7 +54,7 @@ async fn stylesheet() -> Response {
         .into_response()
 }
 
-fn render(status: StatusCode, page: &impl Template) -> Response {
+pub(crate) fn render(status: StatusCode, page: &impl Template) -> Response {
     match page.render() {
         Ok(html) => (status, Html(html)).into_response(),
         Err(e) => {
@@ -71,7 +73,13 @@ struct MessagePage<'a> {
     link_text: &'a str,
 }
 
-fn message(status: StatusCode, title: &str, text: &str, link: &str, link_text: &str) -> Response {
+pub(crate) fn message(
+    status: StatusCode,
+    title: &str,
+    text: &str,
+    link: &str,
+    link_text: &str,
+) -> Response {
     render(
         status,
         &MessagePage {
@@ -84,7 +92,7 @@ fn message(status: StatusCode, title: &str, text: &str, link: &str, link_text: &
 }
 
 /// The browser's CSRF cookie (created if missing) and the token its forms carry.
-fn csrf(state: &AppState, jar: CookieJar) -> (CookieJar, String) {
+pub(crate) fn csrf(state: &AppState, jar: CookieJar) -> (CookieJar, String) {
     match jar.get(CSRF_COOKIE).map(|c| c.value().to_owned()) {
         Some(v) if !v.is_empty() && v.len() <= 64 => {
             let token = state.core.key.mac("csrf", &v);
@@ -101,12 +109,12 @@ fn csrf(state: &AppState, jar: CookieJar) -> (CookieJar, String) {
     }
 }
 
-fn csrf_ok(state: &AppState, jar: &CookieJar, submitted: &str) -> bool {
+pub(crate) fn csrf_ok(state: &AppState, jar: &CookieJar, submitted: &str) -> bool {
     jar.get(CSRF_COOKIE)
         .is_some_and(|c| constant_time_eq(&state.core.key.mac("csrf", c.value()), submitted))
 }
 
-fn csrf_refused() -> Response {
+pub(crate) fn csrf_refused() -> Response {
     message(
         StatusCode::FORBIDDEN,
         "This form has expired",
@@ -117,7 +125,7 @@ fn csrf_refused() -> Response {
 }
 
 /// A form body, with every rejection rendered as a page rather than a bare status.
-struct PageForm<T>(T);
+pub(crate) struct PageForm<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for PageForm<T> {
     type Rejection = Response;
@@ -147,7 +155,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for PageForm<T> {
 }
 
 /// The signed-in session for a page, or a redirect to the sign-in page.
-async fn page_auth(state: &AppState, jar: &CookieJar) -> Result<SessionAuth, Response> {
+pub(crate) async fn page_auth(state: &AppState, jar: &CookieJar) -> Result<SessionAuth, Response> {
     let to_signin =
         |notice: &str| Redirect::to(&format!("/signin?notice={notice}")).into_response();
     let Some(token) = jar.get(SESSION_COOKIE) else {
@@ -162,7 +170,30 @@ async fn page_auth(state: &AppState, jar: &CookieJar) -> Result<SessionAuth, Res
     }
 }
 
-fn error_text(e: ServiceError) -> (StatusCode, String) {
+/// How a sign-in was made, in words.
+fn method_label(method: &str) -> &'static str {
+    match method {
+        "password" => "Password",
+        "password+totp" => "Password + authenticator app",
+        "password+backup_code" => "Password + backup code",
+        "password+passkey" => "Password + passkey",
+        "passkey" => "Passkey",
+        _ => "Other",
+    }
+}
+
+/// The cookies of a new session.
+pub(crate) fn signed_in_jar(state: &AppState, jar: CookieJar, signed: SignedIn) -> CookieJar {
+    let mut jar = jar
+        .add(state.session_cookie(signed.session_token))
+        .add(state.expired_cookie(CHALLENGE_COOKIE));
+    if let Some(device) = signed.new_device_token {
+        jar = jar.add(state.device_cookie(device));
+    }
+    jar
+}
+
+pub(crate) fn error_text(e: ServiceError) -> (StatusCode, String) {
     let api = ApiError::from(e);
     (api.status, api.message)
 }
@@ -401,12 +432,14 @@ async fn signin(
         return csrf_refused();
     }
     match state.core.sign_in(&f.email, &f.password, &client).await {
-        Ok(signed) => {
-            let mut jar = jar.add(state.session_cookie(signed.session_token));
-            if let Some(device) = signed.new_device_token {
-                jar = jar.add(state.device_cookie(device));
-            }
-            (jar, Redirect::to("/security")).into_response()
+        Ok(SignInOutcome::SignedIn(signed)) => (
+            signed_in_jar(&state, jar, signed),
+            Redirect::to("/security"),
+        )
+            .into_response(),
+        Ok(SignInOutcome::SecondFactorRequired { challenge, .. }) => {
+            let cookie = state.cookie(CHALLENGE_COOKIE, challenge, time::Duration::minutes(5));
+            (jar.add(cookie), Redirect::to("/signin/second-factor")).into_response()
         }
         Err(e) => {
             let (status, text) = error_text(e);
@@ -483,9 +516,36 @@ struct SecurityPage {
     devices: Vec<DeviceRow>,
     logins: Vec<LoginRow>,
     geo_attribution: bool,
+    totp_enabled: bool,
+    backup_codes_left: i64,
+    has_second_factor: bool,
+    require_passkey: bool,
+    passkeys: Vec<PasskeyRow>,
+    pending: Vec<PendingRow>,
+    locks: Vec<LockRow>,
+    stepped_up_until: Option<String>,
 }
 
-async fn security_center(
+struct PasskeyRow {
+    id: String,
+    name: String,
+    created: String,
+    last_used: String,
+    removal_pending: bool,
+}
+
+struct PendingRow {
+    id: String,
+    what: String,
+    effective: String,
+}
+
+struct LockRow {
+    reason: String,
+    until: String,
+}
+
+pub(crate) async fn security_center(
     state: &AppState,
     jar: CookieJar,
     auth: SessionAuth,
@@ -494,6 +554,10 @@ async fn security_center(
 ) -> Response {
     let devices = match state.core.devices(&auth).await {
         Ok(d) => d,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let overview = match state.core.factor_overview(&auth).await {
+        Ok(o) => o,
         Err(e) => return ApiError::from(e).into_response(),
     };
     let logins = match state.core.logins(&auth, 50).await {
@@ -529,10 +593,11 @@ async fn security_center(
             .map(|l| LoginRow {
                 success: l.success,
                 result: match l.reason.as_str() {
-                    "signed_in" => "Success".to_owned(),
+                    "signed_in" => format!("Success · {}", method_label(&l.method)),
                     "wrong_password" => "Failed: wrong password".to_owned(),
                     "email_not_confirmed" => "Failed: email not confirmed".to_owned(),
                     "throttled" => "Refused: too many attempts".to_owned(),
+                    "wrong_second_factor" => "Failed: wrong second-factor code".to_owned(),
                     other => format!("Failed: {other}"),
                 },
                 at: format_utc(l.at),
@@ -542,6 +607,59 @@ async fn security_center(
             })
             .collect(),
         geo_attribution: state.core.geo.is_loaded(),
+        totp_enabled: overview.factors.totp,
+        backup_codes_left: overview.factors.backup_codes_left,
+        has_second_factor: overview.factors.any(),
+        require_passkey: overview.require_passkey,
+        passkeys: overview
+            .passkeys
+            .iter()
+            .map(|p| PasskeyRow {
+                id: p.id.clone(),
+                name: p.name.clone(),
+                created: format_utc(p.created_at),
+                last_used: p
+                    .last_used_at
+                    .map_or_else(|| "never".to_owned(), format_utc),
+                removal_pending: overview.pending.iter().any(|c| {
+                    c.kind == "passkey.remove" && c.target.as_deref() == Some(p.id.as_str())
+                }),
+            })
+            .collect(),
+        pending: overview
+            .pending
+            .iter()
+            .map(|c| PendingRow {
+                id: c.id.clone(),
+                what: match c.kind.as_str() {
+                    "totp.disable" => "Turn off the authenticator app".to_owned(),
+                    "passkey.remove" => format!(
+                        "Remove the passkey \"{}\"",
+                        overview
+                            .passkeys
+                            .iter()
+                            .find(|p| Some(p.id.as_str()) == c.target.as_deref())
+                            .map_or("?", |p| p.name.as_str())
+                    ),
+                    "require_passkey.disable" => "Stop requiring a passkey".to_owned(),
+                    other => other.to_owned(),
+                },
+                effective: format_utc(c.effective_at),
+            })
+            .collect(),
+        locks: overview
+            .withdrawal_locks
+            .iter()
+            .map(|l| LockRow {
+                reason: match l.reason.as_str() {
+                    "password_changed" => "password changed".to_owned(),
+                    "second_factor_reset" => "authenticator reset".to_owned(),
+                    other => other.replace('_', " "),
+                },
+                until: format_utc(l.until),
+            })
+            .collect(),
+        stepped_up_until: overview.stepped_up_until.map(format_utc),
     };
     (jar, render(status, &page)).into_response()
 }
@@ -563,7 +681,7 @@ async fn security_page(
     let notice = query
         .ok()
         .and_then(|Query(q)| q.saved)
-        .map(|_| "Saved. Every mail from now on shows your anti-phishing code.".to_owned());
+        .map(|key| super::web_factors::notice_text(&key).to_owned());
     security_center(&state, jar, auth, notice, None).await
 }
 
@@ -591,7 +709,7 @@ async fn set_anti_phishing_code(
         .set_anti_phishing_code(&auth, &f.code, &client)
         .await
     {
-        Ok(()) => Redirect::to("/security?saved=1").into_response(),
+        Ok(()) => Redirect::to("/security?saved=anti_phishing").into_response(),
         Err(e) => security_center(&state, jar, auth, None, Some(error_text(e))).await,
     }
 }

@@ -2,3 +2,4 @@
 //! loop that `rampart serve` runs.
 
 pub mod outbox;
+pub mod timed;

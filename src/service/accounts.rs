@@ -27,10 +27,6 @@ fn new_uid() -> String {
 }
 
 impl Core {
-    fn account_actor(account: &Account) -> String {
-        format!("account:{}", account.uid)
-    }
-
     fn code_mac(&self, account_id: &str, code: &str) -> String {
         self.key
             .mac("email-confirmation", &format!("{account_id}:{code}"))
@@ -91,6 +87,7 @@ impl Core {
                 anti_phishing_code: None,
                 created_at: self.now(),
                 frozen_at: None,
+                require_passkey: false,
             };
             let (confirmation, code) = self.new_confirmation(&account.id);
             let fx = Effects::audit(self.event(

@@ -5,6 +5,8 @@
 
 pub mod accounts;
 pub mod audit;
+pub mod factors;
+pub mod passkeys;
 pub mod sessions;
 
 use std::net::IpAddr;
@@ -34,6 +36,10 @@ pub struct Core {
     /// queues here instead of exhausting memory, and the cores are not time-sliced between
     /// more hashes than they can run (which thrashes their caches).
     argon2_slots: Arc<tokio::sync::Semaphore>,
+    /// Encrypts TOTP seeds at rest (key derived from the server key).
+    pub secret_box: crate::domain::secret::SecretBox,
+    /// The WebAuthn relying party (RP ID and origin from `public_url`).
+    pub webauthn: webauthn_rs::Webauthn,
 }
 
 impl Core {
@@ -48,7 +54,11 @@ impl Core {
         let dummy_hash = crate::domain::password::hash(&crate::domain::secret::random_token())?;
         let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
         let argon2_slots = Arc::new(tokio::sync::Semaphore::new(cores));
+        let secret_box = crate::domain::secret::SecretBox::new(&key);
+        let webauthn = passkeys::relying_party(&composer.public_url)?;
         Ok(Self {
+            secret_box,
+            webauthn,
             store,
             clock,
             key,
@@ -151,6 +161,21 @@ pub enum ServiceError {
     Unauthenticated,
     #[error("the session has expired")]
     SessionExpired,
+    /// A sensitive action needs a second factor proved within the last five minutes.
+    #[error("step-up required for {0}")]
+    StepUpRequired(&'static str),
+    /// The sign-in challenge (password step) is unknown, used or older than allowed.
+    #[error("the sign-in attempt has expired")]
+    ChallengeExpired,
+    #[error("{1}")]
+    NotFound(&'static str, String),
+    #[error("{1}")]
+    Conflict(&'static str, String),
+    #[error("{1}")]
+    Forbidden(&'static str, String),
+    /// A WebAuthn ceremony failed (bad signature, wrong origin, unknown credential, …).
+    #[error("passkey verification failed: {0}")]
+    PasskeyFailed(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]

@@ -1,5 +1,7 @@
-//! Sign-in, session checks, sign-out, and the device and login lists.
+//! Sign-in (password, then a second factor when the account has one), session checks,
+//! sign-out, and the device and login lists.
 
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{Client, Core, ServiceError, ServiceResult};
@@ -8,10 +10,16 @@ use crate::domain::email::Email;
 use crate::domain::password;
 use crate::domain::secret::{random_token, token_hash};
 use crate::domain::throttle::ThrottlePolicy;
-use crate::store::{Device, Effects, Login, Session, SessionAuth, SignInRecord};
+use crate::store::{
+    Account, Device, Effects, Login, Session, SessionAuth, SignInChallenge, SignInRecord,
+};
 
 /// A session is marked active at most this often, so reads stay reads.
 const TOUCH_INTERVAL: Millis = MINUTE;
+/// How long a correct password waits for its second factor.
+pub const CHALLENGE_TTL: Millis = 5 * MINUTE;
+/// Wrong second-factor codes allowed on one challenge.
+pub const CHALLENGE_MAX_ATTEMPTS: i64 = 5;
 
 /// What a successful sign-in hands back to the edge, which sets the cookies.
 #[derive(Debug, Clone)]
@@ -22,8 +30,28 @@ pub struct SignedIn {
     pub uid: String,
 }
 
+/// The answer to a correct password.
+#[derive(Debug, Clone)]
+pub enum SignInOutcome {
+    SignedIn(SignedIn),
+    /// The account has a second factor: finish with `POST /api/v1/sessions/second-factor`
+    /// (or the passkey ceremony) quoting `challenge`.
+    SecondFactorRequired {
+        challenge: String,
+        methods: Vec<&'static str>,
+    },
+}
+
+/// The client that typed the password, kept with the challenge for the alert mail.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChallengeClient {
+    pub ip: String,
+    pub device: String,
+    pub location: String,
+}
+
 impl Core {
-    fn account_policy(&self) -> ThrottlePolicy {
+    pub(crate) fn account_policy(&self) -> ThrottlePolicy {
         ThrottlePolicy {
             free_failures: self.rules.signin_account_free_failures,
             window: self.rules.signin_window_minutes * MINUTE,
@@ -31,20 +59,21 @@ impl Core {
         }
     }
 
-    fn ip_policy(&self) -> ThrottlePolicy {
+    pub(crate) fn ip_policy(&self) -> ThrottlePolicy {
         ThrottlePolicy {
             free_failures: self.rules.signin_ip_free_failures,
             ..self.account_policy()
         }
     }
 
-    fn login_row(
+    pub(crate) fn login_row(
         &self,
         account_id: &str,
         client: &Client,
         device_id: Option<&str>,
         success: bool,
         reason: &str,
+        method: &str,
     ) -> Login {
         Login {
             id: uuid::Uuid::new_v4().to_string(),
@@ -59,37 +88,60 @@ impl Core {
             os: client.device.os.clone(),
             browser: client.device.browser.clone(),
             at: self.now(),
+            method: method.to_owned(),
         }
     }
 
-    /// Email + password sign-in. Unknown email and wrong password give the same answer
-    /// after the same work (an argon2 verification either way).
+    pub(crate) fn account_actor(account: &Account) -> String {
+        format!("account:{}", account.uid)
+    }
+
+    /// The device this browser already has for the account (by its device cookie).
+    pub(crate) async fn known_device(
+        &self,
+        account_id: &str,
+        client: &Client,
+    ) -> ServiceResult<Option<Device>> {
+        Ok(match &client.device_token {
+            Some(token) => {
+                self.store
+                    .device_by_token(account_id, &token_hash(token))
+                    .await?
+            }
+            None => None,
+        })
+    }
+
+    /// Throttles a try on every key at once: the source address and, when known, the
+    /// account (per known device). Charged before the secret is checked.
+    pub(crate) async fn throttle(&self, keys: &[(String, ThrottlePolicy)]) -> ServiceResult<()> {
+        let now = self.now();
+        for (key, policy) in keys {
+            if let Err(wait) = self.store.throttle_attempt(key, policy, now).await? {
+                return Err(ServiceError::TooManyAttempts {
+                    retry_after_ms: wait,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Email + password. Unknown email and wrong password give the same answer after the
+    /// same work (an argon2 verification either way). A right password on an account with
+    /// a second factor opens a challenge instead of a session.
     pub async fn sign_in(
         &self,
         email: &str,
         password: &str,
         client: &Client,
-    ) -> ServiceResult<SignedIn> {
+    ) -> ServiceResult<SignInOutcome> {
         let email = Email::parse(email).map_err(|_| ServiceError::InvalidCredentials)?;
-        let now = self.now();
         let ip_key = format!("ip:{}", client.ip);
-        if let Err(wait) = self
-            .store
-            .throttle_attempt(&ip_key, &self.ip_policy(), now)
-            .await?
-        {
-            return Err(ServiceError::TooManyAttempts {
-                retry_after_ms: wait,
-            });
-        }
+        self.throttle(&[(ip_key.clone(), self.ip_policy())]).await?;
         let account = self.store.account_by_email(email.as_str()).await?;
-        let known_device = match (&account, &client.device_token) {
-            (Some(a), Some(token)) => {
-                self.store
-                    .device_by_token(&a.id, &token_hash(token))
-                    .await?
-            }
-            _ => None,
+        let known_device = match &account {
+            Some(a) => self.known_device(&a.id, client).await?,
+            None => None,
         };
         // A browser that already signed in to this account has its own counter: strangers'
         // guesses cannot slow the owner's known devices down.
@@ -97,35 +149,30 @@ impl Core {
         if let Some(d) = &known_device {
             account_key.push_str(&format!(":dev:{}", d.id));
         }
-        if let Err(wait) = self
-            .store
-            .throttle_attempt(&account_key, &self.account_policy(), now)
-            .await?
+        let device_id = known_device.as_ref().map(|d| d.id.clone());
+        if let Err(e) = self
+            .throttle(&[(account_key.clone(), self.account_policy())])
+            .await
         {
-            if let Some(a) = &account {
+            if let (Some(a), ServiceError::TooManyAttempts { retry_after_ms }) = (&account, &e) {
                 let fx = Effects::audit(self.event(
                     Some(client),
                     Some(&a.id),
                     "anonymous".into(),
                     "signin.throttled",
-                    json!({"retry_after_ms": wait}),
+                    json!({"retry_after_ms": retry_after_ms}),
                 ));
-                self.store
-                    .record_failed_login(
-                        &self.login_row(
-                            &a.id,
-                            client,
-                            known_device.as_ref().map(|d| d.id.as_str()),
-                            false,
-                            "throttled",
-                        ),
-                        &fx,
-                    )
-                    .await?;
+                let row = self.login_row(
+                    &a.id,
+                    client,
+                    device_id.as_deref(),
+                    false,
+                    "throttled",
+                    "password",
+                );
+                self.store.record_failed_login(&row, &fx).await?;
             }
-            return Err(ServiceError::TooManyAttempts {
-                retry_after_ms: wait,
-            });
+            return Err(e);
         }
         let stored = account
             .as_ref()
@@ -138,21 +185,27 @@ impl Core {
             Some(a) if password_ok => a,
             account => {
                 let account_id = account.as_ref().map(|a| a.id.as_str());
+                let reason = if account_id.is_some() {
+                    "wrong_password"
+                } else {
+                    "unknown_account"
+                };
                 let fx = Effects::audit(self.event(
-                Some(client),
-                account_id,
-                "anonymous".to_owned(),
-                "signin.failed",
-                json!({"reason": if account_id.is_some() { "wrong_password" } else { "unknown_account" }}),
-            ));
+                    Some(client),
+                    account_id,
+                    "anonymous".to_owned(),
+                    "signin.failed",
+                    json!({ "reason": reason }),
+                ));
                 match account_id {
                     Some(id) => {
                         let row = self.login_row(
                             id,
                             client,
-                            known_device.as_ref().map(|d| d.id.as_str()),
+                            device_id.as_deref(),
                             false,
                             "wrong_password",
+                            "password",
                         );
                         self.store.record_failed_login(&row, &fx).await?;
                     }
@@ -174,15 +227,70 @@ impl Core {
                 "signin.refused_unconfirmed",
                 json!({}),
             ));
-            self.store
-                .record_failed_login(
-                    &self.login_row(&account.id, client, None, false, "email_not_confirmed"),
-                    &fx,
-                )
-                .await?;
+            let row = self.login_row(
+                &account.id,
+                client,
+                None,
+                false,
+                "email_not_confirmed",
+                "password",
+            );
+            self.store.record_failed_login(&row, &fx).await?;
             return Err(ServiceError::EmailNotConfirmed);
         }
 
+        let factors = self.factors(&account.id).await?;
+        if factors.any() {
+            let token = random_token();
+            let now = self.now();
+            let who = ChallengeClient {
+                ip: client.ip.to_string(),
+                device: client.device.summary(),
+                location: crate::geo::Location::label(
+                    client.location.city.as_deref(),
+                    client.location.country.as_deref(),
+                ),
+            };
+            let challenge = SignInChallenge {
+                id: token_hash(&token),
+                account_id: account.id.clone(),
+                client: serde_json::to_string(&who).map_err(anyhow::Error::from)?,
+                created_at: now,
+                expires_at: now + CHALLENGE_TTL,
+                attempts: 0,
+                completed_at: None,
+                alerted_at: None,
+            };
+            let fx = Effects::audit(self.event(
+                Some(client),
+                Some(&account.id),
+                Self::account_actor(&account),
+                "signin.password_accepted",
+                json!({"second_factor": factors.methods(account.require_passkey)}),
+            ));
+            self.store.put_signin_challenge(&challenge, &fx).await?;
+            return Ok(SignInOutcome::SecondFactorRequired {
+                challenge: token,
+                methods: factors.methods(account.require_passkey),
+            });
+        }
+        let signed = self
+            .open_session(&account, client, known_device, "password", None, None)
+            .await?;
+        Ok(SignInOutcome::SignedIn(signed))
+    }
+
+    /// Writes a new session (and its device and login row) for `account`, consuming the
+    /// sign-in challenge if one is given.
+    pub(crate) async fn open_session(
+        &self,
+        account: &Account,
+        client: &Client,
+        known_device: Option<Device>,
+        method: &str,
+        challenge_id: Option<&str>,
+        extra: Option<Effects>,
+    ) -> ServiceResult<SignedIn> {
         let now = self.now();
         let (device, device_is_new, new_device_token) = match known_device {
             Some(mut d) => {
@@ -218,6 +326,7 @@ impl Core {
             }
         };
         let session_token = random_token();
+        let proved_second_factor = method != "password";
         let session = Session {
             id: token_hash(&session_token),
             account_id: account.id.clone(),
@@ -225,31 +334,157 @@ impl Core {
             created_at: now,
             last_seen_at: now,
             expires_at: now + self.rules.session_absolute_hours * HOUR,
+            stepped_up_at: proved_second_factor.then_some(now),
+            method: method.to_owned(),
         };
-        let login = self.login_row(&account.id, client, Some(&device.id), true, "signed_in");
-        let fx = Effects::audit(self.event(
+        let login = self.login_row(
+            &account.id,
+            client,
+            Some(&device.id),
+            true,
+            "signed_in",
+            method,
+        );
+        let mut fx = Effects::audit(self.event(
             Some(client),
             Some(&account.id),
-            format!("account:{}", account.uid),
+            Self::account_actor(account),
             "signin.succeeded",
-            json!({"device_id": device.id, "new_device": device_is_new}),
+            json!({"device_id": device.id, "new_device": device_is_new, "method": method}),
         ));
-        self.store
-            .record_sign_in(
-                &SignInRecord {
-                    device,
-                    device_is_new,
-                    session,
-                    login,
-                },
-                &fx,
-            )
-            .await?;
+        if let Some(extra) = extra {
+            fx.audit.extend(extra.audit);
+            fx.mails.extend(extra.mails);
+        }
+        let record = SignInRecord {
+            device,
+            device_is_new,
+            session,
+            login,
+        };
+        if !self
+            .store
+            .complete_sign_in(challenge_id, &record, &fx)
+            .await?
+        {
+            return Err(ServiceError::ChallengeExpired);
+        }
         Ok(SignedIn {
             session_token,
             new_device_token,
-            uid: account.uid,
+            uid: account.uid.clone(),
         })
+    }
+
+    /// The open challenge behind a token, with its account; expired, used or exhausted
+    /// challenges are refused.
+    pub(crate) async fn open_challenge(
+        &self,
+        token: &str,
+    ) -> ServiceResult<(SignInChallenge, Account)> {
+        if token.is_empty() || token.len() > 128 {
+            return Err(ServiceError::ChallengeExpired);
+        }
+        self.open_challenge_by_id(&token_hash(token)).await
+    }
+
+    pub(crate) async fn open_challenge_by_id(
+        &self,
+        id: &str,
+    ) -> ServiceResult<(SignInChallenge, Account)> {
+        let Some(challenge) = self.store.signin_challenge(id).await? else {
+            return Err(ServiceError::ChallengeExpired);
+        };
+        if challenge.completed_at.is_some()
+            || self.now() >= challenge.expires_at
+            || challenge.attempts >= CHALLENGE_MAX_ATTEMPTS
+        {
+            return Err(ServiceError::ChallengeExpired);
+        }
+        let account = self
+            .store
+            .account_by_id(&challenge.account_id)
+            .await?
+            .ok_or(ServiceError::ChallengeExpired)?;
+        if account.frozen_at.is_some() {
+            return Err(ServiceError::AccountFrozen);
+        }
+        Ok((challenge, account))
+    }
+
+    /// Finishes a sign-in with an authenticator-app code or a backup code.
+    pub async fn sign_in_second_factor(
+        &self,
+        challenge_token: &str,
+        code: &str,
+        client: &Client,
+    ) -> ServiceResult<SignedIn> {
+        let (challenge, account) = self.open_challenge(challenge_token).await?;
+        if account.require_passkey {
+            return Err(ServiceError::Forbidden(
+                "passkey_required",
+                "This account requires a passkey to sign in. Use your passkey or security key."
+                    .into(),
+            ));
+        }
+        let key = format!("2fa:{}", account.id);
+        self.throttle(&[
+            (format!("ip:{}", client.ip), self.ip_policy()),
+            (key.clone(), self.account_policy()),
+        ])
+        .await?;
+        let known_device = self.known_device(&account.id, client).await?;
+        match self.check_second_factor_code(&account, code).await? {
+            Some(method) => {
+                self.store.throttle_clear(&key).await?;
+                self.store
+                    .throttle_refund(&format!("ip:{}", client.ip))
+                    .await?;
+                let mail = self.factor_used_mail(&account, method, client);
+                let extra = Effects {
+                    audit: vec![],
+                    mails: vec![mail],
+                };
+                self.open_session(
+                    &account,
+                    client,
+                    known_device,
+                    &format!("password+{method}"),
+                    Some(&challenge.id),
+                    Some(extra),
+                )
+                .await
+            }
+            None => {
+                let attempts = self.store.signin_challenge_failed(&challenge.id).await?;
+                let fx = Effects::audit(self.event(Some(client), Some(&account.id), "anonymous".into(), "signin.second_factor_failed", json!({"attempt": attempts})))
+                    .with_mail(self.composer.compose(
+                        Some(&account.id),
+                        &account.email,
+                        account.anti_phishing_code.as_deref(),
+                        "A wrong sign-in code was entered",
+                        &format!(
+                            "Someone entered your correct password and then a wrong second-factor code, from {} ({}).\n\n\
+                             If this was not you, your password is known to someone else: change it now and review your devices.",
+                            client.device.summary(),
+                            client.ip
+                        ),
+                        self.now(),
+                    ));
+                let row = self.login_row(
+                    &account.id,
+                    client,
+                    known_device.as_ref().map(|d| d.id.as_str()),
+                    false,
+                    "wrong_second_factor",
+                    "password",
+                );
+                self.store.record_failed_login(&row, &fx).await?;
+                Err(ServiceError::InvalidCode {
+                    attempts_left: (CHALLENGE_MAX_ATTEMPTS - attempts).max(0),
+                })
+            }
+        }
     }
 
     /// The live session behind a cookie. Expired sessions (idle or absolute) are ended on
@@ -272,7 +507,7 @@ impl Core {
                 Some(&auth.account.id),
                 "system".into(),
                 "session.expired",
-                json!({"reason": reason}),
+                json!({ "reason": reason }),
             ));
             self.store.end_session(&id, reason, now, &fx).await?;
             return Err(ServiceError::SessionExpired);
@@ -292,7 +527,7 @@ impl Core {
         let fx = Effects::audit(self.event(
             Some(client),
             Some(&auth.account.id),
-            format!("account:{}", auth.account.uid),
+            Self::account_actor(&auth.account),
             "signout",
             json!({"device_id": auth.session.device_id}),
         ));

@@ -45,6 +45,8 @@ pub struct Account {
     pub anti_phishing_code: Option<String>,
     pub created_at: Millis,
     pub frozen_at: Option<Millis>,
+    /// "Require a passkey for important actions" (sign-in and withdrawals).
+    pub require_passkey: bool,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -82,6 +84,11 @@ pub struct Session {
     pub created_at: Millis,
     pub last_seen_at: Millis,
     pub expires_at: Millis,
+    /// The last time this session proved a second factor (sign-in or step-up).
+    pub stepped_up_at: Option<Millis>,
+    /// How it was opened: `password`, `password+totp`, `password+backup_code`,
+    /// `password+passkey`, `passkey`.
+    pub method: String,
 }
 
 /// A live session with its account, read in one query on every authenticated request.
@@ -106,6 +113,8 @@ pub struct Login {
     pub os: String,
     pub browser: String,
     pub at: Millis,
+    /// `password`, `password+totp`, `passkey`, … (see [`Session::method`]).
+    pub method: String,
 }
 
 /// An audit event to append; the store assigns `seq` and the chain hash.
@@ -295,10 +304,278 @@ pub trait OutboxStore {
     async fn recent_mails(&self, limit: i64) -> StoreResult<Vec<OutboxMail>>;
 }
 
+/// An authenticator-app secret (encrypted) and its replay guard.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TotpRecord {
+    pub account_id: String,
+    pub secret_enc: String,
+    pub enabled_at: Option<Millis>,
+    /// The highest 30-second step accepted so far; codes of that step or earlier are refused.
+    pub last_step: i64,
+    pub created_at: Millis,
+}
+
+/// A registered passkey or security key. `passkey` is webauthn-rs's serialised credential:
+/// public key, counter and flags, never a private key.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct PasskeyRecord {
+    pub id: String,
+    pub account_id: String,
+    pub credential_id: String,
+    pub name: String,
+    pub passkey: String,
+    pub counter: i64,
+    pub created_at: Millis,
+    pub last_used_at: Option<Millis>,
+    pub removed_at: Option<Millis>,
+}
+
+/// A password that was right, waiting for its second factor.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SignInChallenge {
+    pub id: String,
+    pub account_id: String,
+    /// JSON of the client that typed the password (address, User-Agent, device cookie).
+    pub client: String,
+    pub created_at: Millis,
+    pub expires_at: Millis,
+    pub attempts: i64,
+    pub completed_at: Option<Millis>,
+    pub alerted_at: Option<Millis>,
+}
+
+/// A weakening change that takes effect later unless cancelled.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct PendingChange {
+    pub id: String,
+    pub account_id: String,
+    /// `totp.disable`, `passkey.remove`, `require_passkey.disable`.
+    pub kind: String,
+    pub target: Option<String>,
+    pub cancel_token_hash: String,
+    pub requested_at: Millis,
+    pub effective_at: Millis,
+    pub cancelled_at: Option<Millis>,
+    pub applied_at: Option<Millis>,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct WithdrawalLock {
+    pub id: String,
+    pub account_id: String,
+    /// `password_changed`, `second_factor_reset`, …
+    pub reason: String,
+    pub created_at: Millis,
+    pub until: Millis,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ActionCode {
+    pub account_id: String,
+    pub purpose: String,
+    pub code_mac: String,
+    pub expires_at: Millis,
+    pub attempts: i64,
+    pub created_at: Millis,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RecoveryRequest {
+    pub id: String,
+    pub account_id: String,
+    /// `authenticator_reset`.
+    pub kind: String,
+    pub reason: String,
+    /// `pending_review`.
+    pub status: String,
+    pub created_at: Millis,
+}
+
+/// Second factors, step-up, delayed weakening and the locks that follow sensitive changes.
+#[async_trait]
+pub trait SecondFactorStore {
+    async fn totp(&self, account_id: &str) -> StoreResult<Option<TotpRecord>>;
+    /// Stores a not yet confirmed secret, replacing an earlier unconfirmed one. Refuses
+    /// (`Conflict`) when an enabled secret exists.
+    async fn totp_begin(&self, record: &TotpRecord, fx: &Effects) -> StoreResult<()>;
+    /// Enables the secret, records the accepted step and, when given, replaces the backup codes.
+    async fn totp_enable(
+        &self,
+        account_id: &str,
+        step: i64,
+        backup_code_macs: Option<&[String]>,
+        now: Millis,
+        fx: &Effects,
+    ) -> StoreResult<()>;
+    /// Accepts `step` only if it is later than every step accepted before (atomic).
+    async fn totp_use_step(&self, account_id: &str, step: i64) -> StoreResult<bool>;
+    async fn replace_backup_codes(
+        &self,
+        account_id: &str,
+        macs: &[String],
+        now: Millis,
+        fx: &Effects,
+    ) -> StoreResult<()>;
+    /// Marks an unused code used (atomic: a code works once).
+    async fn use_backup_code(&self, account_id: &str, mac: &str, now: Millis) -> StoreResult<bool>;
+    async fn backup_codes_left(&self, account_id: &str) -> StoreResult<i64>;
+
+    /// Live (not removed) passkeys of an account.
+    async fn passkeys(&self, account_id: &str) -> StoreResult<Vec<PasskeyRecord>>;
+    async fn passkey_by_credential(
+        &self,
+        credential_id: &str,
+    ) -> StoreResult<Option<PasskeyRecord>>;
+    async fn add_passkey(
+        &self,
+        record: &PasskeyRecord,
+        backup_code_macs: Option<&[String]>,
+        fx: &Effects,
+    ) -> StoreResult<()>;
+    async fn passkey_used(
+        &self,
+        id: &str,
+        passkey: &str,
+        counter: i64,
+        now: Millis,
+    ) -> StoreResult<()>;
+    async fn rename_passkey(
+        &self,
+        account_id: &str,
+        id: &str,
+        name: &str,
+        fx: &Effects,
+    ) -> StoreResult<bool>;
+
+    async fn put_ceremony(
+        &self,
+        id: &str,
+        account_id: Option<&str>,
+        kind: &str,
+        state: &str,
+        expires_at: Millis,
+    ) -> StoreResult<()>;
+    /// Takes a ceremony out (single use): its account, kind and state; `None` if unknown or
+    /// expired.
+    async fn take_ceremony(
+        &self,
+        id: &str,
+        now: Millis,
+    ) -> StoreResult<Option<(Option<String>, String, String)>>;
+
+    async fn put_signin_challenge(
+        &self,
+        challenge: &SignInChallenge,
+        fx: &Effects,
+    ) -> StoreResult<()>;
+    async fn signin_challenge(&self, id: &str) -> StoreResult<Option<SignInChallenge>>;
+    async fn signin_challenge_failed(&self, id: &str) -> StoreResult<i64>;
+    /// Challenges created before `before`, never completed and never alerted.
+    async fn incomplete_signins(
+        &self,
+        before: Millis,
+        limit: i64,
+    ) -> StoreResult<Vec<SignInChallenge>>;
+    /// Marks the alert sent (once: `false` if another worker already did) and queues it.
+    async fn signin_alerted(&self, id: &str, now: Millis, fx: &Effects) -> StoreResult<bool>;
+
+    /// Records a sign-in whose challenge (if any) is consumed in the same transaction;
+    /// `false` (and nothing written) if the challenge was already used.
+    async fn complete_sign_in(
+        &self,
+        challenge_id: Option<&str>,
+        record: &SignInRecord,
+        fx: &Effects,
+    ) -> StoreResult<bool>;
+    /// Marks the session as having proved a second factor at `now`.
+    async fn session_stepped_up(
+        &self,
+        session_id: &str,
+        now: Millis,
+        fx: &Effects,
+    ) -> StoreResult<()>;
+
+    async fn add_pending_change(&self, change: &PendingChange, fx: &Effects) -> StoreResult<()>;
+    /// Open (neither cancelled nor applied) changes of an account, soonest first.
+    async fn pending_changes(&self, account_id: &str) -> StoreResult<Vec<PendingChange>>;
+    async fn pending_change_by_token(&self, token_hash: &str)
+        -> StoreResult<Option<PendingChange>>;
+    /// Cancels an open change; `false` if it was no longer open.
+    async fn cancel_pending_change(
+        &self,
+        account_id: &str,
+        id: &str,
+        now: Millis,
+        fx: &Effects,
+    ) -> StoreResult<bool>;
+    async fn due_pending_changes(&self, now: Millis, limit: i64)
+        -> StoreResult<Vec<PendingChange>>;
+    /// Applies an open change (its effect and its `applied_at`) in one transaction; `false`
+    /// if it was no longer open.
+    async fn apply_pending_change(
+        &self,
+        change: &PendingChange,
+        now: Millis,
+        fx: &Effects,
+    ) -> StoreResult<bool>;
+
+    async fn set_require_passkey(
+        &self,
+        account_id: &str,
+        on: bool,
+        fx: &Effects,
+    ) -> StoreResult<()>;
+    /// Locks still in force at `now`.
+    async fn withdrawal_locks(
+        &self,
+        account_id: &str,
+        now: Millis,
+    ) -> StoreResult<Vec<WithdrawalLock>>;
+
+    async fn put_action_code(&self, code: &ActionCode, fx: &Effects) -> StoreResult<()>;
+    async fn action_code(&self, account_id: &str, purpose: &str)
+        -> StoreResult<Option<ActionCode>>;
+    async fn action_code_failed(&self, account_id: &str, purpose: &str) -> StoreResult<i64>;
+
+    /// The last `limit` password hashes, newest first (the current one included).
+    async fn password_history(&self, account_id: &str, limit: i64) -> StoreResult<Vec<String>>;
+    /// Sets a new password: history kept, other sessions ended, the action code spent, the
+    /// withdrawal lock recorded, all in one transaction. Returns the sessions ended.
+    async fn change_password(
+        &self,
+        account_id: &str,
+        new_hash: &str,
+        keep_session: &str,
+        lock: &WithdrawalLock,
+        now: Millis,
+        fx: &Effects,
+    ) -> StoreResult<u64>;
+    /// Removes the authenticator app (a reset), spends nothing else, records the lock.
+    async fn reset_totp(
+        &self,
+        account_id: &str,
+        lock: &WithdrawalLock,
+        fx: &Effects,
+    ) -> StoreResult<()>;
+    async fn add_recovery_request(
+        &self,
+        request: &RecoveryRequest,
+        fx: &Effects,
+    ) -> StoreResult<()>;
+}
+
 /// All storage areas together.
 #[async_trait]
 pub trait Store:
-    AccountStore + SessionStore + ThrottleStore + AuditStore + OutboxStore + Send + Sync + 'static
+    AccountStore
+    + SessionStore
+    + ThrottleStore
+    + AuditStore
+    + OutboxStore
+    + SecondFactorStore
+    + Send
+    + Sync
+    + 'static
 {
     fn backend(&self) -> Backend;
     async fn migrate(&self) -> anyhow::Result<()>;

@@ -20,7 +20,7 @@ macro_rules! sql_store {
         const MAIL_COLUMNS: &str =
             "id, account_id, to_addr, subject, body_text, created_at, attempts, sent_at, dead_at, last_error";
         const DEVICE_COLUMNS: &str = "id, account_id, token_hash, fingerprint, model, os, browser, user_agent, ip, city, country, first_seen, last_active";
-        const ACCOUNT_COLUMNS: &str = "id, uid, email, password_hash, email_confirmed_at, anti_phishing_code, created_at, frozen_at";
+        const ACCOUNT_COLUMNS: &str = "id, uid, email, password_hash, email_confirmed_at, anti_phishing_code, created_at, frozen_at, require_passkey";
 
         fn audit_record(row: &<$db as sqlx::Database>::Row) -> Result<AuditRecord, sqlx::Error> {
             Ok(AuditRecord {
@@ -128,8 +128,8 @@ macro_rules! sql_store {
             async fn create_account(&self, a: &Account, c: &Confirmation, fx: &Effects) -> StoreResult<()> {
                 let mut tx = self.write.begin().await?;
                 let inserted = sqlx::query(
-                    "INSERT INTO accounts (id, uid, email, password_hash, email_confirmed_at, anti_phishing_code, created_at, frozen_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                    "INSERT INTO accounts (id, uid, email, password_hash, email_confirmed_at, anti_phishing_code, created_at, frozen_at, require_passkey) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                 )
                 .bind(&a.id)
                 .bind(&a.uid)
@@ -139,6 +139,7 @@ macro_rules! sql_store {
                 .bind(&a.anti_phishing_code)
                 .bind(a.created_at)
                 .bind(a.frozen_at)
+                .bind(a.require_passkey)
                 .execute(&mut *tx)
                 .await;
                 if let Err(e) = inserted {
@@ -231,59 +232,7 @@ macro_rules! sql_store {
         impl SessionStore for $store {
             async fn record_sign_in(&self, r: &SignInRecord, fx: &Effects) -> StoreResult<()> {
                 let mut tx = self.write.begin().await?;
-                let d = &r.device;
-                if r.device_is_new {
-                    sqlx::query(
-                        "INSERT INTO devices (id, account_id, token_hash, fingerprint, model, os, browser, user_agent, ip, city, country, first_seen, last_active) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-                    )
-                    .bind(&d.id)
-                    .bind(&d.account_id)
-                    .bind(&d.token_hash)
-                    .bind(&d.fingerprint)
-                    .bind(&d.model)
-                    .bind(&d.os)
-                    .bind(&d.browser)
-                    .bind(&d.user_agent)
-                    .bind(&d.ip)
-                    .bind(&d.city)
-                    .bind(&d.country)
-                    .bind(d.first_seen)
-                    .bind(d.last_active)
-                    .execute(&mut *tx)
-                    .await?;
-                } else {
-                    sqlx::query(
-                        "UPDATE devices SET fingerprint = $1, model = $2, os = $3, browser = $4, user_agent = $5, ip = $6, \
-                         city = $7, country = $8, last_active = $9 WHERE id = $10 AND account_id = $11",
-                    )
-                    .bind(&d.fingerprint)
-                    .bind(&d.model)
-                    .bind(&d.os)
-                    .bind(&d.browser)
-                    .bind(&d.user_agent)
-                    .bind(&d.ip)
-                    .bind(&d.city)
-                    .bind(&d.country)
-                    .bind(d.last_active)
-                    .bind(&d.id)
-                    .bind(&d.account_id)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                let s = &r.session;
-                sqlx::query(
-                    "INSERT INTO sessions (id, account_id, device_id, created_at, last_seen_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
-                )
-                .bind(&s.id)
-                .bind(&s.account_id)
-                .bind(&s.device_id)
-                .bind(s.created_at)
-                .bind(s.last_seen_at)
-                .bind(s.expires_at)
-                .execute(&mut *tx)
-                .await?;
-                Self::insert_login(&mut tx, &r.login).await?;
+                Self::insert_sign_in(&mut tx, r).await?;
                 Self::write_effects(&mut tx, fx).await?;
                 tx.commit().await?;
                 Ok(())
@@ -304,8 +253,8 @@ macro_rules! sql_store {
 
             async fn session_auth(&self, session_id: &str) -> StoreResult<Option<SessionAuth>> {
                 let row = sqlx::query(
-                    "SELECT s.id, s.account_id, s.device_id, s.created_at AS s_created_at, s.last_seen_at, s.expires_at, \
-                     a.uid, a.email, a.password_hash, a.email_confirmed_at, a.anti_phishing_code, a.created_at, a.frozen_at \
+                    "SELECT s.id, s.account_id, s.device_id, s.created_at AS s_created_at, s.last_seen_at, s.expires_at, s.stepped_up_at, s.method, \
+                     a.uid, a.email, a.password_hash, a.email_confirmed_at, a.anti_phishing_code, a.created_at, a.frozen_at, a.require_passkey \
                      FROM sessions s JOIN accounts a ON a.id = s.account_id WHERE s.id = $1 AND s.ended_at IS NULL",
                 )
                 .bind(session_id)
@@ -319,6 +268,8 @@ macro_rules! sql_store {
                     created_at: row.try_get("s_created_at")?,
                     last_seen_at: row.try_get("last_seen_at")?,
                     expires_at: row.try_get("expires_at")?,
+                    stepped_up_at: row.try_get("stepped_up_at")?,
+                    method: row.try_get("method")?,
                 };
                 let account = Account {
                     id: session.account_id.clone(),
@@ -329,6 +280,7 @@ macro_rules! sql_store {
                     anti_phishing_code: row.try_get("anti_phishing_code")?,
                     created_at: row.try_get("created_at")?,
                     frozen_at: row.try_get("frozen_at")?,
+                    require_passkey: row.try_get("require_passkey")?,
                 };
                 Ok(Some(SessionAuth { session, account }))
             }
@@ -372,7 +324,7 @@ macro_rules! sql_store {
 
             async fn logins(&self, account_id: &str, limit: i64) -> StoreResult<Vec<Login>> {
                 Ok(sqlx::query_as(
-                    "SELECT id, account_id, success, reason, ip, city, country, device_id, model, os, browser, at \
+                    "SELECT id, account_id, success, reason, ip, city, country, device_id, model, os, browser, at, method \
                      FROM logins WHERE account_id = $1 ORDER BY at DESC, id LIMIT $2",
                 )
                 .bind(account_id)
@@ -383,10 +335,71 @@ macro_rules! sql_store {
         }
 
         impl $store {
+            /// The device (new or refreshed), the session and the login row of a sign-in.
+            async fn insert_sign_in(tx: &mut Tx<'_>, r: &SignInRecord) -> StoreResult<()> {
+                let d = &r.device;
+                if r.device_is_new {
+                    sqlx::query(
+                        "INSERT INTO devices (id, account_id, token_hash, fingerprint, model, os, browser, user_agent, ip, city, country, first_seen, last_active) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                    )
+                    .bind(&d.id)
+                    .bind(&d.account_id)
+                    .bind(&d.token_hash)
+                    .bind(&d.fingerprint)
+                    .bind(&d.model)
+                    .bind(&d.os)
+                    .bind(&d.browser)
+                    .bind(&d.user_agent)
+                    .bind(&d.ip)
+                    .bind(&d.city)
+                    .bind(&d.country)
+                    .bind(d.first_seen)
+                    .bind(d.last_active)
+                    .execute(&mut **tx)
+                    .await?;
+                } else {
+                    sqlx::query(
+                        "UPDATE devices SET fingerprint = $1, model = $2, os = $3, browser = $4, user_agent = $5, ip = $6, \
+                         city = $7, country = $8, last_active = $9 WHERE id = $10 AND account_id = $11",
+                    )
+                    .bind(&d.fingerprint)
+                    .bind(&d.model)
+                    .bind(&d.os)
+                    .bind(&d.browser)
+                    .bind(&d.user_agent)
+                    .bind(&d.ip)
+                    .bind(&d.city)
+                    .bind(&d.country)
+                    .bind(d.last_active)
+                    .bind(&d.id)
+                    .bind(&d.account_id)
+                    .execute(&mut **tx)
+                    .await?;
+                }
+                let s = &r.session;
+                sqlx::query(
+                    "INSERT INTO sessions (id, account_id, device_id, created_at, last_seen_at, expires_at, stepped_up_at, method) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(&s.id)
+                .bind(&s.account_id)
+                .bind(&s.device_id)
+                .bind(s.created_at)
+                .bind(s.last_seen_at)
+                .bind(s.expires_at)
+                .bind(s.stepped_up_at)
+                .bind(&s.method)
+                .execute(&mut **tx)
+                .await?;
+                Self::insert_login(tx, &r.login).await?;
+                Ok(())
+            }
+
             async fn insert_login(tx: &mut Tx<'_>, l: &Login) -> StoreResult<()> {
                 sqlx::query(
-                    "INSERT INTO logins (id, account_id, success, reason, ip, city, country, device_id, model, os, browser, at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                    "INSERT INTO logins (id, account_id, success, reason, ip, city, country, device_id, model, os, browser, at, method) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
                 )
                 .bind(&l.id)
                 .bind(&l.account_id)
@@ -400,6 +413,7 @@ macro_rules! sql_store {
                 .bind(&l.os)
                 .bind(&l.browser)
                 .bind(l.at)
+                .bind(&l.method)
                 .execute(&mut **tx)
                 .await?;
                 Ok(())
@@ -544,6 +558,604 @@ macro_rules! sql_store {
             async fn recent_mails(&self, limit: i64) -> StoreResult<Vec<OutboxMail>> {
                 let sql = format!("SELECT {MAIL_COLUMNS} FROM outbox ORDER BY created_at DESC, id DESC LIMIT $1");
                 Ok(sqlx::query_as(&sql).bind(limit).fetch_all(&self.read).await?)
+            }
+        }
+
+        const TOTP_COLUMNS: &str = "account_id, secret_enc, enabled_at, last_step, created_at";
+        const PASSKEY_COLUMNS: &str =
+            "id, account_id, credential_id, name, passkey, counter, created_at, last_used_at, removed_at";
+        const CHALLENGE_COLUMNS: &str =
+            "id, account_id, client, created_at, expires_at, attempts, completed_at, alerted_at";
+        const CHANGE_COLUMNS: &str = "id, account_id, kind, target, cancel_token_hash, requested_at, effective_at, cancelled_at, applied_at";
+
+        impl $store {
+            async fn insert_backup_codes(tx: &mut Tx<'_>, account_id: &str, macs: &[String], now: Millis) -> StoreResult<()> {
+                sqlx::query("DELETE FROM backup_codes WHERE account_id = $1")
+                    .bind(account_id)
+                    .execute(&mut **tx)
+                    .await?;
+                for mac in macs {
+                    sqlx::query("INSERT INTO backup_codes (account_id, code_mac, created_at) VALUES ($1, $2, $3)")
+                        .bind(account_id)
+                        .bind(mac)
+                        .bind(now)
+                        .execute(&mut **tx)
+                        .await?;
+                }
+                Ok(())
+            }
+
+            async fn insert_lock(tx: &mut Tx<'_>, l: &WithdrawalLock) -> StoreResult<()> {
+                sqlx::query("INSERT INTO withdrawal_locks (id, account_id, reason, created_at, until) VALUES ($1, $2, $3, $4, $5)")
+                    .bind(&l.id)
+                    .bind(&l.account_id)
+                    .bind(&l.reason)
+                    .bind(l.created_at)
+                    .bind(l.until)
+                    .execute(&mut **tx)
+                    .await?;
+                Ok(())
+            }
+
+            async fn delete_totp(tx: &mut Tx<'_>, account_id: &str) -> StoreResult<()> {
+                sqlx::query("DELETE FROM totp_secrets WHERE account_id = $1")
+                    .bind(account_id)
+                    .execute(&mut **tx)
+                    .await?;
+                Ok(())
+            }
+
+            /// Without any second factor left, backup codes have nothing to stand in for.
+            async fn drop_orphan_backup_codes(tx: &mut Tx<'_>, account_id: &str) -> StoreResult<()> {
+                sqlx::query(
+                    "DELETE FROM backup_codes WHERE account_id = $1 \
+                     AND NOT EXISTS (SELECT 1 FROM totp_secrets WHERE account_id = $2 AND enabled_at IS NOT NULL) \
+                     AND NOT EXISTS (SELECT 1 FROM passkeys WHERE account_id = $3 AND removed_at IS NULL)",
+                )
+                .bind(account_id)
+                .bind(account_id)
+                .bind(account_id)
+                .execute(&mut **tx)
+                .await?;
+                Ok(())
+            }
+        }
+
+        #[async_trait]
+        impl SecondFactorStore for $store {
+            async fn totp(&self, account_id: &str) -> StoreResult<Option<TotpRecord>> {
+                let sql = format!("SELECT {TOTP_COLUMNS} FROM totp_secrets WHERE account_id = $1");
+                Ok(sqlx::query_as(&sql).bind(account_id).fetch_optional(&self.write).await?)
+            }
+
+            async fn totp_begin(&self, r: &TotpRecord, fx: &Effects) -> StoreResult<()> {
+                let mut tx = self.write.begin().await?;
+                let enabled = sqlx::query(concat!(
+                    "SELECT enabled_at FROM totp_secrets WHERE account_id = $1 AND enabled_at IS NOT NULL ",
+                    $for_update
+                ))
+                .bind(&r.account_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if enabled.is_some() {
+                    return Err(StoreError::Conflict("totp"));
+                }
+                Self::delete_totp(&mut tx, &r.account_id).await?;
+                sqlx::query("INSERT INTO totp_secrets (account_id, secret_enc, enabled_at, last_step, created_at) VALUES ($1, $2, NULL, 0, $3)")
+                    .bind(&r.account_id)
+                    .bind(&r.secret_enc)
+                    .bind(r.created_at)
+                    .execute(&mut *tx)
+                    .await?;
+                Self::write_effects(&mut tx, fx).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn totp_enable(&self, account_id: &str, step: i64, macs: Option<&[String]>, now: Millis, fx: &Effects) -> StoreResult<()> {
+                let mut tx = self.write.begin().await?;
+                let done = sqlx::query(
+                    "UPDATE totp_secrets SET enabled_at = $1, last_step = $2 WHERE account_id = $3 AND enabled_at IS NULL",
+                )
+                .bind(now)
+                .bind(step)
+                .bind(account_id)
+                .execute(&mut *tx)
+                .await?;
+                if done.rows_affected() != 1 {
+                    return Err(StoreError::Conflict("totp"));
+                }
+                if let Some(macs) = macs {
+                    Self::insert_backup_codes(&mut tx, account_id, macs, now).await?;
+                }
+                Self::write_effects(&mut tx, fx).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn totp_use_step(&self, account_id: &str, step: i64) -> StoreResult<bool> {
+                let done = sqlx::query(
+                    "UPDATE totp_secrets SET last_step = $1 WHERE account_id = $2 AND enabled_at IS NOT NULL AND last_step < $3",
+                )
+                .bind(step)
+                .bind(account_id)
+                .bind(step)
+                .execute(&self.write)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn replace_backup_codes(&self, account_id: &str, macs: &[String], now: Millis, fx: &Effects) -> StoreResult<()> {
+                let mut tx = self.write.begin().await?;
+                Self::insert_backup_codes(&mut tx, account_id, macs, now).await?;
+                Self::write_effects(&mut tx, fx).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn use_backup_code(&self, account_id: &str, mac: &str, now: Millis) -> StoreResult<bool> {
+                let done = sqlx::query(
+                    "UPDATE backup_codes SET used_at = $1 WHERE account_id = $2 AND code_mac = $3 AND used_at IS NULL",
+                )
+                .bind(now)
+                .bind(account_id)
+                .bind(mac)
+                .execute(&self.write)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn backup_codes_left(&self, account_id: &str) -> StoreResult<i64> {
+                let row = sqlx::query("SELECT COUNT(*) AS n FROM backup_codes WHERE account_id = $1 AND used_at IS NULL")
+                    .bind(account_id)
+                    .fetch_one(&self.read)
+                    .await?;
+                Ok(row.try_get("n")?)
+            }
+
+            async fn passkeys(&self, account_id: &str) -> StoreResult<Vec<PasskeyRecord>> {
+                let sql = format!(
+                    "SELECT {PASSKEY_COLUMNS} FROM passkeys WHERE account_id = $1 AND removed_at IS NULL ORDER BY created_at, id"
+                );
+                Ok(sqlx::query_as(&sql).bind(account_id).fetch_all(&self.write).await?)
+            }
+
+            async fn passkey_by_credential(&self, credential_id: &str) -> StoreResult<Option<PasskeyRecord>> {
+                let sql = format!("SELECT {PASSKEY_COLUMNS} FROM passkeys WHERE credential_id = $1 AND removed_at IS NULL");
+                Ok(sqlx::query_as(&sql).bind(credential_id).fetch_optional(&self.write).await?)
+            }
+
+            async fn add_passkey(&self, p: &PasskeyRecord, macs: Option<&[String]>, fx: &Effects) -> StoreResult<()> {
+                let mut tx = self.write.begin().await?;
+                let inserted = sqlx::query(
+                    "INSERT INTO passkeys (id, account_id, credential_id, name, passkey, counter, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(&p.id)
+                .bind(&p.account_id)
+                .bind(&p.credential_id)
+                .bind(&p.name)
+                .bind(&p.passkey)
+                .bind(p.counter)
+                .bind(p.created_at)
+                .execute(&mut *tx)
+                .await;
+                if let Err(e) = inserted {
+                    return Err(if is_unique_violation(&e) { StoreError::Conflict("credential_id") } else { e.into() });
+                }
+                if let Some(macs) = macs {
+                    Self::insert_backup_codes(&mut tx, &p.account_id, macs, p.created_at).await?;
+                }
+                Self::write_effects(&mut tx, fx).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn passkey_used(&self, id: &str, passkey: &str, counter: i64, now: Millis) -> StoreResult<()> {
+                sqlx::query("UPDATE passkeys SET passkey = $1, counter = $2, last_used_at = $3 WHERE id = $4")
+                    .bind(passkey)
+                    .bind(counter)
+                    .bind(now)
+                    .bind(id)
+                    .execute(&self.write)
+                    .await?;
+                Ok(())
+            }
+
+            async fn rename_passkey(&self, account_id: &str, id: &str, name: &str, fx: &Effects) -> StoreResult<bool> {
+                let mut tx = self.write.begin().await?;
+                let done = sqlx::query("UPDATE passkeys SET name = $1 WHERE id = $2 AND account_id = $3 AND removed_at IS NULL")
+                    .bind(name)
+                    .bind(id)
+                    .bind(account_id)
+                    .execute(&mut *tx)
+                    .await?;
+                if done.rows_affected() != 1 {
+                    return Ok(false);
+                }
+                Self::write_effects(&mut tx, fx).await?;
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn put_ceremony(&self, id: &str, account_id: Option<&str>, kind: &str, state: &str, expires_at: Millis) -> StoreResult<()> {
+                sqlx::query("INSERT INTO ceremonies (id, account_id, kind, state, expires_at) VALUES ($1, $2, $3, $4, $5)")
+                    .bind(id)
+                    .bind(account_id)
+                    .bind(kind)
+                    .bind(state)
+                    .bind(expires_at)
+                    .execute(&self.write)
+                    .await?;
+                Ok(())
+            }
+
+            async fn take_ceremony(&self, id: &str, now: Millis) -> StoreResult<Option<(Option<String>, String, String)>> {
+                let row = sqlx::query("DELETE FROM ceremonies WHERE id = $1 RETURNING account_id, kind, state, expires_at")
+                    .bind(id)
+                    .fetch_optional(&self.write)
+                    .await?;
+                // Expired ceremonies of anyone are cleaned up on the way.
+                sqlx::query("DELETE FROM ceremonies WHERE expires_at <= $1").bind(now).execute(&self.write).await?;
+                let Some(row) = row else { return Ok(None) };
+                let expires_at: Millis = row.try_get("expires_at")?;
+                if expires_at <= now {
+                    return Ok(None);
+                }
+                Ok(Some((row.try_get("account_id")?, row.try_get("kind")?, row.try_get("state")?)))
+            }
+
+            async fn put_signin_challenge(&self, c: &SignInChallenge, fx: &Effects) -> StoreResult<()> {
+                let mut tx = self.write.begin().await?;
+                sqlx::query(
+                    "INSERT INTO signin_challenges (id, account_id, client, created_at, expires_at, attempts) VALUES ($1, $2, $3, $4, $5, 0)",
+                )
+                .bind(&c.id)
+                .bind(&c.account_id)
+                .bind(&c.client)
+                .bind(c.created_at)
+                .bind(c.expires_at)
+                .execute(&mut *tx)
+                .await?;
+                Self::write_effects(&mut tx, fx).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn signin_challenge(&self, id: &str) -> StoreResult<Option<SignInChallenge>> {
+                let sql = format!("SELECT {CHALLENGE_COLUMNS} FROM signin_challenges WHERE id = $1");
+                Ok(sqlx::query_as(&sql).bind(id).fetch_optional(&self.write).await?)
+            }
+
+            async fn signin_challenge_failed(&self, id: &str) -> StoreResult<i64> {
+                let row = sqlx::query("UPDATE signin_challenges SET attempts = attempts + 1 WHERE id = $1 RETURNING attempts")
+                    .bind(id)
+                    .fetch_optional(&self.write)
+                    .await?;
+                Ok(match row {
+                    Some(r) => r.try_get("attempts")?,
+                    None => 0,
+                })
+            }
+
+            async fn incomplete_signins(&self, before: Millis, limit: i64) -> StoreResult<Vec<SignInChallenge>> {
+                let sql = format!(
+                    "SELECT {CHALLENGE_COLUMNS} FROM signin_challenges WHERE completed_at IS NULL AND alerted_at IS NULL \
+                     AND created_at <= $1 ORDER BY created_at, id LIMIT $2"
+                );
+                Ok(sqlx::query_as(&sql).bind(before).bind(limit).fetch_all(&self.write).await?)
+            }
+
+            async fn signin_alerted(&self, id: &str, now: Millis, fx: &Effects) -> StoreResult<bool> {
+                let mut tx = self.write.begin().await?;
+                let done = sqlx::query(
+                    "UPDATE signin_challenges SET alerted_at = $1 WHERE id = $2 AND alerted_at IS NULL AND completed_at IS NULL",
+                )
+                .bind(now)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+                if done.rows_affected() != 1 {
+                    return Ok(false);
+                }
+                Self::write_effects(&mut tx, fx).await?;
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn complete_sign_in(&self, challenge_id: Option<&str>, r: &SignInRecord, fx: &Effects) -> StoreResult<bool> {
+                let mut tx = self.write.begin().await?;
+                if let Some(id) = challenge_id {
+                    let done = sqlx::query(
+                        "UPDATE signin_challenges SET completed_at = $1 WHERE id = $2 AND completed_at IS NULL",
+                    )
+                    .bind(r.session.created_at)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                    if done.rows_affected() != 1 {
+                        return Ok(false);
+                    }
+                }
+                Self::insert_sign_in(&mut tx, r).await?;
+                Self::write_effects(&mut tx, fx).await?;
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn session_stepped_up(&self, session_id: &str, now: Millis, fx: &Effects) -> StoreResult<()> {
+                let mut tx = self.write.begin().await?;
+                sqlx::query("UPDATE sessions SET stepped_up_at = $1 WHERE id = $2 AND ended_at IS NULL")
+                    .bind(now)
+                    .bind(session_id)
+                    .execute(&mut *tx)
+                    .await?;
+                Self::write_effects(&mut tx, fx).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn add_pending_change(&self, c: &PendingChange, fx: &Effects) -> StoreResult<()> {
+                let mut tx = self.write.begin().await?;
+                sqlx::query(
+                    "INSERT INTO pending_changes (id, account_id, kind, target, cancel_token_hash, requested_at, effective_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(&c.id)
+                .bind(&c.account_id)
+                .bind(&c.kind)
+                .bind(&c.target)
+                .bind(&c.cancel_token_hash)
+                .bind(c.requested_at)
+                .bind(c.effective_at)
+                .execute(&mut *tx)
+                .await?;
+                Self::write_effects(&mut tx, fx).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn pending_changes(&self, account_id: &str) -> StoreResult<Vec<PendingChange>> {
+                let sql = format!(
+                    "SELECT {CHANGE_COLUMNS} FROM pending_changes WHERE account_id = $1 AND cancelled_at IS NULL \
+                     AND applied_at IS NULL ORDER BY effective_at, id"
+                );
+                Ok(sqlx::query_as(&sql).bind(account_id).fetch_all(&self.write).await?)
+            }
+
+            async fn pending_change_by_token(&self, token_hash: &str) -> StoreResult<Option<PendingChange>> {
+                let sql = format!("SELECT {CHANGE_COLUMNS} FROM pending_changes WHERE cancel_token_hash = $1");
+                Ok(sqlx::query_as(&sql).bind(token_hash).fetch_optional(&self.write).await?)
+            }
+
+            async fn cancel_pending_change(&self, account_id: &str, id: &str, now: Millis, fx: &Effects) -> StoreResult<bool> {
+                let mut tx = self.write.begin().await?;
+                let done = sqlx::query(
+                    "UPDATE pending_changes SET cancelled_at = $1 WHERE id = $2 AND account_id = $3 \
+                     AND cancelled_at IS NULL AND applied_at IS NULL",
+                )
+                .bind(now)
+                .bind(id)
+                .bind(account_id)
+                .execute(&mut *tx)
+                .await?;
+                if done.rows_affected() != 1 {
+                    return Ok(false);
+                }
+                Self::write_effects(&mut tx, fx).await?;
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn due_pending_changes(&self, now: Millis, limit: i64) -> StoreResult<Vec<PendingChange>> {
+                let sql = format!(
+                    "SELECT {CHANGE_COLUMNS} FROM pending_changes WHERE cancelled_at IS NULL AND applied_at IS NULL \
+                     AND effective_at <= $1 ORDER BY effective_at, id LIMIT $2"
+                );
+                Ok(sqlx::query_as(&sql).bind(now).bind(limit).fetch_all(&self.write).await?)
+            }
+
+            async fn apply_pending_change(&self, c: &PendingChange, now: Millis, fx: &Effects) -> StoreResult<bool> {
+                let mut tx = self.write.begin().await?;
+                let done = sqlx::query(
+                    "UPDATE pending_changes SET applied_at = $1 WHERE id = $2 AND cancelled_at IS NULL AND applied_at IS NULL",
+                )
+                .bind(now)
+                .bind(&c.id)
+                .execute(&mut *tx)
+                .await?;
+                if done.rows_affected() != 1 {
+                    return Ok(false);
+                }
+                match c.kind.as_str() {
+                    "totp.disable" => Self::delete_totp(&mut tx, &c.account_id).await?,
+                    "passkey.remove" => {
+                        sqlx::query("UPDATE passkeys SET removed_at = $1 WHERE id = $2 AND account_id = $3")
+                            .bind(now)
+                            .bind(&c.target)
+                            .bind(&c.account_id)
+                            .execute(&mut *tx)
+                            .await?;
+                        // "Require a passkey" cannot outlive the last passkey.
+                        sqlx::query(
+                            "UPDATE accounts SET require_passkey = FALSE WHERE id = $1 \
+                             AND NOT EXISTS (SELECT 1 FROM passkeys WHERE account_id = $2 AND removed_at IS NULL)",
+                        )
+                        .bind(&c.account_id)
+                        .bind(&c.account_id)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    "require_passkey.disable" => {
+                        sqlx::query("UPDATE accounts SET require_passkey = FALSE WHERE id = $1")
+                            .bind(&c.account_id)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    other => return Err(StoreError::Corrupt(format!("unknown pending change kind {other:?}"))),
+                }
+                Self::drop_orphan_backup_codes(&mut tx, &c.account_id).await?;
+                Self::write_effects(&mut tx, fx).await?;
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn set_require_passkey(&self, account_id: &str, on: bool, fx: &Effects) -> StoreResult<()> {
+                let mut tx = self.write.begin().await?;
+                sqlx::query("UPDATE accounts SET require_passkey = $1 WHERE id = $2")
+                    .bind(on)
+                    .bind(account_id)
+                    .execute(&mut *tx)
+                    .await?;
+                Self::write_effects(&mut tx, fx).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn withdrawal_locks(&self, account_id: &str, now: Millis) -> StoreResult<Vec<WithdrawalLock>> {
+                Ok(sqlx::query_as(
+                    "SELECT id, account_id, reason, created_at, until FROM withdrawal_locks \
+                     WHERE account_id = $1 AND until > $2 ORDER BY until DESC, id",
+                )
+                .bind(account_id)
+                .bind(now)
+                .fetch_all(&self.read)
+                .await?)
+            }
+
+            async fn put_action_code(&self, c: &ActionCode, fx: &Effects) -> StoreResult<()> {
+                let mut tx = self.write.begin().await?;
+                sqlx::query("DELETE FROM action_codes WHERE account_id = $1 AND purpose = $2")
+                    .bind(&c.account_id)
+                    .bind(&c.purpose)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(
+                    "INSERT INTO action_codes (account_id, purpose, code_mac, expires_at, attempts, created_at) VALUES ($1, $2, $3, $4, 0, $5)",
+                )
+                .bind(&c.account_id)
+                .bind(&c.purpose)
+                .bind(&c.code_mac)
+                .bind(c.expires_at)
+                .bind(c.created_at)
+                .execute(&mut *tx)
+                .await?;
+                Self::write_effects(&mut tx, fx).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn action_code(&self, account_id: &str, purpose: &str) -> StoreResult<Option<ActionCode>> {
+                Ok(sqlx::query_as(
+                    "SELECT account_id, purpose, code_mac, expires_at, attempts, created_at FROM action_codes WHERE account_id = $1 AND purpose = $2",
+                )
+                .bind(account_id)
+                .bind(purpose)
+                .fetch_optional(&self.write)
+                .await?)
+            }
+
+            async fn action_code_failed(&self, account_id: &str, purpose: &str) -> StoreResult<i64> {
+                let row = sqlx::query(
+                    "UPDATE action_codes SET attempts = attempts + 1 WHERE account_id = $1 AND purpose = $2 RETURNING attempts",
+                )
+                .bind(account_id)
+                .bind(purpose)
+                .fetch_optional(&self.write)
+                .await?;
+                Ok(match row {
+                    Some(r) => r.try_get("attempts")?,
+                    None => 0,
+                })
+            }
+
+            async fn password_history(&self, account_id: &str, limit: i64) -> StoreResult<Vec<String>> {
+                let rows = sqlx::query(
+                    "SELECT password_hash FROM (SELECT password_hash, created_at FROM password_history WHERE account_id = $1 \
+                     UNION ALL SELECT password_hash, created_at FROM accounts WHERE id = $2) h ORDER BY created_at DESC LIMIT $3",
+                )
+                .bind(account_id)
+                .bind(account_id)
+                .bind(limit)
+                .fetch_all(&self.write)
+                .await?;
+                Ok(rows.iter().map(|r| r.try_get("password_hash")).collect::<Result<_, _>>()?)
+            }
+
+            async fn change_password(
+                &self,
+                account_id: &str,
+                new_hash: &str,
+                keep_session: &str,
+                lock: &WithdrawalLock,
+                now: Millis,
+                fx: &Effects,
+            ) -> StoreResult<u64> {
+                let mut tx = self.write.begin().await?;
+                sqlx::query(
+                    "INSERT INTO password_history (account_id, password_hash, created_at) \
+                     SELECT id, password_hash, $1 FROM accounts WHERE id = $2",
+                )
+                .bind(now)
+                .bind(account_id)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query("UPDATE accounts SET password_hash = $1 WHERE id = $2")
+                    .bind(new_hash)
+                    .bind(account_id)
+                    .execute(&mut *tx)
+                    .await?;
+                let ended = sqlx::query(
+                    "UPDATE sessions SET ended_at = $1, end_reason = 'password_changed' WHERE account_id = $2 AND id <> $3 AND ended_at IS NULL",
+                )
+                .bind(now)
+                .bind(account_id)
+                .bind(keep_session)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                sqlx::query("DELETE FROM action_codes WHERE account_id = $1 AND purpose = 'password_change'")
+                    .bind(account_id)
+                    .execute(&mut *tx)
+                    .await?;
+                Self::insert_lock(&mut tx, lock).await?;
+                Self::write_effects(&mut tx, fx).await?;
+                tx.commit().await?;
+                Ok(ended)
+            }
+
+            async fn reset_totp(&self, account_id: &str, lock: &WithdrawalLock, fx: &Effects) -> StoreResult<()> {
+                let mut tx = self.write.begin().await?;
+                Self::delete_totp(&mut tx, account_id).await?;
+                sqlx::query(
+                    "UPDATE pending_changes SET cancelled_at = $1 WHERE account_id = $2 AND kind = 'totp.disable' AND cancelled_at IS NULL AND applied_at IS NULL",
+                )
+                .bind(lock.created_at)
+                .bind(account_id)
+                .execute(&mut *tx)
+                .await?;
+                Self::drop_orphan_backup_codes(&mut tx, account_id).await?;
+                Self::insert_lock(&mut tx, lock).await?;
+                Self::write_effects(&mut tx, fx).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn add_recovery_request(&self, r: &RecoveryRequest, fx: &Effects) -> StoreResult<()> {
+                let mut tx = self.write.begin().await?;
+                sqlx::query(
+                    "INSERT INTO recovery_requests (id, account_id, kind, reason, status, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(&r.id)
+                .bind(&r.account_id)
+                .bind(&r.kind)
+                .bind(&r.reason)
+                .bind(&r.status)
+                .bind(r.created_at)
+                .execute(&mut *tx)
+                .await?;
+                Self::write_effects(&mut tx, fx).await?;
+                tx.commit().await?;
+                Ok(())
             }
         }
     };

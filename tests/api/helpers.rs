@@ -163,6 +163,19 @@ impl TestApp {
         c
     }
 
+    /// Another signed-in client (another device) of an existing account without second factor.
+    pub async fn signed_in_again(&self, email: &str) -> TestClient {
+        let c = self.client_with_ua(IPHONE);
+        let r = c
+            .post(
+                "/api/v1/sessions",
+                serde_json::json!({"email": email, "password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        c
+    }
+
     pub async fn register_confirmed(&self, c: &TestClient, email: &str) {
         let r = c
             .post(

@@ -6,6 +6,7 @@ mod helpers;
 mod accounts;
 mod audit;
 mod bad_input;
+mod factors;
 mod outbox;
 mod pages;
 mod sessions;

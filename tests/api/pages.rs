@@ -107,7 +107,7 @@ async fn the_whole_flow_works_through_the_pages_with_csrf() {
             &[("csrf", &csrf), ("code", "Owl-Lantern-9")],
         )
         .await;
-    assert_eq!(r.headers["location"], "/security?saved=1");
+    assert_eq!(r.headers["location"], "/security?saved=anti_phishing");
     assert!(c.get("/security").await.body.contains("Owl-Lantern-9"));
 
     let r = c.post_form("/signout", &[("csrf", &csrf)]).await;

@@ -1,0 +1,470 @@
+//! Pages for second factors: set up the authenticator app (QR code), backup codes,
+//! passkeys, step-up, delayed weakening and its cancel links, password change, and the
+//! second step of signing in.
+
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use axum_extra::extract::CookieJar;
+use serde::Deserialize;
+
+use super::web::{
+    csrf, csrf_ok, csrf_refused, error_text, message, page_auth, render, security_center,
+    signed_in_jar, PageForm,
+};
+use super::{AppState, CHALLENGE_COOKIE};
+use crate::clock::format_utc;
+use crate::service::{Client, ServiceResult};
+use crate::store::SessionAuth;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/security/totp", post(totp_begin))
+        .route("/security/totp/confirm", post(totp_confirm))
+        .route("/security/totp/disable", post(totp_disable))
+        .route("/security/totp/reset", post(totp_reset))
+        .route("/security/backup-codes", post(backup_codes))
+        .route("/security/step-up", post(step_up))
+        .route("/security/passkeys/{id}/remove", post(remove_passkey))
+        .route("/security/require-passkey", post(require_passkey))
+        .route("/security/pending/{id}/cancel", post(cancel_pending))
+        .route("/security/password/code", post(password_code))
+        .route("/security/password", post(change_password))
+        .route(
+            "/signin/second-factor",
+            get(second_factor_page).post(second_factor),
+        )
+        .route("/cancel/{token}", get(cancel_link_page).post(cancel_link))
+        .route("/static/passkeys.js", get(script))
+}
+
+static PASSKEYS_JS: &str = include_str!("../../static/passkeys.js");
+
+async fn script() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        PASSKEYS_JS,
+    )
+        .into_response()
+}
+
+/// The sentence shown after a Security Center action (`/security?saved=KEY`).
+pub fn notice_text(key: &str) -> &'static str {
+    match key {
+        "anti_phishing" => "Saved. Every mail from now on shows your anti-phishing code.",
+        "totp" => "The authenticator app is on. Signing in now needs a code from it.",
+        "scheduled" => "Scheduled: for your protection this takes effect in 48 hours. You can cancel it below until then.",
+        "cancelled" => "Cancelled. Nothing changes.",
+        "stepped_up" => "Confirmed. You can make sensitive changes for the next 5 minutes.",
+        "require_passkey" => "Done. Signing in and withdrawals now need your passkey.",
+        "password_code" => "We mailed you a 6-digit code to confirm the password change.",
+        "password" => "Your password was changed. Every other device was signed out; withdrawals are locked for 24 hours.",
+        "totp_reset" => "The authenticator app was removed and withdrawals are locked for 48 hours. Set it up again below.",
+        _ => "Saved.",
+    }
+}
+
+#[derive(Deserialize)]
+struct CsrfOnly {
+    csrf: String,
+}
+
+#[derive(Deserialize)]
+struct CodeForm {
+    csrf: String,
+    code: String,
+}
+
+/// CSRF check and signed-in session, or the page that says why not.
+async fn guard(state: &AppState, jar: &CookieJar, token: &str) -> Result<SessionAuth, Response> {
+    if !csrf_ok(state, jar, token) {
+        return Err(csrf_refused());
+    }
+    page_auth(state, jar).await
+}
+
+/// Back to the Security Center with a notice, or the Security Center with the error.
+async fn finish(
+    state: &AppState,
+    jar: CookieJar,
+    auth: SessionAuth,
+    result: ServiceResult<()>,
+    saved: &str,
+) -> Response {
+    match result {
+        Ok(()) => Redirect::to(&format!("/security?saved={saved}")).into_response(),
+        Err(e) => security_center(state, jar, auth, None, Some(error_text(e))).await,
+    }
+}
+
+macro_rules! guarded {
+    ($state:expr, $jar:expr, $csrf:expr) => {
+        match guard(&$state, &$jar, &$csrf).await {
+            Ok(a) => a,
+            Err(r) => return r,
+        }
+    };
+}
+
+// ---- authenticator app -----------------------------------------------------------------
+
+#[derive(Template)]
+#[template(path = "totp.html")]
+struct TotpPage {
+    csrf: String,
+    secret: String,
+    qr_svg: String,
+    error: Option<String>,
+}
+
+/// Groups a base32 secret in fours for reading aloud or typing.
+fn grouped(secret: &str) -> String {
+    secret
+        .as_bytes()
+        .chunks(4)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+async fn totp_begin(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    client: Client,
+    PageForm(f): PageForm<CsrfOnly>,
+) -> Response {
+    let auth = guarded!(state, jar, f.csrf);
+    match state.core.totp_begin(&auth, &client).await {
+        Ok(e) => {
+            let (jar, csrf) = csrf(&state, jar);
+            (
+                jar,
+                render(
+                    StatusCode::OK,
+                    &TotpPage {
+                        csrf,
+                        secret: grouped(&e.secret),
+                        qr_svg: e.qr_svg,
+                        error: None,
+                    },
+                ),
+            )
+                .into_response()
+        }
+        Err(e) => security_center(&state, jar, auth, None, Some(error_text(e))).await,
+    }
+}
+
+#[derive(Template)]
+#[template(path = "backup_codes.html")]
+struct BackupCodesPage {
+    codes: Vec<String>,
+}
+
+async fn totp_confirm(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    client: Client,
+    PageForm(f): PageForm<CodeForm>,
+) -> Response {
+    let auth = guarded!(state, jar, f.csrf);
+    match state.core.totp_confirm(&auth, &f.code, &client).await {
+        Ok(Some(codes)) => render(StatusCode::OK, &BackupCodesPage { codes }),
+        Ok(None) => Redirect::to("/security?saved=totp").into_response(),
+        Err(e) => {
+            let (status, text) = error_text(e);
+            message(
+                status,
+                "That code did not work",
+                &format!("{text} Start the setup again from the Security Center."),
+                "/security",
+                "Back to Security Center",
+            )
+        }
+    }
+}
+
+async fn totp_disable(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    client: Client,
+    PageForm(f): PageForm<CsrfOnly>,
+) -> Response {
+    let auth = guarded!(state, jar, f.csrf);
+    let r = state.core.disable_totp(&auth, &client).await.map(|_| ());
+    finish(&state, jar, auth, r, "scheduled").await
+}
+
+#[derive(Deserialize)]
+struct ResetForm {
+    csrf: String,
+    backup_code: String,
+}
+
+async fn totp_reset(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    client: Client,
+    PageForm(f): PageForm<ResetForm>,
+) -> Response {
+    let auth = guarded!(state, jar, f.csrf);
+    let r = state
+        .core
+        .reset_totp_with_backup_code(&auth, &f.backup_code, &client)
+        .await
+        .map(|_| ());
+    finish(&state, jar, auth, r, "totp_reset").await
+}
+
+async fn backup_codes(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    client: Client,
+    PageForm(f): PageForm<CsrfOnly>,
+) -> Response {
+    let auth = guarded!(state, jar, f.csrf);
+    match state.core.regenerate_backup_codes(&auth, &client).await {
+        Ok(codes) => render(StatusCode::OK, &BackupCodesPage { codes }),
+        Err(e) => security_center(&state, jar, auth, None, Some(error_text(e))).await,
+    }
+}
+
+async fn step_up(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    client: Client,
+    PageForm(f): PageForm<CodeForm>,
+) -> Response {
+    let auth = guarded!(state, jar, f.csrf);
+    let r = state
+        .core
+        .step_up_with_code(&auth, &f.code, &client)
+        .await
+        .map(|_| ());
+    finish(&state, jar, auth, r, "stepped_up").await
+}
+
+async fn remove_passkey(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    client: Client,
+    Path(id): Path<String>,
+    PageForm(f): PageForm<CsrfOnly>,
+) -> Response {
+    let auth = guarded!(state, jar, f.csrf);
+    let r = state
+        .core
+        .remove_passkey(&auth, &id, &client)
+        .await
+        .map(|_| ());
+    finish(&state, jar, auth, r, "scheduled").await
+}
+
+#[derive(Deserialize)]
+struct RequirePasskeyForm {
+    csrf: String,
+    enabled: String,
+}
+
+async fn require_passkey(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    client: Client,
+    PageForm(f): PageForm<RequirePasskeyForm>,
+) -> Response {
+    let auth = guarded!(state, jar, f.csrf);
+    let on = f.enabled == "on";
+    let r = state
+        .core
+        .set_require_passkey(&auth, on, &client)
+        .await
+        .map(|_| ());
+    finish(
+        &state,
+        jar,
+        auth,
+        r,
+        if on { "require_passkey" } else { "scheduled" },
+    )
+    .await
+}
+
+async fn cancel_pending(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    client: Client,
+    Path(id): Path<String>,
+    PageForm(f): PageForm<CsrfOnly>,
+) -> Response {
+    let auth = guarded!(state, jar, f.csrf);
+    let r = state.core.cancel_pending_change(&auth, &id, &client).await;
+    finish(&state, jar, auth, r, "cancelled").await
+}
+
+async fn password_code(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    client: Client,
+    PageForm(f): PageForm<CsrfOnly>,
+) -> Response {
+    let auth = guarded!(state, jar, f.csrf);
+    let r = state.core.send_password_change_code(&auth, &client).await;
+    finish(&state, jar, auth, r, "password_code").await
+}
+
+#[derive(Deserialize)]
+struct PasswordForm {
+    csrf: String,
+    current_password: String,
+    new_password: String,
+    email_code: String,
+}
+
+async fn change_password(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    client: Client,
+    PageForm(f): PageForm<PasswordForm>,
+) -> Response {
+    let auth = guarded!(state, jar, f.csrf);
+    let r = state
+        .core
+        .change_password(
+            &auth,
+            &f.current_password,
+            &f.new_password,
+            &f.email_code,
+            &client,
+        )
+        .await
+        .map(|_| ());
+    finish(&state, jar, auth, r, "password").await
+}
+
+// ---- second sign-in step ---------------------------------------------------------------
+
+#[derive(Template)]
+#[template(path = "second_factor.html")]
+struct SecondFactorPage {
+    csrf: String,
+    challenge: String,
+    error: Option<String>,
+}
+
+async fn second_factor_page(State(state): State<AppState>, jar: CookieJar) -> Response {
+    let Some(challenge) = jar.get(CHALLENGE_COOKIE).map(|c| c.value().to_owned()) else {
+        return Redirect::to("/signin").into_response();
+    };
+    let (jar, csrf) = csrf(&state, jar);
+    (
+        jar,
+        render(
+            StatusCode::OK,
+            &SecondFactorPage {
+                csrf,
+                challenge,
+                error: None,
+            },
+        ),
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+struct SecondFactorForm {
+    csrf: String,
+    challenge: String,
+    code: String,
+}
+
+async fn second_factor(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    client: Client,
+    PageForm(f): PageForm<SecondFactorForm>,
+) -> Response {
+    if !csrf_ok(&state, &jar, &f.csrf) {
+        return csrf_refused();
+    }
+    match state
+        .core
+        .sign_in_second_factor(&f.challenge, &f.code, &client)
+        .await
+    {
+        Ok(signed) => (
+            signed_in_jar(&state, jar, signed),
+            Redirect::to("/security"),
+        )
+            .into_response(),
+        Err(e) => {
+            let expired = matches!(e, crate::service::ServiceError::ChallengeExpired);
+            let (status, text) = error_text(e);
+            if expired {
+                return message(status, "Sign in again", &text, "/signin", "Back to sign-in");
+            }
+            let (jar, csrf) = csrf(&state, jar);
+            (
+                jar,
+                render(
+                    status,
+                    &SecondFactorPage {
+                        csrf,
+                        challenge: f.challenge,
+                        error: Some(text),
+                    },
+                ),
+            )
+                .into_response()
+        }
+    }
+}
+
+// ---- cancel links from mails -------------------------------------------------------------
+
+#[derive(Template)]
+#[template(path = "cancel.html")]
+struct CancelPage {
+    csrf: String,
+    token: String,
+}
+
+/// The link only shows a button: mail scanners that fetch links must not cancel anything.
+async fn cancel_link_page(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    Path(token): Path<String>,
+) -> Response {
+    let (jar, csrf) = csrf(&state, jar);
+    (jar, render(StatusCode::OK, &CancelPage { csrf, token })).into_response()
+}
+
+async fn cancel_link(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    client: Client,
+    Path(token): Path<String>,
+    PageForm(f): PageForm<CsrfOnly>,
+) -> Response {
+    if !csrf_ok(&state, &jar, &f.csrf) {
+        return csrf_refused();
+    }
+    match state.core.cancel_pending_change_by_link(&token, &client).await {
+        Ok(change) => message(
+            StatusCode::OK,
+            "Cancelled",
+            &format!("The change was cancelled; nothing happens at {}. If you did not ask for it, sign in, change your password and review your devices.", format_utc(change.effective_at)),
+            "/signin",
+            "Sign in",
+        ),
+        Err(e) => {
+            let (status, text) = error_text(e);
+            message(status, "Nothing to cancel", &text, "/signin", "Sign in")
+        }
+    }
+}

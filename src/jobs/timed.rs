@@ -1,0 +1,37 @@
+//! Timed work: weakening changes whose 48 hours are up take effect, and owners whose right
+//! password was not followed by a second factor within three minutes are alerted.
+
+use std::time::Duration;
+
+use crate::service::Core;
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct TimedReport {
+    pub changes_applied: usize,
+    pub signin_alerts: usize,
+}
+
+/// One pass over everything that is due.
+pub async fn step(core: &Core) -> anyhow::Result<TimedReport> {
+    Ok(TimedReport {
+        changes_applied: core.apply_due_changes().await?,
+        signin_alerts: core.alert_incomplete_signins().await?,
+    })
+}
+
+/// Runs `step` every `every` until `shutdown` changes.
+pub async fn run(
+    state: crate::http::AppState,
+    every: Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        if let Err(e) = step(&state.core).await {
+            tracing::error!("timed job failed: {e:#}");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}

@@ -1,0 +1,564 @@
+//! Passkeys and hardware security keys (WebAuthn, through `webauthn-rs`): registration,
+//! passwordless sign-in (discoverable credentials), passkey as the second step after the
+//! password, step-up, renaming and (delayed) removal. Only public keys and counters are
+//! stored; a counter that goes backwards is reported as a possibly cloned key.
+
+use base64::Engine;
+use serde_json::json;
+use webauthn_rs::prelude::{
+    CreationChallengeResponse, DiscoverableAuthentication, DiscoverableKey, Passkey,
+    PasskeyAuthentication, PasskeyRegistration, PublicKeyCredential, RegisterPublicKeyCredential,
+    RequestChallengeResponse, WebauthnError,
+};
+use webauthn_rs::{Webauthn, WebauthnBuilder};
+
+use super::sessions::SignedIn;
+use super::{Client, Core, ServiceError, ServiceResult};
+use crate::clock::{format_utc, MINUTE};
+use crate::domain::secret::{random_token, token_hash};
+use crate::domain::step_up::SensitiveAction;
+use crate::store::{Account, Effects, PasskeyRecord, PendingChange, SessionAuth};
+
+const CEREMONY_TTL: i64 = 5 * MINUTE;
+const MAX_NAME_CHARS: usize = 64;
+
+/// Builds the relying party from the public URL: its host is the RP ID, its origin the only
+/// accepted origin (any port on localhost, for development and tests).
+pub fn relying_party(public_url: &str) -> anyhow::Result<Webauthn> {
+    let origin = url::Url::parse(public_url)
+        .map_err(|e| anyhow::anyhow!("public_url {public_url:?}: {e}"))?;
+    let host = origin
+        .host_str()
+        .ok_or_else(|| anyhow::anyhow!("public_url {public_url:?} has no host"))?
+        .to_owned();
+    let local = host == "localhost";
+    let builder = WebauthnBuilder::new(&host, &origin)
+        .map_err(|e| anyhow::anyhow!("cannot use {public_url:?} as a WebAuthn origin: {e}"))?
+        .rp_name("Rampart")
+        .allow_any_port(local);
+    builder
+        .build()
+        .map_err(|e| anyhow::anyhow!("WebAuthn setup failed: {e}"))
+}
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn clean_name(name: &str) -> ServiceResult<String> {
+    let name: String = name
+        .trim()
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_NAME_CHARS)
+        .collect();
+    if name.is_empty() {
+        return Err(crate::domain::Invalid::new(
+            "invalid_name",
+            "Give the passkey a name, such as \"YubiKey\" or \"Work laptop\".",
+        )
+        .into());
+    }
+    Ok(name)
+}
+
+fn passkey_failed(e: WebauthnError) -> ServiceError {
+    ServiceError::PasskeyFailed(e.to_string())
+}
+
+/// A started ceremony: the options for `navigator.credentials` and the id to finish with.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Ceremony<T> {
+    pub ceremony_id: String,
+    pub options: T,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SecondStepState {
+    challenge_id: String,
+    state: PasskeyAuthentication,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct RegistrationState {
+    name: String,
+    state: PasskeyRegistration,
+}
+
+impl Core {
+    async fn put_state<S: serde::Serialize>(
+        &self,
+        account_id: Option<&str>,
+        kind: &str,
+        state: &S,
+    ) -> ServiceResult<String> {
+        let token = random_token();
+        let json = serde_json::to_string(state).map_err(anyhow::Error::from)?;
+        self.store
+            .put_ceremony(
+                &token_hash(&token),
+                account_id,
+                kind,
+                &json,
+                self.now() + CEREMONY_TTL,
+            )
+            .await?;
+        Ok(token)
+    }
+
+    /// Takes a ceremony out (single use) and checks it is of the expected kind.
+    async fn take_state<S: serde::de::DeserializeOwned>(
+        &self,
+        token: &str,
+        kind: &str,
+    ) -> ServiceResult<(Option<String>, S)> {
+        let (account, found, state) = self.take_any_state(token).await?;
+        if found != kind {
+            return Err(ServiceError::PasskeyFailed(format!(
+                "ceremony of kind {found}, expected {kind}"
+            )));
+        }
+        let state = serde_json::from_str(&state).map_err(|e| {
+            ServiceError::Internal(anyhow::anyhow!("stored ceremony unreadable: {e}"))
+        })?;
+        Ok((account, state))
+    }
+
+    async fn take_any_state(&self, token: &str) -> ServiceResult<(Option<String>, String, String)> {
+        let expired = || ServiceError::PasskeyFailed("unknown, used or expired ceremony".into());
+        if token.is_empty() || token.len() > 128 {
+            return Err(expired());
+        }
+        self.store
+            .take_ceremony(&token_hash(token), self.now())
+            .await?
+            .ok_or_else(expired)
+    }
+
+    fn stored_passkeys(records: &[PasskeyRecord]) -> Vec<Passkey> {
+        records
+            .iter()
+            .filter_map(|r| serde_json::from_str(&r.passkey).ok())
+            .collect()
+    }
+
+    pub async fn passkey_register_start(
+        &self,
+        auth: &SessionAuth,
+        name: &str,
+    ) -> ServiceResult<Ceremony<CreationChallengeResponse>> {
+        let name = clean_name(name)?;
+        self.require_step_up(auth, SensitiveAction::AddSecondFactor)
+            .await?;
+        let account = &auth.account;
+        let user = uuid::Uuid::parse_str(&account.id).map_err(anyhow::Error::from)?;
+        let existing = Self::stored_passkeys(&self.store.passkeys(&account.id).await?);
+        let exclude = existing
+            .iter()
+            .map(|p| p.cred_id().clone())
+            .collect::<Vec<_>>();
+        let (mut ccr, state) = self
+            .webauthn
+            .start_passkey_registration(user, &account.email, &account.email, Some(exclude))
+            .map_err(passkey_failed)?;
+        // Ask for a discoverable credential, so the key can sign in without an email.
+        if let Some(sel) = ccr.public_key.authenticator_selection.as_mut() {
+            sel.resident_key = Some(webauthn_rs_proto::ResidentKeyRequirement::Required);
+            sel.require_resident_key = true;
+        }
+        let id = self
+            .put_state(
+                Some(&account.id),
+                "passkey.register",
+                &RegistrationState { name, state },
+            )
+            .await?;
+        Ok(Ceremony {
+            ceremony_id: id,
+            options: ccr,
+        })
+    }
+
+    /// Returns the backup codes when this passkey is the account's first second factor.
+    pub async fn passkey_register_finish(
+        &self,
+        auth: &SessionAuth,
+        ceremony_id: &str,
+        credential: &RegisterPublicKeyCredential,
+        client: &Client,
+    ) -> ServiceResult<(PasskeyRecord, Option<Vec<String>>)> {
+        let account = &auth.account;
+        let (owner, reg): (Option<String>, RegistrationState) =
+            self.take_state(ceremony_id, "passkey.register").await?;
+        if owner.as_deref() != Some(account.id.as_str()) {
+            return Err(ServiceError::PasskeyFailed(
+                "ceremony belongs to another account".into(),
+            ));
+        }
+        let passkey = self
+            .webauthn
+            .finish_passkey_registration(credential, &reg.state)
+            .map_err(passkey_failed)?;
+        let first = !self.factors(&account.id).await?.any();
+        let record = PasskeyRecord {
+            id: uuid::Uuid::new_v4().to_string(),
+            account_id: account.id.clone(),
+            credential_id: b64(passkey.cred_id().as_ref()),
+            name: reg.name,
+            passkey: serde_json::to_string(&passkey).map_err(anyhow::Error::from)?,
+            counter: 0,
+            created_at: self.now(),
+            last_used_at: None,
+            removed_at: None,
+        };
+        let (codes, macs) = self.new_backup_codes_for(&account.id);
+        let fx = Effects::audit(self.event(Some(client), Some(&account.id), Self::account_actor(account), "passkey.added", json!({"passkey_id": record.id, "name": record.name})))
+            .with_mail(self.composer.compose(
+                Some(&account.id),
+                &account.email,
+                account.anti_phishing_code.as_deref(),
+                "A passkey was added to your account",
+                &format!(
+                    "The passkey \"{}\" was added at {} from {} ({}). It can now sign in to your account.\n\n\
+                     If this was not you, freeze your account from the Security Center now.",
+                    record.name,
+                    format_utc(self.now()),
+                    client.device.summary(),
+                    client.ip
+                ),
+                self.now(),
+            ));
+        self.store
+            .add_passkey(&record, first.then_some(macs.as_slice()), &fx)
+            .await
+            .map_err(|e| match e {
+                crate::store::StoreError::Conflict(_) => ServiceError::Conflict(
+                    "passkey_exists",
+                    "This passkey is already registered.".into(),
+                ),
+                e => e.into(),
+            })?;
+        self.store
+            .session_stepped_up(&auth.session.id, self.now(), &Effects::default())
+            .await?;
+        Ok((record, first.then_some(codes)))
+    }
+
+    /// Starts a passkey sign-in: passwordless (any discoverable passkey) or, with a
+    /// challenge from the password step, the second step for that account.
+    pub async fn passkey_signin_start(
+        &self,
+        challenge: Option<&str>,
+    ) -> ServiceResult<Ceremony<RequestChallengeResponse>> {
+        match challenge {
+            None => {
+                let (rcr, state) = self
+                    .webauthn
+                    .start_discoverable_authentication()
+                    .map_err(passkey_failed)?;
+                let id = self.put_state(None, "passkey.signin", &state).await?;
+                Ok(Ceremony {
+                    ceremony_id: id,
+                    options: rcr,
+                })
+            }
+            Some(token) => {
+                let (challenge, account) = self.open_challenge(token).await?;
+                let keys = Self::stored_passkeys(&self.store.passkeys(&account.id).await?);
+                if keys.is_empty() {
+                    return Err(ServiceError::Conflict(
+                        "no_passkey",
+                        "This account has no passkey; use your authenticator app or a backup code."
+                            .into(),
+                    ));
+                }
+                let (rcr, state) = self
+                    .webauthn
+                    .start_passkey_authentication(&keys)
+                    .map_err(passkey_failed)?;
+                let second = SecondStepState {
+                    challenge_id: challenge.id,
+                    state,
+                };
+                let id = self
+                    .put_state(Some(&account.id), "passkey.second", &second)
+                    .await?;
+                Ok(Ceremony {
+                    ceremony_id: id,
+                    options: rcr,
+                })
+            }
+        }
+    }
+
+    /// Verifies an assertion against a stored passkey; updates its counter and reports a
+    /// counter that went backwards as a possible clone.
+    async fn verify_assertion(
+        &self,
+        account: &Account,
+        record: &PasskeyRecord,
+        result: Result<webauthn_rs::prelude::AuthenticationResult, WebauthnError>,
+        client: &Client,
+    ) -> ServiceResult<()> {
+        let result = match result {
+            Ok(r) => r,
+            Err(WebauthnError::CredentialPossibleCompromise) => {
+                let fx = Effects::audit(self.event(Some(client), Some(&account.id), "anonymous".into(), "passkey.possible_clone", json!({"passkey_id": record.id, "name": record.name})))
+                    .with_mail(self.composer.compose(
+                        Some(&account.id),
+                        &account.email,
+                        account.anti_phishing_code.as_deref(),
+                        "Your passkey may have been copied",
+                        &format!(
+                            "A sign-in with your passkey \"{}\" was refused at {} from {} ({}): its signature counter went backwards, \
+                             which is what a cloned security key looks like.\n\nIf you did not just use it, remove it and freeze your account.",
+                            record.name,
+                            format_utc(self.now()),
+                            client.device.summary(),
+                            client.ip
+                        ),
+                        self.now(),
+                    ));
+                self.store.append_audit(&fx).await?;
+                return Err(ServiceError::PasskeyFailed(
+                    "signature counter went backwards (possible cloned key)".into(),
+                ));
+            }
+            Err(e) => {
+                let fx = Effects::audit(self.event(
+                    Some(client),
+                    Some(&account.id),
+                    "anonymous".into(),
+                    "passkey.failed",
+                    json!({"passkey_id": record.id, "error": e.to_string()}),
+                ));
+                self.store.append_audit(&fx).await?;
+                return Err(passkey_failed(e));
+            }
+        };
+        let mut passkey: Passkey =
+            serde_json::from_str(&record.passkey).map_err(anyhow::Error::from)?;
+        passkey.update_credential(&result);
+        let json = serde_json::to_string(&passkey).map_err(anyhow::Error::from)?;
+        self.store
+            .passkey_used(&record.id, &json, i64::from(result.counter()), self.now())
+            .await?;
+        Ok(())
+    }
+
+    /// Finishes a passkey sign-in started by `passkey_signin_start`: passwordless, or the
+    /// second step after the password (the ceremony knows which).
+    pub async fn passkey_signin_finish(
+        &self,
+        ceremony_id: &str,
+        credential: &PublicKeyCredential,
+        client: &Client,
+    ) -> ServiceResult<SignedIn> {
+        self.throttle(&[(format!("ip:{}", client.ip), self.ip_policy())])
+            .await?;
+        let (owner, kind, state) = self.take_any_state(ceremony_id).await?;
+        let unreadable = |e: serde_json::Error| {
+            ServiceError::Internal(anyhow::anyhow!("stored ceremony unreadable: {e}"))
+        };
+        match kind.as_str() {
+            "passkey.signin" => {
+                let state: DiscoverableAuthentication =
+                    serde_json::from_str(&state).map_err(unreadable)?;
+                let (user, cred_id) = self
+                    .webauthn
+                    .identify_discoverable_authentication(credential)
+                    .map_err(passkey_failed)?;
+                let record = self
+                    .store
+                    .passkey_by_credential(&b64(cred_id))
+                    .await?
+                    .filter(|r| r.account_id == user.to_string())
+                    .ok_or_else(|| ServiceError::PasskeyFailed("unknown credential".into()))?;
+                let account = self
+                    .store
+                    .account_by_id(&record.account_id)
+                    .await?
+                    .ok_or_else(|| ServiceError::PasskeyFailed("account gone".into()))?;
+                let passkey: Passkey =
+                    serde_json::from_str(&record.passkey).map_err(anyhow::Error::from)?;
+                let result = self.webauthn.finish_discoverable_authentication(
+                    credential,
+                    state,
+                    &[DiscoverableKey::from(&passkey)],
+                );
+                self.verify_assertion(&account, &record, result, client)
+                    .await?;
+                if account.frozen_at.is_some() {
+                    return Err(ServiceError::AccountFrozen);
+                }
+                if account.email_confirmed_at.is_none() {
+                    return Err(ServiceError::EmailNotConfirmed);
+                }
+                let known = self.known_device(&account.id, client).await?;
+                let extra = Effects {
+                    audit: vec![],
+                    mails: vec![self.factor_used_mail(&account, "passkey", client)],
+                };
+                self.open_session(&account, client, known, "passkey", None, Some(extra))
+                    .await
+            }
+            "passkey.second" => {
+                let second: SecondStepState = serde_json::from_str(&state).map_err(unreadable)?;
+                let (challenge, account) = self.open_challenge_by_id(&second.challenge_id).await?;
+                if owner.as_deref() != Some(account.id.as_str()) {
+                    return Err(ServiceError::PasskeyFailed(
+                        "ceremony belongs to another account".into(),
+                    ));
+                }
+                let record = self
+                    .store
+                    .passkey_by_credential(&b64(credential.get_credential_id()))
+                    .await?
+                    .filter(|r| r.account_id == account.id)
+                    .ok_or_else(|| ServiceError::PasskeyFailed("unknown credential".into()))?;
+                let result = self
+                    .webauthn
+                    .finish_passkey_authentication(credential, &second.state);
+                self.verify_assertion(&account, &record, result, client)
+                    .await?;
+                let known = self.known_device(&account.id, client).await?;
+                let extra = Effects {
+                    audit: vec![],
+                    mails: vec![self.factor_used_mail(&account, "passkey", client)],
+                };
+                self.open_session(
+                    &account,
+                    client,
+                    known,
+                    "password+passkey",
+                    Some(&challenge.id),
+                    Some(extra),
+                )
+                .await
+            }
+            other => Err(ServiceError::PasskeyFailed(format!(
+                "ceremony of kind {other} cannot sign in"
+            ))),
+        }
+    }
+
+    pub async fn passkey_step_up_start(
+        &self,
+        auth: &SessionAuth,
+    ) -> ServiceResult<Ceremony<RequestChallengeResponse>> {
+        let keys = Self::stored_passkeys(&self.store.passkeys(&auth.account.id).await?);
+        if keys.is_empty() {
+            return Err(ServiceError::Conflict(
+                "no_passkey",
+                "This account has no passkey.".into(),
+            ));
+        }
+        let (rcr, state) = self
+            .webauthn
+            .start_passkey_authentication(&keys)
+            .map_err(passkey_failed)?;
+        let id = self
+            .put_state(Some(&auth.session.id), "passkey.stepup", &state)
+            .await?;
+        Ok(Ceremony {
+            ceremony_id: id,
+            options: rcr,
+        })
+    }
+
+    pub async fn passkey_step_up_finish(
+        &self,
+        auth: &SessionAuth,
+        ceremony_id: &str,
+        credential: &PublicKeyCredential,
+        client: &Client,
+    ) -> ServiceResult<i64> {
+        let (session, state): (Option<String>, PasskeyAuthentication) =
+            self.take_state(ceremony_id, "passkey.stepup").await?;
+        if session.as_deref() != Some(auth.session.id.as_str()) {
+            return Err(ServiceError::PasskeyFailed(
+                "ceremony belongs to another session".into(),
+            ));
+        }
+        let record = self
+            .store
+            .passkey_by_credential(&b64(credential.get_credential_id()))
+            .await?
+            .filter(|r| r.account_id == auth.account.id)
+            .ok_or_else(|| ServiceError::PasskeyFailed("unknown credential".into()))?;
+        let result = self
+            .webauthn
+            .finish_passkey_authentication(credential, &state);
+        self.verify_assertion(&auth.account, &record, result, client)
+            .await?;
+        self.mark_stepped_up(auth, "passkey", client).await
+    }
+
+    pub async fn rename_passkey(
+        &self,
+        auth: &SessionAuth,
+        id: &str,
+        name: &str,
+        client: &Client,
+    ) -> ServiceResult<()> {
+        let name = clean_name(name)?;
+        let account = &auth.account;
+        let fx = Effects::audit(self.event(
+            Some(client),
+            Some(&account.id),
+            Self::account_actor(account),
+            "passkey.renamed",
+            json!({"passkey_id": id, "name": name}),
+        ));
+        if self
+            .store
+            .rename_passkey(&account.id, id, &name, &fx)
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(ServiceError::NotFound(
+                "not_found",
+                "No such passkey on this account.".into(),
+            ))
+        }
+    }
+
+    /// Removing a passkey is weakening: it takes effect 48 h later, cancellable.
+    pub async fn remove_passkey(
+        &self,
+        auth: &SessionAuth,
+        id: &str,
+        client: &Client,
+    ) -> ServiceResult<PendingChange> {
+        let keys = self.store.passkeys(&auth.account.id).await?;
+        let Some(key) = keys.iter().find(|k| k.id == id) else {
+            return Err(ServiceError::NotFound(
+                "not_found",
+                "No such passkey on this account.".into(),
+            ));
+        };
+        let what = format!("Remove the passkey \"{}\"", key.name);
+        self.schedule_weakening(auth, "passkey.remove", Some(key.id.clone()), &what, client)
+            .await
+    }
+
+    pub(crate) fn new_backup_codes_for(&self, account_id: &str) -> (Vec<String>, Vec<String>) {
+        let codes: Vec<String> = (0..super::factors::BACKUP_CODE_COUNT)
+            .map(|_| crate::domain::secret::backup_code())
+            .collect();
+        let macs = codes
+            .iter()
+            .map(|c| {
+                self.key.mac(
+                    "backup-code",
+                    &format!(
+                        "{account_id}:{}",
+                        crate::domain::secret::normalize_backup_code(c)
+                    ),
+                )
+            })
+            .collect();
+        (codes, macs)
+    }
+}
