@@ -117,6 +117,18 @@ pub async fn build_with_store(
         mailbox_enabled: transport.is_local(),
         metrics: metrics_handle(),
     }));
+    // Other instances' key changes and freezes reach this instance's cache through the
+    // database (PostgreSQL LISTEN/NOTIFY); the listener ends when the app is dropped.
+    let weak = Arc::downgrade(&state.0);
+    store
+        .listen_invalidations(Box::new(move |what: &str| match weak.upgrade() {
+            Some(inner) => {
+                inner.core.key_cache.invalidate(what);
+                true
+            }
+            None => false,
+        }))
+        .await?;
     let router = crate::http::router(state.clone(), settings.body_limit_bytes);
     let worker = OutboxWorker {
         store,

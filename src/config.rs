@@ -89,8 +89,11 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// Seed the demo account at start.
     pub demo: bool,
-    /// Seconds between outbox polls.
+    /// Milliseconds between outbox polls.
     pub outbox_poll_ms: u64,
+    /// The gateway hook's route → permission table (`[[gateway_routes]]`, first match
+    /// wins; unlisted reads need `read`, unlisted writes are refused).
+    pub gateway_routes: Vec<crate::domain::api_key::RouteRule>,
     pub rules: Rules,
 }
 
@@ -111,6 +114,7 @@ impl Default for Settings {
             log_format: LogFormat::Pretty,
             demo: false,
             outbox_poll_ms: 500,
+            gateway_routes: crate::domain::api_key::default_routes(),
             rules: Rules::default(),
         }
     }

@@ -1,6 +1,7 @@
 //! The rules, pure: values parsed once at the edge, and the decisions made on them.
 //! Nothing here reads the clock, the network or the database.
 
+pub mod api_key;
 pub mod audit;
 pub mod device;
 pub mod email;

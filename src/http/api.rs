@@ -68,6 +68,7 @@ pub fn routes() -> Router<AppState> {
 async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     let mut doc = ApiDoc::openapi();
     doc.merge(super::api_factors::FactorsDoc::openapi());
+    doc.merge(super::api_keys::KeysDoc::openapi());
     Json(doc)
 }
 

@@ -148,6 +148,22 @@ pub fn body_too_large() -> ApiError {
     )
 }
 
+/// The TCP peer's address, when the server was started with connect info.
+pub struct Peer(pub Option<SocketAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Peer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0),
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod api_factors;
+pub mod api_keys;
 pub mod error;
 pub mod extract;
 pub mod web;
@@ -110,6 +111,7 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
     let mut app = Router::new()
         .merge(api::routes())
         .merge(api_factors::routes())
+        .merge(api_keys::routes())
         .merge(web::routes(state.mailbox_enabled))
         .merge(web_factors::routes())
         .route("/healthz", get(healthz))

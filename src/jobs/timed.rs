@@ -1,5 +1,6 @@
-//! Timed work: weakening changes whose 48 hours are up take effect, and owners whose right
-//! password was not followed by a second factor within three minutes are alerted.
+//! Timed work: weakening changes whose 48 hours are up take effect; owners whose right
+//! password was not followed by a second factor within three minutes are alerted; API-key
+//! last use is written in batches, with address alerts and expiry warnings.
 
 use std::time::Duration;
 
@@ -9,6 +10,8 @@ use crate::service::Core;
 pub struct TimedReport {
     pub changes_applied: usize,
     pub signin_alerts: usize,
+    /// API-key mails queued (forbidden-address alerts, expiry warnings).
+    pub api_key_mails: usize,
 }
 
 /// One pass over everything that is due.
@@ -16,6 +19,7 @@ pub async fn step(core: &Core) -> anyhow::Result<TimedReport> {
     Ok(TimedReport {
         changes_applied: core.apply_due_changes().await?,
         signin_alerts: core.alert_incomplete_signins().await?,
+        api_key_mails: core.api_key_housekeeping().await?,
     })
 }
 

@@ -4,6 +4,7 @@
 //! with its audit events and mails in one store call.
 
 pub mod accounts;
+pub mod api_keys;
 pub mod audit;
 pub mod factors;
 pub mod passkeys;
@@ -40,6 +41,10 @@ pub struct Core {
     pub secret_box: crate::domain::secret::SecretBox,
     /// The WebAuthn relying party (RP ID and origin from `public_url`).
     pub webauthn: webauthn_rs::Webauthn,
+    /// API keys ready to verify requests, kept coherent across instances.
+    pub key_cache: api_keys::KeyCache,
+    /// Route → permission table of the gateway hook.
+    pub gateway_routes: Vec<crate::domain::api_key::RouteRule>,
 }
 
 impl Core {
@@ -57,6 +62,8 @@ impl Core {
         let secret_box = crate::domain::secret::SecretBox::new(&key);
         let webauthn = passkeys::relying_party(&composer.public_url)?;
         Ok(Self {
+            key_cache: api_keys::KeyCache::default(),
+            gateway_routes: crate::domain::api_key::default_routes(),
             secret_box,
             webauthn,
             store,

@@ -8,6 +8,9 @@ use sqlx::postgres::PgPoolOptions;
 
 use crate::config::Backend;
 
+/// The `NOTIFY` channel of cache invalidations.
+const CHANNEL: &str = "rampart_cache";
+
 pub struct PostgresStore {
     write: sqlx::PgPool,
     read: sqlx::PgPool,
@@ -28,7 +31,7 @@ impl PostgresStore {
     }
 }
 
-sql_store!(PostgresStore, sqlx::Postgres, for_update: "FOR UPDATE", skip_locked: "FOR UPDATE SKIP LOCKED");
+sql_store!(PostgresStore, sqlx::Postgres, for_update: "FOR UPDATE", skip_locked: "FOR UPDATE SKIP LOCKED", notify_sql: "SELECT pg_notify('rampart_cache', $1)");
 
 #[async_trait]
 impl Store for PostgresStore {
@@ -40,6 +43,46 @@ impl Store for PostgresStore {
         sqlx::migrate!("./migrations/postgres")
             .run(&self.write)
             .await?;
+        Ok(())
+    }
+
+    async fn listen_invalidations(&self, sink: InvalidationSink) -> anyhow::Result<()> {
+        let mut listener = sqlx::postgres::PgListener::connect_with(&self.write).await?;
+        listener.listen(CHANNEL).await?;
+        tokio::spawn(async move {
+            loop {
+                // Wake up now and then to notice an app that has gone away.
+                let Ok(received) =
+                    tokio::time::timeout(Duration::from_secs(10), listener.try_recv()).await
+                else {
+                    if !sink("ping") {
+                        return;
+                    }
+                    continue;
+                };
+                match received {
+                    Ok(Some(n)) => {
+                        if !sink(n.payload()) {
+                            return;
+                        }
+                    }
+                    // The connection dropped and was re-established: anything could have
+                    // been missed, so forget everything cached.
+                    Ok(None) => {
+                        if !sink("all") {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!("cache invalidation listener: {e}; retrying");
+                        if !sink("all") {
+                            return;
+                        }
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        });
         Ok(())
     }
 

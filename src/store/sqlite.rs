@@ -37,7 +37,7 @@ impl SqliteStore {
     }
 }
 
-sql_store!(SqliteStore, sqlx::Sqlite, for_update: "", skip_locked: "");
+sql_store!(SqliteStore, sqlx::Sqlite, for_update: "", skip_locked: "", notify_sql: "");
 
 #[async_trait]
 impl Store for SqliteStore {
@@ -49,6 +49,10 @@ impl Store for SqliteStore {
         sqlx::migrate!("./migrations/sqlite")
             .run(&self.write)
             .await?;
+        Ok(())
+    }
+
+    async fn listen_invalidations(&self, _sink: InvalidationSink) -> anyhow::Result<()> {
         Ok(())
     }
 

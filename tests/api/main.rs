@@ -4,6 +4,7 @@
 mod helpers;
 
 mod accounts;
+mod api_keys;
 mod audit;
 mod bad_input;
 mod factors;

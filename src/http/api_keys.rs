@@ -1,0 +1,399 @@
+//! API keys over HTTP: management under `/api/v1/me/api-keys`, and the gateway hook
+//! `/authz` that a reverse proxy calls for every request (nginx `auth_request`: the original
+//! request in `X-Original-Method` / `X-Original-URI`; Envoy's HTTP external authorization:
+//! `/authz/<original path>` with the original headers and, optionally, the body).
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, delete, get};
+use axum::{Json, Router};
+use axum_extra::extract::CookieJar;
+use serde::{Deserialize, Serialize};
+use utoipa::{OpenApi, ToSchema};
+
+use super::error::{ApiError, ErrorBody, ErrorDetail};
+use super::extract::{client_ip, ApiJson, Authed, Peer};
+use super::{AppState, SESSION_COOKIE};
+use crate::domain::api_key::Refusal;
+use crate::service::api_keys::{session_permissions, AuthzError, Identity, NewKey};
+use crate::service::Client;
+use crate::store::ApiKeyRecord;
+
+#[derive(OpenApi)]
+#[openapi(
+    paths(create_key, list_keys, update_key, delete_key, delete_all_keys, authz),
+    components(schemas(
+        CreateKeyRequest,
+        CreatedKey,
+        KeyView,
+        KeysResponse,
+        UpdateKeyRequest,
+        Deleted
+    ))
+)]
+pub struct KeysDoc;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/api/v1/me/api-keys",
+            get(list_keys).post(create_key).delete(delete_all_keys),
+        )
+        .route(
+            "/api/v1/me/api-keys/{api_key}",
+            delete(delete_key).patch(update_key),
+        )
+        .route("/authz", any(authz))
+        .route("/authz/{*path}", any(authz_envoy))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKeyRequest {
+    label: String,
+    /// `hmac` (Rampart generates the secret), `ed25519` or `rsa` (send `public_key`).
+    #[serde(rename = "type")]
+    key_type: String,
+    /// PEM (`-----BEGIN PUBLIC KEY-----`) for Ed25519 and RSA 2048/4096 keys.
+    public_key: Option<String>,
+    /// `read`, `spot_trade`, `margin`, `futures`, `withdraw`, `internal_transfer`.
+    permissions: Vec<String>,
+    /// Up to 30 addresses or CIDRs; required for withdraw and trading permissions.
+    #[serde(default)]
+    ip_allowlist: Vec<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct KeyView {
+    api_key: String,
+    label: String,
+    #[serde(rename = "type")]
+    key_type: String,
+    permissions: Vec<String>,
+    ip_allowlist: Vec<String>,
+    created_at: i64,
+    created_ip: String,
+    created_device: String,
+    /// Created from a device that is not one of the owner's usual ones.
+    created_from_unusual_device: bool,
+    last_used_at: Option<i64>,
+    last_used_ip: Option<String>,
+    expires_at: Option<i64>,
+}
+
+impl From<ApiKeyRecord> for KeyView {
+    fn from(k: ApiKeyRecord) -> Self {
+        Self {
+            permissions: k
+                .permissions
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            ip_allowlist: k
+                .ip_allowlist
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            api_key: k.api_key,
+            label: k.label,
+            key_type: k.key_type,
+            created_at: k.created_at,
+            created_ip: k.created_ip,
+            created_device: k.created_device,
+            created_from_unusual_device: k.created_unusual,
+            last_used_at: k.last_used_at,
+            last_used_ip: k.last_used_ip,
+            expires_at: k.expires_at,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CreatedKey {
+    api_key: String,
+    /// HMAC keys only, shown this once: `rmps_` + 48 characters.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    secret: Option<String>,
+    key: KeyView,
+}
+
+/// Creates an API key (step-up required).
+#[utoipa::path(post, path = "/api/v1/me/api-keys", request_body = CreateKeyRequest, responses(
+    (status = 201, body = CreatedKey),
+    (status = 403, body = ErrorBody, description = "step_up_required"),
+    (status = 422, body = ErrorBody, description = "invalid_permission, allowlist_required, invalid_allowlist, invalid_public_key, invalid_key_type"),
+))]
+async fn create_key(
+    State(s): State<AppState>,
+    Authed(auth): Authed,
+    client: Client,
+    ApiJson(req): ApiJson<CreateKeyRequest>,
+) -> Result<Response, ApiError> {
+    let new = NewKey {
+        label: req.label,
+        key_type: req.key_type,
+        public_key: req.public_key,
+        permissions: req.permissions,
+        ip_allowlist: req.ip_allowlist,
+    };
+    let (record, secret) = s.core.create_api_key(&auth, new, &client).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedKey {
+            api_key: record.api_key.clone(),
+            secret,
+            key: record.into(),
+        }),
+    )
+        .into_response())
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct KeysResponse {
+    api_keys: Vec<KeyView>,
+}
+
+/// Every live key of the account.
+#[utoipa::path(get, path = "/api/v1/me/api-keys", responses((status = 200, body = KeysResponse)))]
+async fn list_keys(
+    State(s): State<AppState>,
+    Authed(auth): Authed,
+) -> Result<Json<KeysResponse>, ApiError> {
+    let keys = s.core.list_api_keys(&auth).await?;
+    Ok(Json(KeysResponse {
+        api_keys: keys.into_iter().map(KeyView::from).collect(),
+    }))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateKeyRequest {
+    permissions: Option<Vec<String>>,
+    ip_allowlist: Option<Vec<String>>,
+}
+
+/// Edits permissions and allowlist; widening needs step-up and is announced by mail.
+#[utoipa::path(patch, path = "/api/v1/me/api-keys/{api_key}", request_body = UpdateKeyRequest, responses((status = 200, body = KeyView), (status = 404, body = ErrorBody)))]
+async fn update_key(
+    State(s): State<AppState>,
+    Authed(auth): Authed,
+    client: Client,
+    Path(key): Path<String>,
+    ApiJson(req): ApiJson<UpdateKeyRequest>,
+) -> Result<Json<KeyView>, ApiError> {
+    Ok(Json(
+        s.core
+            .update_api_key(&auth, &key, req.permissions, req.ip_allowlist, &client)
+            .await?
+            .into(),
+    ))
+}
+
+/// Deletes one key (step-up required); it is refused on the very next request.
+#[utoipa::path(delete, path = "/api/v1/me/api-keys/{api_key}", responses((status = 204), (status = 404, body = ErrorBody)))]
+async fn delete_key(
+    State(s): State<AppState>,
+    Authed(auth): Authed,
+    client: Client,
+    Path(key): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    s.core.delete_api_key(&auth, &key, &client).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Deleted {
+    deleted: u64,
+}
+
+/// Deletes every key of the account at once (step-up required).
+#[utoipa::path(delete, path = "/api/v1/me/api-keys", responses((status = 200, body = Deleted)))]
+async fn delete_all_keys(
+    State(s): State<AppState>,
+    Authed(auth): Authed,
+    client: Client,
+) -> Result<Json<Deleted>, ApiError> {
+    Ok(Json(Deleted {
+        deleted: s.core.delete_all_api_keys(&auth, &client).await?,
+    }))
+}
+
+// ---- the gateway hook ------------------------------------------------------------------
+
+fn refusal(r: &Refusal) -> Response {
+    let status = StatusCode::from_u16(r.status()).unwrap_or(StatusCode::UNAUTHORIZED);
+    let body = ErrorBody {
+        error: ErrorDetail {
+            code: r.code().to_owned(),
+            message: r.message(),
+        },
+    };
+    let mut resp = (status, Json(body)).into_response();
+    // For proxies that replace the body of a refused auth subrequest (nginx).
+    resp.headers_mut().insert(
+        HeaderName::from_static("x-rampart-error"),
+        HeaderValue::from_static(r.code()),
+    );
+    resp
+}
+
+fn allowed(id: Identity) -> Response {
+    let mut resp = StatusCode::OK.into_response();
+    let h = resp.headers_mut();
+    for (name, value) in [
+        ("x-rampart-uid", id.uid),
+        ("x-rampart-key", id.api_key),
+        ("x-rampart-permissions", id.permissions),
+        ("x-rampart-auth", id.via.to_owned()),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            h.insert(HeaderName::from_static(name), v);
+        }
+    }
+    resp
+}
+
+/// The caller's address: the proxy's `X-Forwarded-For` when the proxy is trusted.
+fn source_ip(
+    state: &AppState,
+    peer: Option<SocketAddr>,
+    headers: &HeaderMap,
+) -> Result<IpAddr, ApiError> {
+    let peer = peer.map_or(IpAddr::from([127, 0, 0, 1]), |p| p.ip());
+    client_ip(peer, headers, &state.trusted_proxies)
+}
+
+/// The request the proxy asks about.
+struct Original<'a> {
+    method: &'a str,
+    path: &'a str,
+    query: &'a str,
+    body: &'a [u8],
+}
+
+async fn decide(
+    state: &AppState,
+    jar: &CookieJar,
+    headers: &HeaderMap,
+    ip: IpAddr,
+    original: Original<'_>,
+) -> Response {
+    let api_key = headers
+        .get("x-mbx-apikey")
+        .map(|v| v.to_str().unwrap_or("\u{0}"));
+    if api_key.is_none() {
+        if let Some(cookie) = jar.get(SESSION_COOKIE) {
+            return match state.core.authenticate(cookie.value()).await {
+                Ok(auth) => allowed(Identity {
+                    uid: auth.account.uid,
+                    api_key: String::new(),
+                    permissions: session_permissions(),
+                    via: "session",
+                }),
+                Err(e) => ApiError::from(e).into_response(),
+            };
+        }
+    }
+    let Original {
+        method,
+        path,
+        query,
+        body,
+    } = original;
+    let Ok(body) = std::str::from_utf8(body) else {
+        return refusal(&Refusal::BadParameter("body", "is not valid UTF-8"));
+    };
+    match state
+        .core
+        .authorize_signed(api_key, method, path, query, body, ip)
+        .await
+    {
+        Ok(id) => allowed(id),
+        Err(AuthzError::Refused(r)) => {
+            metrics::counter!("rampart_authz_refused_total", "code" => r.code()).increment(1);
+            refusal(&r)
+        }
+        Err(AuthzError::Failed(e)) => ApiError::from(e).into_response(),
+    }
+}
+
+/// The gateway hook (nginx `auth_request` style). Answers 200 with `X-Rampart-Uid`,
+/// `X-Rampart-Key`, `X-Rampart-Permissions`, or 400/401/403 with the reason.
+#[utoipa::path(get, path = "/authz", params(
+    ("X-Original-Method" = Option<String>, Header, description = "the original request's method"),
+    ("X-Original-URI" = Option<String>, Header, description = "the original path and query string"),
+    ("X-MBX-APIKEY" = Option<String>, Header, description = "the API key"),
+), responses(
+    (status = 200, description = "allowed; identity in X-Rampart-* headers"),
+    (status = 401, body = ErrorBody, description = "unknown_key, bad_signature, timestamp_outside_window, key_expired, account_frozen"),
+    (status = 403, body = ErrorBody, description = "ip_not_allowed, permission_missing"),
+))]
+async fn authz(
+    State(state): State<AppState>,
+    Peer(peer): Peer,
+    jar: CookieJar,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let ip = match source_ip(&state, peer, &headers) {
+        Ok(ip) => ip,
+        Err(e) => return e.into_response(),
+    };
+    let original_method = headers
+        .get("x-original-method")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or(method.as_str())
+        .to_owned();
+    let original: Option<Uri> = headers
+        .get("x-original-uri")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.parse().ok());
+    let target = original.as_ref().unwrap_or(&uri);
+    let path = if original.is_some() {
+        target.path()
+    } else {
+        "/"
+    };
+    let original = Original {
+        method: &original_method,
+        path,
+        query: target.query().unwrap_or(""),
+        body: &body,
+    };
+    decide(&state, &jar, &headers, ip, original).await
+}
+
+/// Envoy's HTTP external authorization: the check request is the original path under
+/// `/authz/`, with the original method, headers and (when configured) body.
+#[allow(clippy::too_many_arguments)] // an axum handler: one argument per extractor
+async fn authz_envoy(
+    State(state): State<AppState>,
+    Peer(peer): Peer,
+    jar: CookieJar,
+    Path(path): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let ip = match source_ip(&state, peer, &headers) {
+        Ok(ip) => ip,
+        Err(e) => return e.into_response(),
+    };
+    let path = format!("/{path}");
+    let original = Original {
+        method: method.as_str(),
+        path: &path,
+        query: uri.query().unwrap_or(""),
+        body: &body,
+    };
+    decide(&state, &jar, &headers, ip, original).await
+}
