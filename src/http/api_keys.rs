@@ -226,8 +226,13 @@ async fn delete_all_keys(
 
 // ---- the gateway hook ------------------------------------------------------------------
 
-fn refusal(r: &Refusal) -> Response {
-    let status = StatusCode::from_u16(r.status()).unwrap_or(StatusCode::UNAUTHORIZED);
+fn refusal(r: &Refusal, nginx: bool) -> Response {
+    let mut status = StatusCode::from_u16(r.status()).unwrap_or(StatusCode::UNAUTHORIZED);
+    // nginx's auth_request treats anything but 2xx/401/403 as its own failure (a 500):
+    // malformed requests are refused as 401 there, with the same code.
+    if nginx && status == StatusCode::BAD_REQUEST {
+        status = StatusCode::UNAUTHORIZED;
+    }
     let body = ErrorBody {
         error: ErrorDetail {
             code: r.code().to_owned(),
@@ -271,6 +276,8 @@ fn source_ip(
 
 /// The request the proxy asks about.
 struct Original<'a> {
+    /// Asked through nginx's `auth_request` (which only understands 2xx, 401 and 403).
+    nginx: bool,
     method: &'a str,
     path: &'a str,
     query: &'a str,
@@ -301,13 +308,14 @@ async fn decide(
         }
     }
     let Original {
+        nginx,
         method,
         path,
         query,
         body,
     } = original;
     let Ok(body) = std::str::from_utf8(body) else {
-        return refusal(&Refusal::BadParameter("body", "is not valid UTF-8"));
+        return refusal(&Refusal::BadParameter("body", "is not valid UTF-8"), nginx);
     };
     match state
         .core
@@ -317,7 +325,7 @@ async fn decide(
         Ok(id) => allowed(id),
         Err(AuthzError::Refused(r)) => {
             metrics::counter!("rampart_authz_refused_total", "code" => r.code()).increment(1);
-            refusal(&r)
+            refusal(&r, nginx)
         }
         Err(AuthzError::Failed(e)) => ApiError::from(e).into_response(),
     }
@@ -363,6 +371,7 @@ async fn authz(
         "/"
     };
     let original = Original {
+        nginx: true,
         method: &original_method,
         path,
         query: target.query().unwrap_or(""),
@@ -390,6 +399,7 @@ async fn authz_envoy(
     };
     let path = format!("/{path}");
     let original = Original {
+        nginx: false,
         method: method.as_str(),
         path: &path,
         query: uri.query().unwrap_or(""),

@@ -150,9 +150,10 @@ async fn an_hmac_key_authenticates_signed_requests_and_every_refusal_says_why() 
         StatusCode::FORBIDDEN,
         "permission_missing",
     );
+    // Malformed requests: 401 at the nginx-style hook (auth_request knows only 401/403).
     refused(
         &authz(&gw, &key, "GET", "/api/v3/account?timestamp=1").await,
-        StatusCode::BAD_REQUEST,
+        StatusCode::UNAUTHORIZED,
         "missing_parameter",
     );
     refused(
@@ -163,7 +164,7 @@ async fn an_hmac_key_authenticates_signed_requests_and_every_refusal_says_why() 
             &format!("/api/v3/account?timestamp={now}&timestamp={now}&signature=ab"),
         )
         .await,
-        StatusCode::BAD_REQUEST,
+        StatusCode::UNAUTHORIZED,
         "duplicate_parameter",
     );
     refused(
@@ -174,7 +175,7 @@ async fn an_hmac_key_authenticates_signed_requests_and_every_refusal_says_why() 
             "/api/v3/account?timestamp=soon&signature=ab",
         )
         .await,
-        StatusCode::BAD_REQUEST,
+        StatusCode::UNAUTHORIZED,
         "bad_parameter",
     );
     refused(
@@ -674,6 +675,13 @@ async fn sessions_envoy_style_and_step_up() {
         "Envoy sends the original path, method and body: {}",
         r.body
     );
+    let r = gw.get("/authz/api/v3/account?timestamp=1").await;
+    assert_eq!(
+        r.status,
+        StatusCode::BAD_REQUEST,
+        "Envoy gets the exact status"
+    );
+    assert_eq!(r.code(), "missing_parameter");
 
     // With a second factor enrolled, creating a key needs a fresh proof.
     let r = c.post("/api/v1/me/totp", json!({})).await;

@@ -8,6 +8,7 @@ mod api_keys;
 mod audit;
 mod bad_input;
 mod factors;
+mod gateway_nginx;
 mod outbox;
 mod pages;
 mod sessions;
