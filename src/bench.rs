@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use clap::Subcommand;
 use serde_json::json;
 
-use crate::clock::{SystemClock, HOUR};
+use crate::clock::{Clock, SystemClock, HOUR};
 use crate::config::Settings;
 use crate::domain::device::DeviceInfo;
 use crate::domain::password;
@@ -46,6 +46,185 @@ pub enum BenchCommand {
         #[arg(long)]
         database_url: Option<String>,
     },
+    /// In-process gateway verification against a bare HMAC-SHA256, plus Ed25519 and RSA
+    /// verification rates, with KEYS keys in the database.
+    Authz {
+        #[arg(long, default_value_t = 10_000)]
+        keys: usize,
+        #[arg(long, default_value_t = 200_000)]
+        iterations: u32,
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+        #[arg(long)]
+        database_url: Option<String>,
+    },
+    /// Seed KEYS HMAC keys; prints `API_KEY SECRET` of one of them.
+    SeedKeys {
+        #[arg(long, default_value_t = 10_000)]
+        keys: usize,
+        #[arg(long)]
+        database_url: Option<String>,
+    },
+    /// Prints a signed original URI for the gateway (recvWindow 60 s), for wrk.
+    Sign {
+        #[arg(long)]
+        secret: String,
+        #[arg(long, default_value = "/api/v3/order")]
+        path: String,
+    },
+}
+
+const BENCH_PARAMS: &str =
+    "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1&price=0.1&recvWindow=60000";
+
+/// Inserts `n` HMAC keys (allowlisted to loopback) for one account; returns one key and its secret.
+async fn seed_keys(app: &crate::app::App, n: usize) -> anyhow::Result<(String, String)> {
+    let account = seed_account(
+        app,
+        &format!(
+            "keys-{}@rampart.example",
+            &uuid::Uuid::new_v4().to_string()[..8]
+        ),
+    )
+    .await?;
+    let now = app.state.core.now();
+    let mut last = (String::new(), String::new());
+    for _ in 0..n.max(1) {
+        let key = crate::domain::api_key::new_key();
+        let secret = crate::domain::api_key::new_secret();
+        let record = crate::store::ApiKeyRecord {
+            api_key: key.clone(),
+            account_id: account.id.clone(),
+            label: "bench".into(),
+            key_type: "hmac".into(),
+            secret_enc: Some(app.state.core.secret_box.seal(secret.as_bytes(), &key)?),
+            public_key: None,
+            permissions: "read,spot_trade".into(),
+            ip_allowlist: "127.0.0.1/32".into(),
+            created_at: now,
+            created_ip: "127.0.0.1".into(),
+            created_device: "bench".into(),
+            created_unusual: false,
+            expires_at: None,
+            last_used_at: None,
+            last_used_ip: None,
+            warned_7d_at: None,
+            warned_1d_at: None,
+            deleted_at: None,
+        };
+        app.store()
+            .create_api_key(&record, &Effects::default())
+            .await?;
+        last = (key, secret);
+    }
+    Ok(last)
+}
+
+fn hmac_hex(secret: &str, payload: &str) -> String {
+    use hmac::Mac;
+    #[allow(clippy::expect_used)]
+    let mut m =
+        hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
+    m.update(payload.as_bytes());
+    hex::encode(m.finalize().into_bytes())
+}
+
+fn ns_per_op(start: Instant, n: u32) -> f64 {
+    start.elapsed().as_nanos() as f64 / f64::from(n)
+}
+
+async fn bench_authz(
+    app: &crate::app::App,
+    keys: usize,
+    iterations: u32,
+    rounds: usize,
+) -> anyhow::Result<()> {
+    use base64::Engine;
+    println!("seeding {keys} keys...");
+    let (key, secret) = seed_keys(app, keys).await?;
+    let core = &app.state.core;
+    let ip: IpAddr = [127, 0, 0, 1].into();
+    let (mut bare, mut full, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 1..=rounds {
+        let params = format!("{BENCH_PARAMS}&timestamp={}", core.now());
+        let query = format!("{params}&signature={}", hmac_hex(&secret, &params));
+        // Bare HMAC-SHA256 of the same payload (key setup included, as a verifier would).
+        let start = Instant::now();
+        let mut sink = 0u8;
+        for _ in 0..iterations {
+            sink ^= hmac_hex(&secret, &params).as_bytes()[0];
+        }
+        let b = ns_per_op(start, iterations);
+        std::hint::black_box(sink);
+        // The gateway's whole check, in process: parse, cache lookup, verify, window,
+        // expiry, freeze, allowlist, permission.
+        let start = Instant::now();
+        for _ in 0..iterations {
+            if core
+                .authorize_signed(Some(&key), "POST", "/api/v3/order", &query, "", ip)
+                .await
+                .is_err()
+            {
+                anyhow::bail!("a valid request was refused");
+            }
+        }
+        let f = ns_per_op(start, iterations);
+        println!(
+            "round {round}: bare HMAC {b:7.0} ns   full verification {f:7.0} ns   ratio {:.2}",
+            f / b
+        );
+        bare.push(b);
+        full.push(f);
+        ratio.push(f / b);
+    }
+    println!(
+        "median: bare HMAC-SHA256 {:.0} ns ({:.0}/s), verification {:.0} ns ({:.0}/s), ratio {:.2} (target <= 3)",
+        median(bare.clone()),
+        1e9 / median(bare),
+        median(full.clone()),
+        1e9 / median(full),
+        median(ratio)
+    );
+
+    // Public-key verification rates (the payload of a typical order).
+    let payload = format!("{BENCH_PARAMS}&timestamp={}", core.now());
+    let ed = ed25519_dalek::SigningKey::from_bytes(&[9u8; 32]);
+    let ed_sig = {
+        use ed25519_dalek::Signer;
+        base64::engine::general_purpose::STANDARD.encode(ed.sign(payload.as_bytes()).to_bytes())
+    };
+    let ed_verifier = crate::domain::api_key::Verifier::Ed25519(Box::new(ed.verifying_key()));
+    let n = 20_000;
+    let start = Instant::now();
+    for _ in 0..n {
+        anyhow::ensure!(ed_verifier.verify(payload.as_bytes(), &ed_sig));
+    }
+    println!(
+        "Ed25519 verification: {:.0}/s ({:.1} µs each)",
+        1e9 / ns_per_op(start, n),
+        ns_per_op(start, n) / 1000.0
+    );
+    for bits in [2048usize, 4096] {
+        let private = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), bits)?;
+        let signer = rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new(private.clone());
+        let sig = rsa::signature::Signer::sign(&signer, payload.as_bytes());
+        let sig = base64::engine::general_purpose::STANDARD
+            .encode(rsa::signature::SignatureEncoding::to_bytes(&sig));
+        let v = crate::domain::api_key::Verifier::Rsa(Box::new(rsa::pkcs1v15::VerifyingKey::new(
+            private.to_public_key(),
+        )));
+        let n = 5_000;
+        let start = Instant::now();
+        for _ in 0..n {
+            anyhow::ensure!(v.verify(payload.as_bytes(), &sig));
+        }
+        println!(
+            "RSA-{bits} verification: {:.0}/s ({:.1} µs each)",
+            1e9 / ns_per_op(start, n),
+            ns_per_op(start, n) / 1000.0
+        );
+    }
+    Ok(())
 }
 
 const UA: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36";
@@ -90,6 +269,31 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 pub async fn run(command: BenchCommand, mut settings: Settings) -> anyhow::Result<()> {
     match command {
+        BenchCommand::Authz {
+            keys,
+            iterations,
+            rounds,
+            database_url,
+        } => {
+            settings.database_url = database_url.unwrap_or_else(temp_db);
+            settings.secret_key = Some(crate::domain::secret::ServerKey::generate().to_base64());
+            let app = crate::app::build(settings, Arc::new(SystemClock)).await?;
+            bench_authz(&app, keys, iterations, rounds).await?;
+            app.store().close().await;
+        }
+        BenchCommand::SeedKeys { keys, database_url } => {
+            if let Some(u) = database_url {
+                settings.database_url = u;
+            }
+            let app = crate::app::build(settings, Arc::new(SystemClock)).await?;
+            let (key, secret) = seed_keys(&app, keys).await?;
+            app.store().close().await;
+            println!("{key} {secret}");
+        }
+        BenchCommand::Sign { secret, path } => {
+            let params = format!("{BENCH_PARAMS}&timestamp={}", SystemClock.now());
+            println!("{path}?{params}&signature={}", hmac_hex(&secret, &params));
+        }
         BenchCommand::Login {
             seconds,
             rounds,
