@@ -361,6 +361,7 @@ pub async fn run(command: BenchCommand, mut settings: Settings) -> anyhow::Resul
                     country: None,
                     first_seen: at,
                     last_active: at,
+                    trusted_at: None,
                 };
                 token = random_token();
                 let session = Session {
@@ -372,6 +373,8 @@ pub async fn run(command: BenchCommand, mut settings: Settings) -> anyhow::Resul
                     expires_at: now + 12 * HOUR,
                     stepped_up_at: None,
                     method: "password".into(),
+                    confirm_token_hash: None,
+                    ended_at: None,
                 };
                 let login = Login {
                     id: uuid::Uuid::new_v4().to_string(),

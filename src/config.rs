@@ -31,6 +31,10 @@ pub struct Rules {
     pub device_history_days: i64,
     pub anti_phishing_min_chars: usize,
     pub anti_phishing_max_chars: usize,
+    /// A sign-in from a device new to an account that has others is unusable until the
+    /// mailed confirmation link is clicked.
+    pub new_device_confirmation: bool,
+    pub max_trusted_devices: i64,
 }
 
 impl Default for Rules {
@@ -50,6 +54,8 @@ impl Default for Rules {
             device_history_days: 90,
             anti_phishing_min_chars: 8,
             anti_phishing_max_chars: 32,
+            new_device_confirmation: true,
+            max_trusted_devices: 3,
         }
     }
 }

@@ -176,6 +176,7 @@ fn history_device(account: &Account, ua: &str, place: &Place, first_seen: Millis
         country: Some(place.country.to_owned()),
         first_seen,
         last_active: first_seen,
+        trusted_at: None,
     }
 }
 
@@ -243,6 +244,8 @@ async fn sign_in(
         expires_at: at + app.state.core.rules.session_absolute_hours * HOUR,
         stepped_up_at: None,
         method: "password".into(),
+        confirm_token_hash: None,
+        ended_at: None,
     };
     let record = SignInRecord {
         device,

@@ -69,6 +69,7 @@ async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     let mut doc = ApiDoc::openapi();
     doc.merge(super::api_factors::FactorsDoc::openapi());
     doc.merge(super::api_keys::KeysDoc::openapi());
+    doc.merge(super::api_protection::ProtectionDoc::openapi());
     Json(doc)
 }
 
@@ -170,8 +171,10 @@ pub struct SignInRequest {
 
 #[derive(Serialize, ToSchema)]
 pub struct SignedInResponse {
-    /// `signed_in`, or `second_factor_required` (then finish with
-    /// `POST /api/v1/sessions/second-factor` or the passkey ceremony, quoting `challenge`).
+    /// `signed_in`; `second_factor_required` (then finish with
+    /// `POST /api/v1/sessions/second-factor` or the passkey ceremony, quoting `challenge`);
+    /// or `device_confirmation_required` (a device new to the account: the session works
+    /// once the link mailed to the account's address is clicked).
     status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     uid: Option<String>,
@@ -188,8 +191,13 @@ pub(crate) fn signed_in_response(s: &AppState, jar: CookieJar, signed: SignedIn)
     if let Some(device) = signed.new_device_token {
         jar = jar.add(s.device_cookie(device));
     }
+    let status = if signed.needs_confirmation {
+        "device_confirmation_required"
+    } else {
+        "signed_in"
+    };
     let body = SignedInResponse {
-        status: "signed_in",
+        status,
         uid: Some(signed.uid),
         challenge: None,
         methods: None,
@@ -273,6 +281,8 @@ pub struct DeviceView {
     id: String,
     /// The device this request comes from.
     current: bool,
+    /// On the owner's trusted list.
+    trusted: bool,
     device_model: String,
     os: String,
     browser: String,
@@ -288,6 +298,7 @@ impl DeviceView {
     fn new(d: Device, current_id: &str) -> Self {
         Self {
             current: d.id == current_id,
+            trusted: d.trusted_at.is_some(),
             id: d.id,
             device_model: d.model,
             os: d.os,

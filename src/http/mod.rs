@@ -5,10 +5,12 @@
 pub mod api;
 pub mod api_factors;
 pub mod api_keys;
+pub mod api_protection;
 pub mod error;
 pub mod extract;
 pub mod web;
 pub mod web_factors;
+pub mod web_protection;
 
 use std::ops::Deref;
 use std::sync::Arc;
@@ -112,8 +114,10 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         .merge(api::routes())
         .merge(api_factors::routes())
         .merge(api_keys::routes())
+        .merge(api_protection::routes())
         .merge(web::routes(state.mailbox_enabled))
         .merge(web_factors::routes())
+        .merge(web_protection::routes())
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_page))
         .fallback(fallback)

@@ -30,6 +30,7 @@ pub fn routes(mailbox: bool) -> Router<AppState> {
         .route("/confirm/resend", post(resend))
         .route("/signin", get(signin_page).post(signin))
         .route("/signout", post(signout))
+        .route("/signin/check-mail", get(check_mail))
         .route("/security", get(security_page))
         .route("/security/anti-phishing-code", post(set_anti_phishing_code))
         .route("/static/rampart.css", get(stylesheet))
@@ -166,6 +167,9 @@ pub(crate) async fn page_auth(state: &AppState, jar: &CookieJar) -> Result<Sessi
         Err(ServiceError::SessionExpired) => Err(to_signin("expired")),
         Err(ServiceError::AccountFrozen) => Err(to_signin("frozen")),
         Err(ServiceError::Unauthenticated) => Err(to_signin("")),
+        Err(ServiceError::Forbidden("device_confirmation_required", _)) => {
+            Err(Redirect::to("/signin/check-mail").into_response())
+        }
         Err(e) => Err(ApiError::from(e).into_response()),
     }
 }
@@ -484,6 +488,8 @@ async fn signout(
 // ---- Security Center -------------------------------------------------------------------
 
 struct DeviceRow {
+    id: String,
+    trusted: bool,
     current: bool,
     model: String,
     os: String,
@@ -524,6 +530,15 @@ struct SecurityPage {
     pending: Vec<PendingRow>,
     locks: Vec<LockRow>,
     stepped_up_until: Option<String>,
+    notifications: Vec<NotificationRow>,
+    unread: usize,
+}
+
+struct NotificationRow {
+    subject: String,
+    body: String,
+    at: String,
+    unread: bool,
 }
 
 struct PasskeyRow {
@@ -560,6 +575,10 @@ pub(crate) async fn security_center(
         Ok(o) => o,
         Err(e) => return ApiError::from(e).into_response(),
     };
+    let notifications = match state.core.notifications(&auth, 30).await {
+        Ok(n) => n,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
     let logins = match state.core.logins(&auth, 50).await {
         Ok(l) => l,
         Err(e) => return ApiError::from(e).into_response(),
@@ -578,7 +597,9 @@ pub(crate) async fn security_center(
         devices: devices
             .into_iter()
             .map(|d| DeviceRow {
+                trusted: d.trusted_at.is_some(),
                 current: d.id == current,
+                id: d.id.clone(),
                 location: Location::label(d.city.as_deref(), d.country.as_deref()),
                 model: d.model,
                 os: d.os,
@@ -660,6 +681,16 @@ pub(crate) async fn security_center(
             })
             .collect(),
         stepped_up_until: overview.stepped_up_until.map(format_utc),
+        unread: notifications.iter().filter(|n| n.read_at.is_none()).count(),
+        notifications: notifications
+            .into_iter()
+            .map(|n| NotificationRow {
+                unread: n.read_at.is_none(),
+                subject: n.subject,
+                body: n.body,
+                at: format_utc(n.created_at),
+            })
+            .collect(),
     };
     (jar, render(status, &page)).into_response()
 }
@@ -752,4 +783,15 @@ async fn mailbox_page(State(state): State<AppState>) -> Response {
             .collect(),
     };
     render(StatusCode::OK, &page)
+}
+
+async fn check_mail() -> Response {
+    message(
+        StatusCode::OK,
+        "Confirm this device",
+        "This device is new to your account. We mailed a confirmation link to the account's address: open it and confirm, then come back here. \
+         If you did not just sign in, someone has your password: use the freeze link in that mail.",
+        "/security",
+        "I confirmed it",
+    )
 }

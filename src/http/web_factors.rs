@@ -66,6 +66,11 @@ pub fn notice_text(key: &str) -> &'static str {
         "password_code" => "We mailed you a 6-digit code to confirm the password change.",
         "password" => "Your password was changed. Every other device was signed out; withdrawals are locked for 24 hours.",
         "totp_reset" => "The authenticator app was removed and withdrawals are locked for 48 hours. Set it up again below.",
+        "device_removed" => "The device was removed; its sessions ended.",
+        "device_blocked" => "The device was removed and blocked; its sessions ended and sign-ins from it are refused.",
+        "trusted" => "The trusted-devices list was updated.",
+        "signed_out_others" => "Every other device was signed out.",
+        "read" => "All notifications marked as read.",
         _ => "Saved.",
     }
 }

@@ -6,8 +6,11 @@
 use lettre::message::header::ContentType;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
-use crate::clock::Millis;
-use crate::store::{NewMail, OutboxMail};
+use crate::clock::{Millis, DAY};
+use crate::store::{FreezeLink, NewMail, OutboxMail};
+
+/// How long the freeze link in a mail works.
+pub const FREEZE_LINK_TTL: Millis = 7 * DAY;
 
 #[derive(Debug, Clone)]
 pub struct Composer {
@@ -30,8 +33,22 @@ impl Composer {
             None => "Tip: set an anti-phishing code in your Security Center. Every genuine mail from us will then show it, so a fake one stands out.".to_owned(),
         };
         let url = self.public_url.trim_end_matches('/');
+        // Every mail about an account carries its own single-use freeze link, which works
+        // without signing in (even after an attacker changed the password).
+        let freeze_link = account_id.map(|account| {
+            let token = crate::domain::secret::random_token();
+            let link = FreezeLink {
+                token_hash: crate::domain::secret::token_hash(&token),
+                account_id: account.to_owned(),
+                expires_at: now + FREEZE_LINK_TTL,
+            };
+            (token, link)
+        });
+        let freeze = freeze_link.as_ref().map_or_else(String::new, |(token, _)| {
+            format!("Not you? Freeze your account now, no sign-in needed (works once, for 7 days):\n{url}/freeze/{token}\n\n")
+        });
         let body_text = format!(
-            "{banner}\n\n{body}\n\n--\nRampart Security Center: {url}/security\n\
+            "{banner}\n\n{body}\n\n{freeze}--\nRampart Security Center: {url}/security\n\
              We will never ask for your password, your codes or your recovery phrase, by mail, phone or chat.\n"
         );
         NewMail {
@@ -41,7 +58,25 @@ impl Composer {
             subject: format!("[Rampart] {subject}"),
             body_text,
             created_at: now,
+            freeze_link: freeze_link.map(|(_, link)| link),
+            inbox: account_id.is_some(),
         }
+    }
+}
+
+impl Composer {
+    /// A mail that carries a code (confirmation): mail only, never the inbox.
+    pub fn compose_code_mail(
+        &self,
+        account_id: Option<&str>,
+        to: &str,
+        anti_phishing: Option<&str>,
+        subject: &str,
+        body: &str,
+        now: Millis,
+    ) -> NewMail {
+        self.compose(account_id, to, anti_phishing, subject, body, now)
+            .carrying_code()
     }
 }
 

@@ -34,7 +34,7 @@ impl Core {
 
     fn confirmation_mail(&self, account: &Account, code: &str) -> crate::store::NewMail {
         let minutes = self.rules.confirm_code_ttl_minutes;
-        self.composer.compose(
+        self.composer.compose_code_mail(
             Some(&account.id),
             &account.email,
             account.anti_phishing_code.as_deref(),

@@ -215,7 +215,12 @@ impl Core {
         )
     }
 
-    fn notice(&self, account: &Account, subject: &str, body: &str) -> crate::store::NewMail {
+    pub(crate) fn notice(
+        &self,
+        account: &Account,
+        subject: &str,
+        body: &str,
+    ) -> crate::store::NewMail {
         self.composer.compose(
             Some(&account.id),
             &account.email,
@@ -224,6 +229,16 @@ impl Core {
             body,
             self.now(),
         )
+    }
+
+    /// A mail that carries a code: mail only, never the inbox.
+    pub(crate) fn code_notice(
+        &self,
+        account: &Account,
+        subject: &str,
+        body: &str,
+    ) -> crate::store::NewMail {
+        self.notice(account, subject, body).carrying_code()
     }
 
     // ---- authenticator app ---------------------------------------------------------
@@ -688,7 +703,7 @@ impl Core {
             created_at: self.now(),
         };
         let fx = Effects::audit(self.event(Some(client), Some(&account.id), Self::account_actor(account), "password_change.code_sent", json!({})))
-            .with_mail(self.notice(
+            .with_mail(self.code_notice(
                 account,
                 "Your code to change your password",
                 &format!(

@@ -8,6 +8,7 @@ pub mod api_keys;
 pub mod audit;
 pub mod factors;
 pub mod passkeys;
+pub mod protection;
 pub mod sessions;
 
 use std::net::IpAddr;

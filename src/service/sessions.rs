@@ -28,6 +28,8 @@ pub struct SignedIn {
     /// Set when this browser had no device cookie for this account yet.
     pub new_device_token: Option<String>,
     pub uid: String,
+    /// The session works only after the mailed new-device confirmation is clicked.
+    pub needs_confirmation: bool,
 }
 
 /// The answer to a correct password.
@@ -292,8 +294,13 @@ impl Core {
         extra: Option<Effects>,
     ) -> ServiceResult<SignedIn> {
         let now = self.now();
+        let mut moved_country = false;
         let (device, device_is_new, new_device_token) = match known_device {
             Some(mut d) => {
+                // A known but untrusted device turning up in another country is confirmed
+                // again; trusted devices never are.
+                moved_country = d.trusted_at.is_none()
+                    && matches!((&d.country, &client.location.country), (Some(was), Some(now)) if was != now);
                 d.fingerprint = client.device.fingerprint.clone();
                 d.model = client.device.model.clone();
                 d.os = client.device.os.clone();
@@ -321,10 +328,36 @@ impl Core {
                     country: client.location.country.clone(),
                     first_seen: now,
                     last_active: now,
+                    trusted_at: None,
                 };
                 (d, true, Some(token))
             }
         };
+        if self
+            .store
+            .fingerprint_blocked(&account.id, &client.device.fingerprint)
+            .await?
+        {
+            let fx = Effects::audit(self.event(
+                Some(client),
+                Some(&account.id),
+                "anonymous".into(),
+                "signin.device_blocked",
+                json!({}),
+            ));
+            let row = self.login_row(&account.id, client, None, false, "device_blocked", method);
+            self.store.record_failed_login(&row, &fx).await?;
+            return Err(ServiceError::Forbidden(
+                "device_blocked",
+                "This device was removed and blocked by the account's owner. If that was you, contact support.".into(),
+            ));
+        }
+        // A device never seen on an account that has others must be confirmed from the
+        // owner's mailbox before its session works.
+        let needs_confirmation = self.rules.new_device_confirmation
+            && ((device_is_new && !self.store.devices(&account.id, 0).await?.is_empty())
+                || moved_country);
+        let confirm_token = needs_confirmation.then(random_token);
         let session_token = random_token();
         let proved_second_factor = method != "password";
         let session = Session {
@@ -336,6 +369,8 @@ impl Core {
             expires_at: now + self.rules.session_absolute_hours * HOUR,
             stepped_up_at: proved_second_factor.then_some(now),
             method: method.to_owned(),
+            confirm_token_hash: confirm_token.as_deref().map(token_hash),
+            ended_at: None,
         };
         let login = self.login_row(
             &account.id,
@@ -356,6 +391,10 @@ impl Core {
             fx.audit.extend(extra.audit);
             fx.mails.extend(extra.mails);
         }
+        if device_is_new || confirm_token.is_some() {
+            fx.mails
+                .push(self.new_device_mail(account, client, confirm_token.as_deref()));
+        }
         let record = SignInRecord {
             device,
             device_is_new,
@@ -373,6 +412,7 @@ impl Core {
             session_token,
             new_device_token,
             uid: account.uid.clone(),
+            needs_confirmation,
         })
     }
 
@@ -494,6 +534,20 @@ impl Core {
         let Some(auth) = self.store.session_auth(&id).await? else {
             return Err(ServiceError::Unauthenticated);
         };
+        if auth.session.ended_at.is_some() {
+            // A freeze ends every session; say so rather than just "sign in".
+            return Err(if auth.account.frozen_at.is_some() {
+                ServiceError::AccountFrozen
+            } else {
+                ServiceError::Unauthenticated
+            });
+        }
+        if auth.session.confirm_token_hash.is_some() {
+            return Err(ServiceError::Forbidden(
+                "device_confirmation_required",
+                "This device is new to the account: click the confirmation link we mailed to the account's address.".into(),
+            ));
+        }
         let now = self.now();
         let idle = now - auth.session.last_seen_at >= self.rules.session_idle_minutes * MINUTE;
         if idle || now >= auth.session.expires_at {

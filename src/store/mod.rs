@@ -74,6 +74,8 @@ pub struct Device {
     pub country: Option<String>,
     pub first_seen: Millis,
     pub last_active: Millis,
+    /// On the owner's trusted-devices list (at most 3).
+    pub trusted_at: Option<Millis>,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -89,6 +91,11 @@ pub struct Session {
     /// How it was opened: `password`, `password+totp`, `password+backup_code`,
     /// `password+passkey`, `passkey`.
     pub method: String,
+    /// Set while a sign-in from an unrecognised device waits for its mailed confirmation
+    /// (SHA-256 of the link's token); the session is unusable until then.
+    pub confirm_token_hash: Option<String>,
+    /// When it ended (signed out, expired, device removed, account frozen), if it did.
+    pub ended_at: Option<Millis>,
 }
 
 /// A live session with its account, read in one query on every authenticated request.
@@ -140,6 +147,28 @@ pub struct NewMail {
     pub subject: String,
     pub body_text: String,
     pub created_at: Millis,
+    /// The single-use "Not you? Freeze your account" link this mail carries.
+    pub freeze_link: Option<FreezeLink>,
+    /// Also shown in the in-app inbox and pushed to webhooks. Off for mails that carry a
+    /// code (confirmation, password change): those prove access to the mailbox and must
+    /// not be readable from a signed-in session.
+    pub inbox: bool,
+}
+
+impl NewMail {
+    /// Marks a mail that carries a code: mail only, never the inbox or webhooks.
+    pub fn carrying_code(mut self) -> Self {
+        self.inbox = false;
+        self
+    }
+}
+
+/// A freeze link as stored: the SHA-256 of its token, its account and its expiry.
+#[derive(Debug, Clone)]
+pub struct FreezeLink {
+    pub token_hash: String,
+    pub account_id: String,
+    pub expires_at: Millis,
 }
 
 /// A mail as the outbox holds it.
@@ -564,6 +593,143 @@ pub trait SecondFactorStore {
     ) -> StoreResult<()>;
 }
 
+/// What a freeze did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FreezeOutcome {
+    Frozen { sessions_ended: u64 },
+    AlreadyFrozen { since: Millis },
+}
+
+/// A freeze link as stored: its account, expiry and use.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct FreezeLinkRow {
+    pub account_id: String,
+    pub expires_at: Millis,
+    pub used_at: Option<Millis>,
+}
+
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+pub struct Notification {
+    pub id: String,
+    #[serde(skip)]
+    pub account_id: String,
+    pub subject: String,
+    pub body: String,
+    pub created_at: Millis,
+    pub read_at: Option<Millis>,
+}
+
+/// A webhook delivery claimed for sending, with its endpoint.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct WebhookDelivery {
+    pub id: String,
+    pub endpoint_id: String,
+    pub url: String,
+    pub secret_enc: String,
+    pub event: String,
+    pub attempts: i64,
+}
+
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+pub struct WebhookLogEntry {
+    pub id: String,
+    pub endpoint_id: String,
+    pub created_at: Millis,
+    pub attempts: i64,
+    pub delivered_at: Option<Millis>,
+    pub dead_at: Option<Millis>,
+    pub last_status: Option<i64>,
+    pub last_error: Option<String>,
+}
+
+/// Freezing, device removal and trust, new-device confirmation, the notification inbox
+/// and webhook delivery.
+#[async_trait]
+pub trait ProtectionStore {
+    /// Freezes the account and ends every session, once; later calls answer
+    /// `AlreadyFrozen` and write nothing.
+    async fn freeze_account(
+        &self,
+        account_id: &str,
+        now: Millis,
+        fx: &Effects,
+    ) -> StoreResult<FreezeOutcome>;
+    async fn freeze_link(&self, token_hash: &str) -> StoreResult<Option<FreezeLinkRow>>;
+    /// Spends a freeze link (single use, unexpired) and freezes its account in one
+    /// transaction; `None` if the link was spent or expired meanwhile.
+    async fn spend_freeze_link(
+        &self,
+        token_hash: &str,
+        account_id: &str,
+        now: Millis,
+        fx: &Effects,
+    ) -> StoreResult<Option<FreezeOutcome>>;
+    async fn device(&self, account_id: &str, device_id: &str) -> StoreResult<Option<Device>>;
+    /// Removes a device (its sessions end) and, with `block`, refuses its fingerprint from
+    /// then on. `None` if the device is not the account's.
+    async fn remove_device(
+        &self,
+        account_id: &str,
+        device_id: &str,
+        block: bool,
+        now: Millis,
+        fx: &Effects,
+    ) -> StoreResult<Option<u64>>;
+    async fn fingerprint_blocked(&self, account_id: &str, fingerprint: &str) -> StoreResult<bool>;
+    async fn end_other_sessions(
+        &self,
+        account_id: &str,
+        keep: &str,
+        now: Millis,
+        fx: &Effects,
+    ) -> StoreResult<u64>;
+    /// Trusts (at most `max` per account) or untrusts a device. `Ok(false)` when the list is full.
+    async fn set_device_trusted(
+        &self,
+        account_id: &str,
+        device_id: &str,
+        trusted: bool,
+        max: i64,
+        now: Millis,
+        fx: &Effects,
+    ) -> StoreResult<Option<bool>>;
+    /// The account whose live session waits for this confirmation token.
+    async fn pending_session_account(&self, token_hash: &str) -> StoreResult<Option<String>>;
+    /// Confirms the pending session behind a mailed link, once; `false` if already done.
+    async fn confirm_session(
+        &self,
+        token_hash: &str,
+        now: Millis,
+        fx: &Effects,
+    ) -> StoreResult<bool>;
+    async fn notifications(&self, account_id: &str, limit: i64) -> StoreResult<Vec<Notification>>;
+    async fn mark_notifications_read(&self, account_id: &str, now: Millis) -> StoreResult<u64>;
+    async fn add_webhook_endpoint(
+        &self,
+        id: &str,
+        url: &str,
+        secret_enc: &str,
+        now: Millis,
+    ) -> StoreResult<()>;
+    async fn claim_webhooks(
+        &self,
+        now: Millis,
+        lease_until: Millis,
+        limit: i64,
+    ) -> StoreResult<Vec<WebhookDelivery>>;
+    async fn webhook_delivered(&self, id: &str, status: i64, now: Millis) -> StoreResult<()>;
+    async fn webhook_failed(
+        &self,
+        id: &str,
+        status: Option<i64>,
+        error: &str,
+        retry_at: Millis,
+        dead: bool,
+        now: Millis,
+    ) -> StoreResult<()>;
+    async fn webhook_log(&self, limit: i64) -> StoreResult<Vec<WebhookLogEntry>>;
+}
+
 /// All storage areas together.
 #[async_trait]
 pub trait Store:
@@ -574,6 +740,7 @@ pub trait Store:
     + OutboxStore
     + SecondFactorStore
     + ApiKeyStore
+    + ProtectionStore
     + Send
     + Sync
     + 'static

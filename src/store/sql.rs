@@ -19,7 +19,7 @@ macro_rules! sql_store {
             "seq, at, account_id, actor, action, ip, device, detail, prev_hash, hash";
         const MAIL_COLUMNS: &str =
             "id, account_id, to_addr, subject, body_text, created_at, attempts, sent_at, dead_at, last_error";
-        const DEVICE_COLUMNS: &str = "id, account_id, token_hash, fingerprint, model, os, browser, user_agent, ip, city, country, first_seen, last_active";
+        const DEVICE_COLUMNS: &str = "id, account_id, token_hash, fingerprint, model, os, browser, user_agent, ip, city, country, first_seen, last_active, trusted_at";
         const ACCOUNT_COLUMNS: &str = "id, uid, email, password_hash, email_confirmed_at, anti_phishing_code, created_at, frozen_at, require_passkey";
 
         fn audit_record(row: &<$db as sqlx::Database>::Row) -> Result<AuditRecord, sqlx::Error> {
@@ -85,7 +85,47 @@ macro_rules! sql_store {
                         .execute(&mut **tx)
                         .await?;
                 }
+                let mut endpoints: Option<Vec<String>> = None;
                 for m in &fx.mails {
+                    if let Some(link) = &m.freeze_link {
+                        sqlx::query("INSERT INTO freeze_links (token_hash, account_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
+                            .bind(&link.token_hash)
+                            .bind(&link.account_id)
+                            .bind(m.created_at)
+                            .bind(link.expires_at)
+                            .execute(&mut **tx)
+                            .await?;
+                    }
+                    if let (true, Some(account_id)) = (m.inbox, &m.account_id) {
+                        sqlx::query("INSERT INTO notifications (id, account_id, subject, body, created_at) VALUES ($1, $2, $3, $4, $5)")
+                            .bind(&m.id)
+                            .bind(account_id)
+                            .bind(&m.subject)
+                            .bind(&m.body_text)
+                            .bind(m.created_at)
+                            .execute(&mut **tx)
+                            .await?;
+                        if endpoints.is_none() {
+                            let rows = sqlx::query("SELECT id FROM webhook_endpoints WHERE disabled_at IS NULL").fetch_all(&mut **tx).await?;
+                            endpoints = Some(rows.iter().map(|r| r.try_get("id")).collect::<Result<_, _>>()?);
+                        }
+                        let event = serde_json::json!({
+                            "id": m.id, "account_id": account_id, "subject": m.subject, "body": m.body_text, "created_at": m.created_at,
+                        })
+                        .to_string();
+                        for endpoint in endpoints.iter().flatten() {
+                            sqlx::query(
+                                "INSERT INTO webhook_deliveries (id, endpoint_id, event, created_at, next_attempt_at) VALUES ($1, $2, $3, $4, $5)",
+                            )
+                            .bind(uuid::Uuid::new_v4().to_string())
+                            .bind(endpoint)
+                            .bind(&event)
+                            .bind(m.created_at)
+                            .bind(m.created_at)
+                            .execute(&mut **tx)
+                            .await?;
+                        }
+                    }
                     sqlx::query(
                         "INSERT INTO outbox (id, account_id, to_addr, subject, body_text, created_at, attempts, next_attempt_at) \
                          VALUES ($1, $2, $3, $4, $5, $6, 0, $7)",
@@ -247,15 +287,16 @@ macro_rules! sql_store {
             }
 
             async fn device_by_token(&self, account_id: &str, token_hash: &str) -> StoreResult<Option<Device>> {
-                let sql = format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE token_hash = $1 AND account_id = $2");
+                let sql = format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE token_hash = $1 AND account_id = $2 AND removed_at IS NULL");
                 Ok(sqlx::query_as(&sql).bind(token_hash).bind(account_id).fetch_optional(&self.read).await?)
             }
 
             async fn session_auth(&self, session_id: &str) -> StoreResult<Option<SessionAuth>> {
                 let row = sqlx::query(
                     "SELECT s.id, s.account_id, s.device_id, s.created_at AS s_created_at, s.last_seen_at, s.expires_at, s.stepped_up_at, s.method, \
+                     s.confirm_token_hash, s.confirmed_at, s.ended_at, \
                      a.uid, a.email, a.password_hash, a.email_confirmed_at, a.anti_phishing_code, a.created_at, a.frozen_at, a.require_passkey \
-                     FROM sessions s JOIN accounts a ON a.id = s.account_id WHERE s.id = $1 AND s.ended_at IS NULL",
+                     FROM sessions s JOIN accounts a ON a.id = s.account_id WHERE s.id = $1",
                 )
                 .bind(session_id)
                 .fetch_optional(&self.read)
@@ -270,6 +311,12 @@ macro_rules! sql_store {
                     expires_at: row.try_get("expires_at")?,
                     stepped_up_at: row.try_get("stepped_up_at")?,
                     method: row.try_get("method")?,
+                    confirm_token_hash: {
+                        let confirmed: Option<Millis> = row.try_get("confirmed_at")?;
+                        let pending: Option<String> = row.try_get("confirm_token_hash")?;
+                        pending.filter(|_| confirmed.is_none())
+                    },
+                    ended_at: row.try_get("ended_at")?,
                 };
                 let account = Account {
                     id: session.account_id.clone(),
@@ -317,7 +364,7 @@ macro_rules! sql_store {
 
             async fn devices(&self, account_id: &str, since: Millis) -> StoreResult<Vec<Device>> {
                 let sql = format!(
-                    "SELECT {DEVICE_COLUMNS} FROM devices WHERE account_id = $1 AND last_active >= $2 ORDER BY last_active DESC, id"
+                    "SELECT {DEVICE_COLUMNS} FROM devices WHERE account_id = $1 AND last_active >= $2 AND removed_at IS NULL ORDER BY last_active DESC, id"
                 );
                 Ok(sqlx::query_as(&sql).bind(account_id).bind(since).fetch_all(&self.read).await?)
             }
@@ -379,8 +426,8 @@ macro_rules! sql_store {
                 }
                 let s = &r.session;
                 sqlx::query(
-                    "INSERT INTO sessions (id, account_id, device_id, created_at, last_seen_at, expires_at, stepped_up_at, method) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                    "INSERT INTO sessions (id, account_id, device_id, created_at, last_seen_at, expires_at, stepped_up_at, method, confirm_token_hash) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                 )
                 .bind(&s.id)
                 .bind(&s.account_id)
@@ -390,6 +437,7 @@ macro_rules! sql_store {
                 .bind(s.expires_at)
                 .bind(s.stepped_up_at)
                 .bind(&s.method)
+                .bind(&s.confirm_token_hash)
                 .execute(&mut **tx)
                 .await?;
                 Self::insert_login(tx, &r.login).await?;
@@ -1310,6 +1358,277 @@ macro_rules! sql_store {
                     sqlx::query($notify_sql).bind(what).execute(&self.write).await?;
                 }
                 Ok(())
+            }
+        }
+
+        impl $store {
+            async fn freeze_in(tx: &mut Tx<'_>, account_id: &str, now: Millis, fx: &Effects) -> StoreResult<FreezeOutcome> {
+                let done = sqlx::query("UPDATE accounts SET frozen_at = $1 WHERE id = $2 AND frozen_at IS NULL")
+                    .bind(now)
+                    .bind(account_id)
+                    .execute(&mut **tx)
+                    .await?;
+                if done.rows_affected() != 1 {
+                    let row = sqlx::query("SELECT frozen_at FROM accounts WHERE id = $1").bind(account_id).fetch_one(&mut **tx).await?;
+                    let since: Option<Millis> = row.try_get("frozen_at")?;
+                    return Ok(FreezeOutcome::AlreadyFrozen { since: since.unwrap_or(now) });
+                }
+                let sessions_ended = sqlx::query(
+                    "UPDATE sessions SET ended_at = $1, end_reason = 'account_frozen' WHERE account_id = $2 AND ended_at IS NULL",
+                )
+                .bind(now)
+                .bind(account_id)
+                .execute(&mut **tx)
+                .await?
+                .rows_affected();
+                Self::write_effects(tx, fx).await?;
+                Ok(FreezeOutcome::Frozen { sessions_ended })
+            }
+        }
+
+        #[async_trait]
+        impl ProtectionStore for $store {
+            async fn freeze_account(&self, account_id: &str, now: Millis, fx: &Effects) -> StoreResult<FreezeOutcome> {
+                let mut tx = self.write.begin().await?;
+                let outcome = Self::freeze_in(&mut tx, account_id, now, fx).await?;
+                tx.commit().await?;
+                Ok(outcome)
+            }
+
+            async fn freeze_link(&self, token_hash: &str) -> StoreResult<Option<FreezeLinkRow>> {
+                Ok(sqlx::query_as("SELECT account_id, expires_at, used_at FROM freeze_links WHERE token_hash = $1")
+                    .bind(token_hash)
+                    .fetch_optional(&self.write)
+                    .await?)
+            }
+
+            async fn spend_freeze_link(&self, token_hash: &str, account_id: &str, now: Millis, fx: &Effects) -> StoreResult<Option<FreezeOutcome>> {
+                let mut tx = self.write.begin().await?;
+                let spent = sqlx::query(
+                    "UPDATE freeze_links SET used_at = $1 WHERE token_hash = $2 AND account_id = $3 AND used_at IS NULL AND expires_at > $4",
+                )
+                .bind(now)
+                .bind(token_hash)
+                .bind(account_id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                if spent.rows_affected() != 1 {
+                    return Ok(None);
+                }
+                let outcome = Self::freeze_in(&mut tx, account_id, now, fx).await?;
+                tx.commit().await?;
+                Ok(Some(outcome))
+            }
+
+            async fn device(&self, account_id: &str, device_id: &str) -> StoreResult<Option<Device>> {
+                let sql = format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE id = $1 AND account_id = $2 AND removed_at IS NULL");
+                Ok(sqlx::query_as(&sql).bind(device_id).bind(account_id).fetch_optional(&self.write).await?)
+            }
+
+            async fn remove_device(&self, account_id: &str, device_id: &str, block: bool, now: Millis, fx: &Effects) -> StoreResult<Option<u64>> {
+                let mut tx = self.write.begin().await?;
+                let row = sqlx::query("UPDATE devices SET removed_at = $1, trusted_at = NULL WHERE id = $2 AND account_id = $3 AND removed_at IS NULL RETURNING fingerprint")
+                    .bind(now)
+                    .bind(device_id)
+                    .bind(account_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let Some(row) = row else { return Ok(None) };
+                let fingerprint: String = row.try_get("fingerprint")?;
+                let ended = sqlx::query(
+                    "UPDATE sessions SET ended_at = $1, end_reason = 'device_removed' WHERE device_id = $2 AND account_id = $3 AND ended_at IS NULL",
+                )
+                .bind(now)
+                .bind(device_id)
+                .bind(account_id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if block {
+                    sqlx::query("INSERT INTO blocked_fingerprints (account_id, fingerprint, created_at) VALUES ($1, $2, $3) ON CONFLICT (account_id, fingerprint) DO NOTHING")
+                        .bind(account_id)
+                        .bind(&fingerprint)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                Self::write_effects(&mut tx, fx).await?;
+                tx.commit().await?;
+                Ok(Some(ended))
+            }
+
+            async fn fingerprint_blocked(&self, account_id: &str, fingerprint: &str) -> StoreResult<bool> {
+                let row = sqlx::query("SELECT 1 AS one FROM blocked_fingerprints WHERE account_id = $1 AND fingerprint = $2")
+                    .bind(account_id)
+                    .bind(fingerprint)
+                    .fetch_optional(&self.read)
+                    .await?;
+                Ok(row.is_some())
+            }
+
+            async fn end_other_sessions(&self, account_id: &str, keep: &str, now: Millis, fx: &Effects) -> StoreResult<u64> {
+                let mut tx = self.write.begin().await?;
+                let n = sqlx::query(
+                    "UPDATE sessions SET ended_at = $1, end_reason = 'signed_out_elsewhere' WHERE account_id = $2 AND id <> $3 AND ended_at IS NULL",
+                )
+                .bind(now)
+                .bind(account_id)
+                .bind(keep)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                Self::write_effects(&mut tx, fx).await?;
+                tx.commit().await?;
+                Ok(n)
+            }
+
+            async fn set_device_trusted(&self, account_id: &str, device_id: &str, trusted: bool, max: i64, now: Millis, fx: &Effects) -> StoreResult<Option<bool>> {
+                let mut tx = self.write.begin().await?;
+                if trusted {
+                    // Serialise concurrent trust changes of one account on its row.
+                    sqlx::query(concat!("SELECT id FROM accounts WHERE id = $1 ", $for_update)).bind(account_id).fetch_optional(&mut *tx).await?;
+                    let row = sqlx::query("SELECT COUNT(*) AS n FROM devices WHERE account_id = $1 AND trusted_at IS NOT NULL AND removed_at IS NULL AND id <> $2")
+                        .bind(account_id)
+                        .bind(device_id)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    let n: i64 = row.try_get("n")?;
+                    if n >= max {
+                        return Ok(Some(false));
+                    }
+                }
+                let done = sqlx::query("UPDATE devices SET trusted_at = $1 WHERE id = $2 AND account_id = $3 AND removed_at IS NULL")
+                    .bind(trusted.then_some(now))
+                    .bind(device_id)
+                    .bind(account_id)
+                    .execute(&mut *tx)
+                    .await?;
+                if done.rows_affected() != 1 {
+                    return Ok(None);
+                }
+                Self::write_effects(&mut tx, fx).await?;
+                tx.commit().await?;
+                Ok(Some(true))
+            }
+
+            async fn pending_session_account(&self, token_hash: &str) -> StoreResult<Option<String>> {
+                let row = sqlx::query(
+                    "SELECT account_id FROM sessions WHERE confirm_token_hash = $1 AND confirmed_at IS NULL AND ended_at IS NULL",
+                )
+                .bind(token_hash)
+                .fetch_optional(&self.write)
+                .await?;
+                Ok(match row {
+                    Some(r) => Some(r.try_get("account_id")?),
+                    None => None,
+                })
+            }
+
+            async fn confirm_session(&self, token_hash: &str, now: Millis, fx: &Effects) -> StoreResult<bool> {
+                let mut tx = self.write.begin().await?;
+                let done = sqlx::query(
+                    "UPDATE sessions SET confirmed_at = $1 WHERE confirm_token_hash = $2 AND confirmed_at IS NULL AND ended_at IS NULL",
+                )
+                .bind(now)
+                .bind(token_hash)
+                .execute(&mut *tx)
+                .await?;
+                if done.rows_affected() != 1 {
+                    return Ok(false);
+                }
+                Self::write_effects(&mut tx, fx).await?;
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn notifications(&self, account_id: &str, limit: i64) -> StoreResult<Vec<Notification>> {
+                Ok(sqlx::query_as(
+                    "SELECT id, account_id, subject, body, created_at, read_at FROM notifications WHERE account_id = $1 ORDER BY created_at DESC, id LIMIT $2",
+                )
+                .bind(account_id)
+                .bind(limit)
+                .fetch_all(&self.read)
+                .await?)
+            }
+
+            async fn mark_notifications_read(&self, account_id: &str, now: Millis) -> StoreResult<u64> {
+                Ok(sqlx::query("UPDATE notifications SET read_at = $1 WHERE account_id = $2 AND read_at IS NULL")
+                    .bind(now)
+                    .bind(account_id)
+                    .execute(&self.write)
+                    .await?
+                    .rows_affected())
+            }
+
+            async fn add_webhook_endpoint(&self, id: &str, url: &str, secret_enc: &str, now: Millis) -> StoreResult<()> {
+                sqlx::query("INSERT INTO webhook_endpoints (id, url, secret_enc, created_at) VALUES ($1, $2, $3, $4)")
+                    .bind(id)
+                    .bind(url)
+                    .bind(secret_enc)
+                    .bind(now)
+                    .execute(&self.write)
+                    .await?;
+                Ok(())
+            }
+
+            async fn claim_webhooks(&self, now: Millis, lease_until: Millis, limit: i64) -> StoreResult<Vec<WebhookDelivery>> {
+                let sql = format!(
+                    "UPDATE webhook_deliveries SET lease_until = $1, attempts = attempts + 1 WHERE id IN (\
+                       SELECT id FROM webhook_deliveries WHERE delivered_at IS NULL AND dead_at IS NULL AND next_attempt_at <= $2 \
+                       AND (lease_until IS NULL OR lease_until <= $3) ORDER BY created_at, id LIMIT $4 {}) \
+                     RETURNING id, endpoint_id, event, attempts",
+                    $skip_locked
+                );
+                let rows = sqlx::query(&sql).bind(lease_until).bind(now).bind(now).bind(limit).fetch_all(&self.write).await?;
+                let mut out = Vec::with_capacity(rows.len());
+                for row in rows {
+                    let endpoint_id: String = row.try_get("endpoint_id")?;
+                    let ep = sqlx::query("SELECT url, secret_enc FROM webhook_endpoints WHERE id = $1").bind(&endpoint_id).fetch_one(&self.write).await?;
+                    out.push(WebhookDelivery {
+                        id: row.try_get("id")?,
+                        url: ep.try_get("url")?,
+                        secret_enc: ep.try_get("secret_enc")?,
+                        endpoint_id,
+                        event: row.try_get("event")?,
+                        attempts: row.try_get("attempts")?,
+                    });
+                }
+                Ok(out)
+            }
+
+            async fn webhook_delivered(&self, id: &str, status: i64, now: Millis) -> StoreResult<()> {
+                sqlx::query("UPDATE webhook_deliveries SET delivered_at = $1, last_status = $2, lease_until = NULL, last_error = NULL WHERE id = $3")
+                    .bind(now)
+                    .bind(status)
+                    .bind(id)
+                    .execute(&self.write)
+                    .await?;
+                Ok(())
+            }
+
+            async fn webhook_failed(&self, id: &str, status: Option<i64>, error: &str, retry_at: Millis, dead: bool, now: Millis) -> StoreResult<()> {
+                sqlx::query(
+                    "UPDATE webhook_deliveries SET last_status = $1, last_error = $2, next_attempt_at = $3, lease_until = NULL, dead_at = $4 WHERE id = $5",
+                )
+                .bind(status)
+                .bind(error)
+                .bind(retry_at)
+                .bind(if dead { Some(now) } else { None })
+                .bind(id)
+                .execute(&self.write)
+                .await?;
+                Ok(())
+            }
+
+            async fn webhook_log(&self, limit: i64) -> StoreResult<Vec<WebhookLogEntry>> {
+                Ok(sqlx::query_as(
+                    "SELECT id, endpoint_id, created_at, attempts, delivered_at, dead_at, last_status, last_error FROM webhook_deliveries \
+                     ORDER BY created_at DESC, id LIMIT $1",
+                )
+                .bind(limit)
+                .fetch_all(&self.read)
+                .await?)
             }
         }
     };

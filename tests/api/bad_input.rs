@@ -168,6 +168,7 @@ async fn huge_and_garbage_user_agents_are_survived() {
         )
         .await;
     assert_eq!(r.status, StatusCode::OK);
+    app.confirm_new_device("pat@example.com").await;
     let devices = garbage.get("/api/v1/me/devices").await.json();
     let list = devices["devices"].as_array().expect("list");
     assert_eq!(list.len(), 3);

@@ -96,6 +96,16 @@ async fn authenticator_app_makes_a_password_alone_worthless() {
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(
+        r.json()["status"],
+        "device_confirmation_required",
+        "a second factor does not replace the new-device check"
+    );
+    assert_eq!(
+        other.get("/api/v1/me").await.code(),
+        "device_confirmation_required"
+    );
+    app.confirm_new_device("ana@example.com").await;
     assert_eq!(other.get("/api/v1/me").await.status, StatusCode::OK);
     let logins = other.get("/api/v1/me/logins").await.json();
     assert_eq!(logins["logins"][0]["method"], "password+totp");
@@ -399,12 +409,13 @@ async fn weakening_takes_effect_after_48_hours_unless_cancelled_from_the_securit
         .await
         .expect("step");
     assert_eq!(report.changes_applied, 1);
-    // The password alone signs in again.
+    // The password alone signs in again (a new device: confirmed by mail).
     let fresh = app.client();
     assert_eq!(
         password_step(&fresh, "fox@example.com").await["status"],
-        "signed_in"
+        "device_confirmation_required"
     );
+    app.confirm_new_device("fox@example.com").await;
     let overview = fresh.get("/api/v1/me/second-factors").await.json();
     assert_eq!(overview["totp_enabled"], false);
     assert_eq!(
@@ -525,6 +536,7 @@ async fn password_change_needs_everything_and_locks_withdrawals() {
             json!({"email": "gil@example.com", "password": "Fresh-garden-lamp-2031"}),
         )
         .await;
+    app.confirm_new_device("gil@example.com").await;
     assert!(
         fresh.get("/api/v1/me/second-factors").await.json()["withdrawal_locks"]
             .as_array()

@@ -78,6 +78,18 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     let (database_url, dir) = fresh_database().await;
     let mut settings = test_settings(&database_url);
     configure(&mut settings);
+    spawn_app_from(settings, dir).await
+}
+
+/// A second instance on the same database and key as `first` (PostgreSQL deployments).
+pub async fn spawn_second_instance(first: &TestApp, key: &str) -> TestApp {
+    let mut settings = test_settings(&first.database_url);
+    settings.secret_key = Some(key.to_owned());
+    spawn_app_from(settings, None).await
+}
+
+pub async fn spawn_app_from(settings: Settings, dir: Option<tempfile::TempDir>) -> TestApp {
+    let database_url = settings.database_url.clone();
     let clock = ManualClock::new(SystemClock.now());
     let app: App = rampart::app::build(settings, Arc::new(clock.clone()))
         .await
@@ -163,6 +175,29 @@ impl TestApp {
         c
     }
 
+    /// Clicks the newest new-device confirmation link mailed to `email`.
+    pub async fn confirm_new_device(&self, email: &str) {
+        let mails = self.mails_to(email).await;
+        let mail = mails
+            .iter()
+            .rev()
+            .find(|m| m.body_text.contains("/confirm-device/"))
+            .expect("a device confirmation mail");
+        let link = mail
+            .body_text
+            .lines()
+            .find(|l| l.contains("/confirm-device/"))
+            .expect("link")
+            .trim();
+        let path = link
+            .strip_prefix("http://rampart.test")
+            .expect("public url");
+        let c = self.client();
+        let page = c.get(path).await;
+        let r = c.post_form(path, &[("csrf", &csrf_in(&page.body))]).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    }
+
     /// Another signed-in client (another device) of an existing account without second factor.
     pub async fn signed_in_again(&self, email: &str) -> TestClient {
         let c = self.client_with_ua(IPHONE);
@@ -173,6 +208,8 @@ impl TestApp {
             )
             .await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        assert_eq!(r.json()["status"], "device_confirmation_required");
+        self.confirm_new_device(email).await;
         c
     }
 

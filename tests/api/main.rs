@@ -11,5 +11,6 @@ mod factors;
 mod gateway_nginx;
 mod outbox;
 mod pages;
+mod protection;
 mod sessions;
 mod store_contract;

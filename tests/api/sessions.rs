@@ -93,6 +93,7 @@ async fn sessions_expire_when_idle_and_after_the_absolute_limit() {
         )
         .await;
     assert_eq!(r.status, StatusCode::OK);
+    app.confirm_new_device("kim@example.com").await;
     for _ in 0..(12 * 60 / 20 - 1) {
         app.clock.advance(20 * MINUTE);
         assert_eq!(c.get("/api/v1/me").await.status, StatusCode::OK);
@@ -234,6 +235,7 @@ async fn devices_show_the_six_fields_and_the_current_one() {
         )
         .await;
     assert_eq!(r.status, StatusCode::OK);
+    app.confirm_new_device("max@example.com").await;
 
     let devices = phone.get("/api/v1/me/devices").await.json();
     let list = devices["devices"].as_array().expect("list");

@@ -40,6 +40,8 @@ fn mail(i: usize) -> NewMail {
         subject: "s".into(),
         body_text: "b".into(),
         created_at: 1_000,
+        freeze_link: None,
+        inbox: false,
     }
 }
 

@@ -1,0 +1,200 @@
+//! The JSON API of stopping an attacker: freeze, device removal and trust, signing out
+//! everywhere else, and the notification inbox.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get, post, put};
+use axum::{Json, Router};
+use axum_extra::extract::CookieJar;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, OpenApi, ToSchema};
+
+use super::error::{ApiError, ErrorBody};
+use super::extract::{ApiJson, Authed};
+use super::{AppState, SESSION_COOKIE};
+use crate::service::Client;
+use crate::store::{FreezeOutcome, Notification};
+
+#[derive(OpenApi)]
+#[openapi(
+    paths(
+        freeze,
+        remove_device,
+        sign_out_others,
+        trust_device,
+        notifications,
+        read_notifications
+    ),
+    components(schemas(Frozen, Ended, TrustRequest, NotificationView, NotificationsResponse))
+)]
+pub struct ProtectionDoc;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/me/freeze", post(freeze))
+        .route("/api/v1/me/devices/{id}", delete(remove_device))
+        .route("/api/v1/me/devices/{id}/trusted", put(trust_device))
+        .route("/api/v1/me/sessions/others", delete(sign_out_others))
+        .route("/api/v1/me/notifications", get(notifications))
+        .route("/api/v1/me/notifications/read", post(read_notifications))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Frozen {
+    /// `frozen`, or `already_frozen` (nothing changed).
+    status: &'static str,
+    sessions_ended: u64,
+    frozen_since: Option<i64>,
+}
+
+impl From<FreezeOutcome> for Frozen {
+    fn from(o: FreezeOutcome) -> Self {
+        match o {
+            FreezeOutcome::Frozen { sessions_ended } => Self {
+                status: "frozen",
+                sessions_ended,
+                frozen_since: None,
+            },
+            FreezeOutcome::AlreadyFrozen { since } => Self {
+                status: "already_frozen",
+                sessions_ended: 0,
+                frozen_since: Some(since),
+            },
+        }
+    }
+}
+
+/// Freezes the account at once: every session ends, every API key is refused, sign-ins are
+/// refused, held withdrawals are cancelled. Lifted only through a recovery review.
+#[utoipa::path(post, path = "/api/v1/me/freeze", responses((status = 200, body = Frozen)))]
+async fn freeze(
+    State(s): State<AppState>,
+    Authed(auth): Authed,
+    client: Client,
+    jar: CookieJar,
+) -> Result<(CookieJar, Json<Frozen>), ApiError> {
+    let outcome = s.core.freeze(&auth, &client).await?;
+    Ok((
+        jar.add(s.expired_cookie(SESSION_COOKIE)),
+        Json(outcome.into()),
+    ))
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct RemoveQuery {
+    /// Also refuse this device's fingerprint at sign-in from now on.
+    block: Option<bool>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Ended {
+    sessions_ended: u64,
+}
+
+/// Removes a device (step-up required); its sessions end at once. `?block=true` also refuses
+/// its fingerprint at sign-in (a delay for an attacker, not a wall: another browser has
+/// another fingerprint).
+#[utoipa::path(delete, path = "/api/v1/me/devices/{id}", params(RemoveQuery), responses(
+    (status = 200, body = Ended),
+    (status = 403, body = ErrorBody, description = "step_up_required"),
+    (status = 404, body = ErrorBody),
+))]
+async fn remove_device(
+    State(s): State<AppState>,
+    Authed(auth): Authed,
+    client: Client,
+    Path(id): Path<String>,
+    query: Result<Query<RemoveQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Ended>, ApiError> {
+    let Query(q) = query
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
+    let ended = s
+        .core
+        .remove_device(&auth, &id, q.block.unwrap_or(false), &client)
+        .await?;
+    Ok(Json(Ended {
+        sessions_ended: ended,
+    }))
+}
+
+/// Signs out every other device.
+#[utoipa::path(delete, path = "/api/v1/me/sessions/others", responses((status = 200, body = Ended)))]
+async fn sign_out_others(
+    State(s): State<AppState>,
+    Authed(auth): Authed,
+    client: Client,
+) -> Result<Json<Ended>, ApiError> {
+    Ok(Json(Ended {
+        sessions_ended: s.core.sign_out_others(&auth, &client).await?,
+    }))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TrustRequest {
+    trusted: bool,
+}
+
+/// Puts a device on the trusted list (at most 3; step-up required) or takes it off.
+#[utoipa::path(put, path = "/api/v1/me/devices/{id}/trusted", request_body = TrustRequest, responses((status = 204), (status = 409, body = ErrorBody)))]
+async fn trust_device(
+    State(s): State<AppState>,
+    Authed(auth): Authed,
+    client: Client,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<TrustRequest>,
+) -> Result<StatusCode, ApiError> {
+    s.core.set_trusted(&auth, &id, req.trusted, &client).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct NotificationView {
+    id: String,
+    subject: String,
+    body: String,
+    created_at: i64,
+    read: bool,
+}
+
+impl From<Notification> for NotificationView {
+    fn from(n: Notification) -> Self {
+        Self {
+            id: n.id,
+            subject: n.subject,
+            body: n.body,
+            created_at: n.created_at,
+            read: n.read_at.is_some(),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct NotificationsResponse {
+    notifications: Vec<NotificationView>,
+    unread: usize,
+}
+
+/// The inbox: every security event, newest first, even if a mail filter deletes the mails.
+#[utoipa::path(get, path = "/api/v1/me/notifications", responses((status = 200, body = NotificationsResponse)))]
+async fn notifications(
+    State(s): State<AppState>,
+    Authed(auth): Authed,
+) -> Result<Json<NotificationsResponse>, ApiError> {
+    let list = s.core.notifications(&auth, 200).await?;
+    let unread = list.iter().filter(|n| n.read_at.is_none()).count();
+    Ok(Json(NotificationsResponse {
+        notifications: list.into_iter().map(NotificationView::from).collect(),
+        unread,
+    }))
+}
+
+/// Marks every notification read.
+#[utoipa::path(post, path = "/api/v1/me/notifications/read", responses((status = 204)))]
+async fn read_notifications(
+    State(s): State<AppState>,
+    Authed(auth): Authed,
+) -> Result<StatusCode, ApiError> {
+    s.core.mark_notifications_read(&auth).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

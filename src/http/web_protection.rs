@@ -1,0 +1,314 @@
+//! Pages for stopping an attacker: the freeze button and its confirmation, freeze links
+//! from mails (no sign-in needed), device removal, blocking and trust, signing out
+//! everywhere else, new-device confirmation links, and the inbox.
+
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use axum_extra::extract::CookieJar;
+use serde::Deserialize;
+
+use super::web::{
+    csrf, csrf_ok, csrf_refused, error_text, message, page_auth, render, security_center, PageForm,
+};
+use super::{AppState, SESSION_COOKIE};
+use crate::clock::format_utc;
+use crate::service::{Client, ServiceResult};
+use crate::store::{FreezeOutcome, SessionAuth};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/security/freeze", post(freeze_confirm_page))
+        .route("/security/freeze/confirm", post(freeze))
+        .route("/freeze/{token}", get(freeze_link_page).post(freeze_link))
+        .route("/security/devices/{id}/remove", post(remove_device))
+        .route("/security/devices/{id}/trust", post(trust_device))
+        .route("/security/sessions/others", post(sign_out_others))
+        .route("/security/notifications/read", post(read_notifications))
+        .route(
+            "/confirm-device/{token}",
+            get(confirm_device_page).post(confirm_device),
+        )
+}
+
+#[derive(Deserialize)]
+struct CsrfOnly {
+    csrf: String,
+}
+
+async fn guard(state: &AppState, jar: &CookieJar, token: &str) -> Result<SessionAuth, Response> {
+    if !csrf_ok(state, jar, token) {
+        return Err(csrf_refused());
+    }
+    page_auth(state, jar).await
+}
+
+async fn finish(
+    state: &AppState,
+    jar: CookieJar,
+    auth: SessionAuth,
+    result: ServiceResult<()>,
+    saved: &str,
+) -> Response {
+    match result {
+        Ok(()) => Redirect::to(&format!("/security?saved={saved}")).into_response(),
+        Err(e) => security_center(state, jar, auth, None, Some(error_text(e))).await,
+    }
+}
+
+macro_rules! guarded {
+    ($state:expr, $jar:expr, $csrf:expr) => {
+        match guard(&$state, &$jar, &$csrf).await {
+            Ok(a) => a,
+            Err(r) => return r,
+        }
+    };
+}
+
+#[derive(Template)]
+#[template(path = "confirm_action.html")]
+struct ConfirmActionPage<'a> {
+    csrf: String,
+    title: &'a str,
+    text: &'a str,
+    action: String,
+    button: &'a str,
+    danger: bool,
+}
+
+fn frozen_text(outcome: FreezeOutcome) -> String {
+    match outcome {
+        FreezeOutcome::Frozen { sessions_ended } => format!(
+            "Your account is frozen. {sessions_ended} session(s) were ended, every API key is refused, sign-ins are refused and held withdrawals are cancelled. \
+             A confirmation is on its way to your mailbox. To get your account back, contact support: a person reviews the recovery, never sooner than 2 hours from now."
+        ),
+        FreezeOutcome::AlreadyFrozen { since } => format!(
+            "Your account was already frozen at {}. Nothing else needs doing now; to get it back, contact support.",
+            format_utc(since)
+        ),
+    }
+}
+
+/// One button on the Security Center, one confirmation here.
+async fn freeze_confirm_page(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    PageForm(f): PageForm<CsrfOnly>,
+) -> Response {
+    let _auth = guarded!(state, jar, f.csrf);
+    let (jar, csrf) = csrf(&state, jar);
+    let page = ConfirmActionPage {
+        csrf,
+        title: "Freeze your account?",
+        text: "Freezing ends every session (this one too), refuses every API key and sign-in, and cancels held withdrawals, at once. \
+               Only a recovery review by support can lift it, no sooner than 2 hours from now.",
+        action: "/security/freeze/confirm".into(),
+        button: "Yes, freeze my account",
+        danger: true,
+    };
+    (jar, render(StatusCode::OK, &page)).into_response()
+}
+
+async fn freeze(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    client: Client,
+    PageForm(f): PageForm<CsrfOnly>,
+) -> Response {
+    let auth = guarded!(state, jar, f.csrf);
+    match state.core.freeze(&auth, &client).await {
+        Ok(outcome) => {
+            let page = message(
+                StatusCode::OK,
+                "Account frozen",
+                &frozen_text(outcome),
+                "/signin",
+                "Back to sign-in",
+            );
+            (jar.add(state.expired_cookie(SESSION_COOKIE)), page).into_response()
+        }
+        Err(e) => security_center(&state, jar, auth, None, Some(error_text(e))).await,
+    }
+}
+
+/// The link only shows a button: mail scanners that fetch links must not freeze accounts.
+async fn freeze_link_page(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    Path(token): Path<String>,
+) -> Response {
+    let (jar, csrf) = csrf(&state, jar);
+    let page = ConfirmActionPage {
+        csrf,
+        title: "Freeze your account?",
+        text: "If you did not do what the mail describes, someone else may be in your account. Freezing ends every session, refuses every API key \
+               and sign-in, and cancels held withdrawals, at once, without signing in. Only a recovery review by support can lift it.",
+        action: format!("/freeze/{}", urlencode_path(&token)),
+        button: "Freeze my account now",
+        danger: true,
+    };
+    (jar, render(StatusCode::OK, &page)).into_response()
+}
+
+fn urlencode_path(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+async fn freeze_link(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    client: Client,
+    Path(token): Path<String>,
+    PageForm(f): PageForm<CsrfOnly>,
+) -> Response {
+    if !csrf_ok(&state, &jar, &f.csrf) {
+        return csrf_refused();
+    }
+    match state.core.freeze_by_link(&token, &client).await {
+        Ok(outcome) => message(
+            StatusCode::OK,
+            "Account frozen",
+            &frozen_text(outcome),
+            "/signin",
+            "Back to sign-in",
+        ),
+        Err(e) => {
+            let (status, text) = error_text(e);
+            message(
+                status,
+                "This link did not freeze anything",
+                &text,
+                "/signin",
+                "Sign in",
+            )
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct RemoveForm {
+    csrf: String,
+    #[serde(default)]
+    block: Option<String>,
+}
+
+async fn remove_device(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    client: Client,
+    Path(id): Path<String>,
+    PageForm(f): PageForm<RemoveForm>,
+) -> Response {
+    let auth = guarded!(state, jar, f.csrf);
+    let block = f.block.as_deref() == Some("on");
+    let r = state
+        .core
+        .remove_device(&auth, &id, block, &client)
+        .await
+        .map(|_| ());
+    finish(
+        &state,
+        jar,
+        auth,
+        r,
+        if block {
+            "device_blocked"
+        } else {
+            "device_removed"
+        },
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+struct TrustForm {
+    csrf: String,
+    trusted: String,
+}
+
+async fn trust_device(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    client: Client,
+    Path(id): Path<String>,
+    PageForm(f): PageForm<TrustForm>,
+) -> Response {
+    let auth = guarded!(state, jar, f.csrf);
+    let r = state
+        .core
+        .set_trusted(&auth, &id, f.trusted == "on", &client)
+        .await;
+    finish(&state, jar, auth, r, "trusted").await
+}
+
+async fn sign_out_others(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    client: Client,
+    PageForm(f): PageForm<CsrfOnly>,
+) -> Response {
+    let auth = guarded!(state, jar, f.csrf);
+    let r = state.core.sign_out_others(&auth, &client).await.map(|_| ());
+    finish(&state, jar, auth, r, "signed_out_others").await
+}
+
+async fn read_notifications(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    PageForm(f): PageForm<CsrfOnly>,
+) -> Response {
+    let auth = guarded!(state, jar, f.csrf);
+    let r = state.core.mark_notifications_read(&auth).await.map(|_| ());
+    finish(&state, jar, auth, r, "read").await
+}
+
+async fn confirm_device_page(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    Path(token): Path<String>,
+) -> Response {
+    let (jar, csrf) = csrf(&state, jar);
+    let page = ConfirmActionPage {
+        csrf,
+        title: "Was this sign-in you?",
+        text: "A new device signed in to your account and waits for your confirmation. Confirm only if you just signed in yourself. \
+               If not, do not confirm: freeze your account with the link in the same mail.",
+        action: format!("/confirm-device/{}", urlencode_path(&token)),
+        button: "Yes, it was me",
+        danger: false,
+    };
+    (jar, render(StatusCode::OK, &page)).into_response()
+}
+
+async fn confirm_device(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    client: Client,
+    Path(token): Path<String>,
+    PageForm(f): PageForm<CsrfOnly>,
+) -> Response {
+    if !csrf_ok(&state, &jar, &f.csrf) {
+        return csrf_refused();
+    }
+    match state.core.confirm_device(&token, &client).await {
+        Ok(()) => message(
+            StatusCode::OK,
+            "Device confirmed",
+            "Thank you. Go back to the new device: its session works now.",
+            "/security",
+            "Security Center",
+        ),
+        Err(e) => {
+            let (status, text) = error_text(e);
+            message(status, "Nothing to confirm", &text, "/signin", "Sign in")
+        }
+    }
+}

@@ -1,0 +1,399 @@
+//! Stopping an attacker: freezing (from the Security Center, the API, or the single-use
+//! link in any security mail), removing and blocking devices, signing out everywhere else,
+//! trusted devices and new-device confirmation, the notification inbox, and signed
+//! webhooks that push the same events to the platform.
+
+use hmac::{Hmac, Mac};
+use serde_json::json;
+use sha2::Sha256;
+
+use super::{Client, Core, ServiceError, ServiceResult};
+use crate::clock::{format_utc, Millis, HOUR, MINUTE};
+use crate::domain::secret::token_hash;
+use crate::domain::step_up::SensitiveAction;
+use crate::geo::Location;
+use crate::store::{Account, Effects, FreezeOutcome, NewMail, Notification, SessionAuth};
+
+/// A freeze is lifted only through the recovery review, never sooner than this.
+pub const MIN_FREEZE: Millis = 2 * HOUR;
+const WEBHOOK_LEASE: Millis = 2 * MINUTE;
+const WEBHOOK_MAX_ATTEMPTS: i64 = 12;
+
+impl Core {
+    /// "Your account was signed in from CITY on DEVICE", with the confirmation link when
+    /// the device must be confirmed.
+    pub(crate) fn new_device_mail(
+        &self,
+        account: &Account,
+        client: &Client,
+        confirm_token: Option<&str>,
+    ) -> NewMail {
+        let place = Location::label(
+            client.location.city.as_deref(),
+            client.location.country.as_deref(),
+        );
+        let url = self.composer.public_url.trim_end_matches('/');
+        let confirm = confirm_token.map_or_else(String::new, |t| {
+            format!(
+                "\n\nThis device is new, so its session works only after you confirm it was you:\n{url}/confirm-device/{t}\n\
+                 If it was not you, do not click that link: freeze your account with the link below.",
+            )
+        });
+        let mail = self.composer.compose(
+            Some(&account.id),
+            &account.email,
+            account.anti_phishing_code.as_deref(),
+            &format!(
+                "Your account was signed in from {place} on {}",
+                client.device.model
+            ),
+            &format!(
+                "Your account was signed in at {} from a device it had not seen before:\n\n\
+                 Device: {}\nOS: {}\nBrowser: {}\nIP address: {}\nLocation: {place}{confirm}",
+                format_utc(self.now()),
+                client.device.model,
+                client.device.os,
+                client.device.browser,
+                client.ip,
+            ),
+            self.now(),
+        );
+        // The confirmation link is a key to the session: mail only, never the inbox.
+        if confirm_token.is_some() {
+            mail.carrying_code()
+        } else {
+            mail
+        }
+    }
+
+    fn freeze_effects(&self, account: &Account, client: &Client, via: &str) -> Effects {
+        let now = self.now();
+        Effects::audit(self.event(Some(client), Some(&account.id), format!("account:{}", account.uid), "account.frozen", json!({ "via": via })))
+            .with_mail(self.notice(
+                account,
+                "Your account is frozen",
+                &format!(
+                    "Your account was frozen at {} ({via}, from {} at {}).\n\n\
+                     Done: every session was ended, every API key is refused, sign-ins are refused, and held withdrawals are cancelled.\n\
+                     Nobody, including you, can undo this from a session or an API key. To get your account back, contact support: \
+                     a person reviews the recovery, never sooner than 2 hours after the freeze.",
+                    format_utc(now),
+                    client.device.summary(),
+                    client.ip
+                ),
+            ))
+    }
+
+    async fn after_freeze(&self, account_id: &str) -> ServiceResult<()> {
+        self.invalidate_keys(&format!("account:{account_id}")).await
+    }
+
+    /// Freezes the signed-in account. Idempotent: a second freeze changes nothing.
+    pub async fn freeze(
+        &self,
+        auth: &SessionAuth,
+        client: &Client,
+    ) -> ServiceResult<FreezeOutcome> {
+        let fx = self.freeze_effects(&auth.account, client, "from the Security Center");
+        let outcome = self
+            .store
+            .freeze_account(&auth.account.id, self.now(), &fx)
+            .await?;
+        self.after_freeze(&auth.account.id).await?;
+        Ok(outcome)
+    }
+
+    /// Freezes through the link in a mail: no session needed, works once, for 7 days.
+    pub async fn freeze_by_link(
+        &self,
+        token: &str,
+        client: &Client,
+    ) -> ServiceResult<FreezeOutcome> {
+        let invalid = || {
+            ServiceError::NotFound(
+                "link_invalid",
+                "This freeze link is not valid. Check that you copied the whole link, or freeze from the Security Center or through support.".into(),
+            )
+        };
+        let used = |at: Millis| {
+            ServiceError::Conflict(
+                "link_used",
+                format!("This freeze link was already used at {}. Each link works once; the account was frozen then. To get it back, contact support.", format_utc(at)),
+            )
+        };
+        if token.is_empty() || token.len() > 128 {
+            return Err(invalid());
+        }
+        let hash = token_hash(token);
+        let link = self.store.freeze_link(&hash).await?.ok_or_else(invalid)?;
+        if let Some(at) = link.used_at {
+            return Err(used(at));
+        }
+        if self.now() >= link.expires_at {
+            return Err(ServiceError::Conflict(
+                "link_expired",
+                "This freeze link has expired (links work for 7 days). Freeze from the Security Center, from a newer mail, or through support.".into(),
+            ));
+        }
+        let account = self
+            .store
+            .account_by_id(&link.account_id)
+            .await?
+            .ok_or_else(invalid)?;
+        let fx = self.freeze_effects(&account, client, "with the link in a security mail");
+        match self
+            .store
+            .spend_freeze_link(&hash, &account.id, self.now(), &fx)
+            .await?
+        {
+            Some(outcome) => {
+                self.after_freeze(&account.id).await?;
+                Ok(outcome)
+            }
+            // Another click got there first.
+            None => Err(used(self.now())),
+        }
+    }
+
+    /// Removes a device (step-up): its sessions end at once; with `block`, its fingerprint
+    /// is refused at sign-in from then on.
+    pub async fn remove_device(
+        &self,
+        auth: &SessionAuth,
+        device_id: &str,
+        block: bool,
+        client: &Client,
+    ) -> ServiceResult<u64> {
+        self.require_step_up(auth, SensitiveAction::RemoveDevice)
+            .await?;
+        let account = &auth.account;
+        let Some(device) = self.store.device(&account.id, device_id).await? else {
+            return Err(ServiceError::NotFound(
+                "not_found",
+                "No such device on this account.".into(),
+            ));
+        };
+        let what = if block {
+            "removed and blocked"
+        } else {
+            "removed"
+        };
+        let fx = Effects::audit(self.event(Some(client), Some(&account.id), Self::account_actor(account), if block { "device.blocked" } else { "device.removed" }, json!({"device_id": device.id, "device": format!("{} on {} ({})", device.browser, device.os, device.model)})))
+            .with_mail(self.notice(
+                account,
+                &format!("A device was {what}"),
+                &format!(
+                    "The device \"{} · {} · {}\" (last seen at {}, {}) was {what} at {} from {}. Its sessions ended at once.{}",
+                    device.model,
+                    device.os,
+                    device.browser,
+                    device.ip,
+                    Location::label(device.city.as_deref(), device.country.as_deref()),
+                    format_utc(self.now()),
+                    client.device.summary(),
+                    if block { " Sign-ins from that device are now refused." } else { "" }
+                ),
+            ));
+        self.store
+            .remove_device(&account.id, device_id, block, self.now(), &fx)
+            .await?
+            .ok_or_else(|| {
+                ServiceError::NotFound("not_found", "No such device on this account.".into())
+            })
+    }
+
+    pub async fn sign_out_others(&self, auth: &SessionAuth, client: &Client) -> ServiceResult<u64> {
+        let account = &auth.account;
+        let fx = Effects::audit(self.event(
+            Some(client),
+            Some(&account.id),
+            Self::account_actor(account),
+            "sessions.others_ended",
+            json!({}),
+        ));
+        Ok(self
+            .store
+            .end_other_sessions(&account.id, &auth.session.id, self.now(), &fx)
+            .await?)
+    }
+
+    /// Adds a device to (or takes it off) the trusted list of at most three.
+    pub async fn set_trusted(
+        &self,
+        auth: &SessionAuth,
+        device_id: &str,
+        trusted: bool,
+        client: &Client,
+    ) -> ServiceResult<()> {
+        if trusted {
+            self.require_step_up(auth, SensitiveAction::AddSecondFactor)
+                .await?;
+        }
+        let account = &auth.account;
+        let fx = Effects::audit(self.event(
+            Some(client),
+            Some(&account.id),
+            Self::account_actor(account),
+            if trusted {
+                "device.trusted"
+            } else {
+                "device.untrusted"
+            },
+            json!({ "device_id": device_id }),
+        ));
+        match self
+            .store
+            .set_device_trusted(
+                &account.id,
+                device_id,
+                trusted,
+                self.rules.max_trusted_devices,
+                self.now(),
+                &fx,
+            )
+            .await?
+        {
+            Some(true) => Ok(()),
+            Some(false) => Err(ServiceError::Conflict(
+                "too_many_trusted_devices",
+                format!(
+                    "At most {} devices can be trusted. Remove one from the list first.",
+                    self.rules.max_trusted_devices
+                ),
+            )),
+            None => Err(ServiceError::NotFound(
+                "not_found",
+                "No such device on this account.".into(),
+            )),
+        }
+    }
+
+    /// Confirms a new device's pending session from the mailed link.
+    pub async fn confirm_device(&self, token: &str, client: &Client) -> ServiceResult<()> {
+        let invalid = || {
+            ServiceError::NotFound("link_invalid", "This confirmation link is not valid, was already used, or its session ended. Sign in again.".into())
+        };
+        if token.is_empty() || token.len() > 128 {
+            return Err(invalid());
+        }
+        let hash = token_hash(token);
+        let account_id = self
+            .store
+            .pending_session_account(&hash)
+            .await?
+            .ok_or_else(invalid)?;
+        let fx = Effects::audit(self.event(
+            Some(client),
+            Some(&account_id),
+            "anonymous".into(),
+            "device.confirmed",
+            json!({}),
+        ));
+        if self.store.confirm_session(&hash, self.now(), &fx).await? {
+            Ok(())
+        } else {
+            Err(invalid())
+        }
+    }
+
+    pub async fn notifications(
+        &self,
+        auth: &SessionAuth,
+        limit: i64,
+    ) -> ServiceResult<Vec<Notification>> {
+        Ok(self
+            .store
+            .notifications(&auth.account.id, limit.clamp(1, 500))
+            .await?)
+    }
+
+    pub async fn mark_notifications_read(&self, auth: &SessionAuth) -> ServiceResult<u64> {
+        Ok(self
+            .store
+            .mark_notifications_read(&auth.account.id, self.now())
+            .await?)
+    }
+
+    /// Registers a webhook endpoint (operator action); returns the signing secret.
+    pub async fn add_webhook(&self, url: &str) -> ServiceResult<(String, String)> {
+        let parsed = url::Url::parse(url)
+            .map_err(|e| crate::domain::Invalid::new("invalid_url", format!("Not a URL: {e}")))?;
+        if !matches!(parsed.scheme(), "https" | "http") {
+            return Err(crate::domain::Invalid::new(
+                "invalid_url",
+                "Webhook URLs must be http(s).",
+            )
+            .into());
+        }
+        let id = uuid::Uuid::new_v4().to_string();
+        let secret = format!("whsec_{}", crate::domain::secret::random_token());
+        let sealed = self.secret_box.seal(secret.as_bytes(), &id)?;
+        self.store
+            .add_webhook_endpoint(&id, url, &sealed, self.now())
+            .await?;
+        Ok((id, secret))
+    }
+}
+
+/// `sha256=<hex HMAC-SHA256 of the body>` with the endpoint's secret.
+pub fn webhook_signature(secret: &str, body: &[u8]) -> String {
+    #[allow(clippy::expect_used)]
+    let mut m = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
+    m.update(body);
+    format!("sha256={}", hex::encode(m.finalize().into_bytes()))
+}
+
+/// Delivers due webhooks: POST the event JSON with `X-Rampart-Signature`,
+/// `X-Rampart-Delivery` (the idempotency id) and `X-Rampart-Attempt`; 2xx is success,
+/// anything else is retried with the mail backoff; every try is logged.
+pub async fn deliver_webhooks(core: &Core, http: &reqwest::Client) -> anyhow::Result<usize> {
+    let now = core.now();
+    let batch = core
+        .store
+        .claim_webhooks(now, now + WEBHOOK_LEASE, 32)
+        .await?;
+    let mut delivered = 0;
+    for d in batch {
+        let secret = String::from_utf8(core.secret_box.open(&d.secret_enc, &d.endpoint_id)?)?;
+        let body = d.event.clone().into_bytes();
+        let result = http
+            .post(&d.url)
+            .header("content-type", "application/json")
+            .header("x-rampart-signature", webhook_signature(&secret, &body))
+            .header("x-rampart-delivery", &d.id)
+            .header("x-rampart-attempt", d.attempts.to_string())
+            .body(body)
+            .send()
+            .await;
+        let now = core.now();
+        let retry_at = now + crate::jobs::outbox::backoff(d.attempts);
+        let dead = d.attempts >= WEBHOOK_MAX_ATTEMPTS;
+        match result {
+            Ok(r) if r.status().is_success() => {
+                core.store
+                    .webhook_delivered(&d.id, i64::from(r.status().as_u16()), now)
+                    .await?;
+                delivered += 1;
+            }
+            Ok(r) => {
+                let status = i64::from(r.status().as_u16());
+                core.store
+                    .webhook_failed(
+                        &d.id,
+                        Some(status),
+                        &format!("HTTP {status}"),
+                        retry_at,
+                        dead,
+                        now,
+                    )
+                    .await?;
+            }
+            Err(e) => {
+                core.store
+                    .webhook_failed(&d.id, None, &e.to_string(), retry_at, dead, now)
+                    .await?
+            }
+        }
+    }
+    Ok(delivered)
+}
