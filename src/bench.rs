@@ -65,6 +65,14 @@ pub enum BenchCommand {
         #[arg(long)]
         database_url: Option<String>,
     },
+    /// Two instances on one PostgreSQL database: time from a freeze returning on A until B
+    /// refuses the account's API key (cache eviction through LISTEN/NOTIFY).
+    Propagation {
+        #[arg(long)]
+        database_url: String,
+        #[arg(long, default_value_t = 100)]
+        freezes: usize,
+    },
     /// Prints a signed original URI for the gateway (recvWindow 60 s), for wrk.
     Sign {
         #[arg(long)]
@@ -131,6 +139,69 @@ fn hmac_hex(secret: &str, payload: &str) -> String {
 
 fn ns_per_op(start: Instant, n: u32) -> f64 {
     start.elapsed().as_nanos() as f64 / f64::from(n)
+}
+
+async fn bench_propagation(
+    a: &crate::app::App,
+    b: &crate::app::App,
+    freezes: usize,
+) -> anyhow::Result<()> {
+    use crate::service::api_keys::AuthzError;
+    let ip: IpAddr = [127, 0, 0, 1].into();
+    let mut waits = Vec::with_capacity(freezes);
+    for i in 0..freezes {
+        let (key, secret) = seed_keys(a, 1).await?;
+        let auth = b
+            .store()
+            .api_key_auth(&key)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("seeded key missing"))?;
+        let params = format!("{BENCH_PARAMS}&timestamp={}", b.state.core.now());
+        let query = format!("{params}&signature={}", hmac_hex(&secret, &params));
+        // B has the key in its cache.
+        if b.state
+            .core
+            .authorize_signed(Some(&key), "GET", "/api/v3/account", &query, "", ip)
+            .await
+            .is_err()
+        {
+            anyhow::bail!("round {i}: B refused a valid request before the freeze");
+        }
+        // A freezes exactly as the freeze endpoint does.
+        let fx = crate::store::Effects::default();
+        a.store()
+            .freeze_account(&auth.key.account_id, a.state.core.now(), &fx)
+            .await?;
+        a.state
+            .core
+            .invalidate_keys(&format!("account:{}", auth.key.account_id))
+            .await?;
+        let returned = Instant::now();
+        loop {
+            match b
+                .state
+                .core
+                .authorize_signed(Some(&key), "GET", "/api/v3/account", &query, "", ip)
+                .await
+            {
+                Err(AuthzError::Refused(crate::domain::api_key::Refusal::AccountFrozen)) => break,
+                Ok(_) => tokio::task::yield_now().await,
+                Err(e) => anyhow::bail!("round {i}: unexpected answer {e:?}"),
+            }
+            if returned.elapsed() > Duration::from_secs(5) {
+                anyhow::bail!("round {i}: B still accepts the key 5 s after the freeze");
+            }
+        }
+        waits.push(returned.elapsed().as_secs_f64() * 1000.0);
+    }
+    let worst = waits.iter().copied().fold(0.0, f64::max);
+    println!(
+        "{freezes} freezes: B refused the key {:.2} ms (median) / {:.2} ms (worst) after the freeze returned on A (target < 50 ms); \
+         B refuses the session cookie on the very next request (sessions are read from the database)",
+        median(waits),
+        worst
+    );
+    Ok(())
 }
 
 async fn bench_authz(
@@ -280,6 +351,16 @@ pub async fn run(command: BenchCommand, mut settings: Settings) -> anyhow::Resul
             let app = crate::app::build(settings, Arc::new(SystemClock)).await?;
             bench_authz(&app, keys, iterations, rounds).await?;
             app.store().close().await;
+        }
+        BenchCommand::Propagation {
+            database_url,
+            freezes,
+        } => {
+            settings.database_url = database_url;
+            settings.secret_key = Some(crate::domain::secret::ServerKey::generate().to_base64());
+            let a = crate::app::build(settings.clone(), Arc::new(SystemClock)).await?;
+            let b = crate::app::build(settings, Arc::new(SystemClock)).await?;
+            bench_propagation(&a, &b, freezes).await?;
         }
         BenchCommand::SeedKeys { keys, database_url } => {
             if let Some(u) = database_url {

@@ -48,10 +48,25 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Webhook endpoints that receive every security event, signed.
+    Webhook {
+        #[command(subcommand)]
+        command: WebhookCommand,
+    },
     /// Measure throughput and latency (see README, "Benchmarks").
     Bench {
         #[command(subcommand)]
         command: rampart::bench::BenchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum WebhookCommand {
+    /// Register an endpoint; prints its id and the secret it will be signed with (once).
+    Add {
+        url: String,
+        #[arg(long, value_name = "URL")]
+        database_url: Option<String>,
     },
 }
 
@@ -133,6 +148,23 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             };
         }
         Command::Bench { command } => rampart::bench::run(command, settings).await?,
+        Command::Webhook {
+            command: WebhookCommand::Add { url, database_url },
+        } => {
+            if let Some(u) = database_url {
+                settings.database_url = u;
+            }
+            let app = rampart::app::build(settings, Arc::new(SystemClock)).await?;
+            let (id, secret) = app
+                .state
+                .core
+                .add_webhook(&url)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            app.store().close().await;
+            println!("webhook {id} -> {url}");
+            println!("signing secret (shown once; verify X-Rampart-Signature = sha256=HMAC-SHA256(secret, body)): {secret}");
+        }
     }
     Ok(std::process::ExitCode::SUCCESS)
 }

@@ -37,6 +37,10 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/me/sessions/others", delete(sign_out_others))
         .route("/api/v1/me/notifications", get(notifications))
         .route("/api/v1/me/notifications/read", post(read_notifications))
+        .route(
+            "/api/v1/me/notification-preferences",
+            get(preferences).put(set_preference),
+        )
 }
 
 #[derive(Serialize, ToSchema)]
@@ -197,4 +201,42 @@ async fn read_notifications(
 ) -> Result<StatusCode, ApiError> {
     s.core.mark_notifications_read(&auth).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The optional security mails: `signin` and `api_keys`, on or off.
+#[utoipa::path(get, path = "/api/v1/me/notification-preferences", responses((status = 200, description = "{preferences: [{kind, description, enabled, turning_off_at}]}")))]
+async fn preferences(
+    State(s): State<AppState>,
+    Authed(auth): Authed,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    Ok(Json(
+        serde_json::json!({ "preferences": s.core.mail_preferences(&auth).await? }),
+    ))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PreferenceRequest {
+    kind: String,
+    enabled: bool,
+}
+
+/// Switches a security mail on (at once) or off (after 48 hours, cancellable; step-up
+/// required). The inbox keeps every event either way.
+#[utoipa::path(put, path = "/api/v1/me/notification-preferences", request_body = PreferenceRequest, responses((status = 200), (status = 202)))]
+async fn set_preference(
+    State(s): State<AppState>,
+    Authed(auth): Authed,
+    client: Client,
+    ApiJson(req): ApiJson<PreferenceRequest>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    Ok(match s.core.set_mail_preference(&auth, &req.kind, req.enabled, &client).await? {
+        Some(change) => (
+            StatusCode::ACCEPTED,
+            Json(serde_json::json!({"status": "scheduled", "change_id": change.id, "effective_at": change.effective_at})),
+        )
+            .into_response(),
+        None => Json(serde_json::json!({"status": "enabled"})).into_response(),
+    })
 }

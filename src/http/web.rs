@@ -532,6 +532,14 @@ struct SecurityPage {
     stepped_up_until: Option<String>,
     notifications: Vec<NotificationRow>,
     unread: usize,
+    mail_prefs: Vec<PrefRow>,
+}
+
+struct PrefRow {
+    kind: &'static str,
+    description: &'static str,
+    enabled: bool,
+    turning_off_at: Option<String>,
 }
 
 struct NotificationRow {
@@ -577,6 +585,10 @@ pub(crate) async fn security_center(
     };
     let notifications = match state.core.notifications(&auth, 30).await {
         Ok(n) => n,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let mail_prefs = match state.core.mail_preferences(&auth).await {
+        Ok(p) => p,
         Err(e) => return ApiError::from(e).into_response(),
     };
     let logins = match state.core.logins(&auth, 50).await {
@@ -681,6 +693,15 @@ pub(crate) async fn security_center(
             })
             .collect(),
         stepped_up_until: overview.stepped_up_until.map(format_utc),
+        mail_prefs: mail_prefs
+            .into_iter()
+            .map(|p| PrefRow {
+                kind: p.kind,
+                description: p.description,
+                enabled: p.enabled,
+                turning_off_at: p.turning_off_at.map(format_utc),
+            })
+            .collect(),
         unread: notifications.iter().filter(|n| n.read_at.is_none()).count(),
         notifications: notifications
             .into_iter()

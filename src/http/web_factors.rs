@@ -71,6 +71,7 @@ pub fn notice_text(key: &str) -> &'static str {
         "trusted" => "The trusted-devices list was updated.",
         "signed_out_others" => "Every other device was signed out.",
         "read" => "All notifications marked as read.",
+        "mail_on" => "That mail is on again.",
         _ => "Saved.",
     }
 }

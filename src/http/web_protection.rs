@@ -28,6 +28,7 @@ pub fn routes() -> Router<AppState> {
         .route("/security/devices/{id}/trust", post(trust_device))
         .route("/security/sessions/others", post(sign_out_others))
         .route("/security/notifications/read", post(read_notifications))
+        .route("/security/mail-preferences", post(set_mail_preference))
         .route(
             "/confirm-device/{token}",
             get(confirm_device_page).post(confirm_device),
@@ -82,8 +83,9 @@ struct ConfirmActionPage<'a> {
 fn frozen_text(outcome: FreezeOutcome) -> String {
     match outcome {
         FreezeOutcome::Frozen { sessions_ended } => format!(
-            "Your account is frozen. {sessions_ended} session(s) were ended, every API key is refused, sign-ins are refused and held withdrawals are cancelled. \
-             A confirmation is on its way to your mailbox. To get your account back, contact support: a person reviews the recovery, never sooner than 2 hours from now."
+            "Your account is frozen. {} ended, every API key is refused, sign-ins are refused and held withdrawals are cancelled. \
+             A confirmation is on its way to your mailbox. To get your account back, contact support: a person reviews the recovery, never sooner than 2 hours from now.",
+            if sessions_ended == 1 { "1 session was".to_owned() } else { format!("{sessions_ended} sessions were") }
         ),
         FreezeOutcome::AlreadyFrozen { since } => format!(
             "Your account was already frozen at {}. Nothing else needs doing now; to get it back, contact support.",
@@ -140,6 +142,16 @@ async fn freeze_link_page(
     jar: CookieJar,
     Path(token): Path<String>,
 ) -> Response {
+    if let Err(e) = state.core.freeze_link_state(&token).await {
+        let (status, text) = error_text(e);
+        return message(
+            status,
+            "This link cannot freeze anything",
+            &text,
+            "/signin",
+            "Sign in",
+        );
+    }
     let (jar, csrf) = csrf(&state, jar);
     let page = ConfirmActionPage {
         csrf,
@@ -311,4 +323,34 @@ async fn confirm_device(
             message(status, "Nothing to confirm", &text, "/signin", "Sign in")
         }
     }
+}
+
+#[derive(Deserialize)]
+struct PreferenceForm {
+    csrf: String,
+    kind: String,
+    enabled: String,
+}
+
+async fn set_mail_preference(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    client: Client,
+    PageForm(f): PageForm<PreferenceForm>,
+) -> Response {
+    let auth = guarded!(state, jar, f.csrf);
+    let on = f.enabled == "on";
+    let r = state
+        .core
+        .set_mail_preference(&auth, &f.kind, on, &client)
+        .await
+        .map(|_| ());
+    finish(
+        &state,
+        jar,
+        auth,
+        r,
+        if on { "mail_on" } else { "scheduled" },
+    )
+    .await
 }

@@ -52,7 +52,8 @@ impl Composer {
              We will never ask for your password, your codes or your recovery phrase, by mail, phone or chat.\n"
         );
         NewMail {
-            id: uuid::Uuid::new_v4().to_string(),
+            // Time-ordered, so mails queued in the same millisecond keep their order.
+            id: uuid::Uuid::now_v7().to_string(),
             account_id: account_id.map(str::to_owned),
             to: to.to_owned(),
             subject: format!("[Rampart] {subject}"),
@@ -60,6 +61,7 @@ impl Composer {
             created_at: now,
             freeze_link: freeze_link.map(|(_, link)| link),
             inbox: account_id.is_some(),
+            kind: "security",
         }
     }
 }

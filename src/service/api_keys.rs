@@ -570,7 +570,7 @@ impl Core {
                         auth.key.label
                     ),
                     now,
-                ));
+                ).optional("api_keys"));
             self.store.append_audit(&fx).await?;
             mails += 1;
         }
@@ -595,7 +595,7 @@ impl Core {
                             format_utc(expires)
                         ),
                         now,
-                    ));
+                    ).optional("api_keys"));
                 self.store
                     .api_key_warned(&key.api_key, which, now, &fx)
                     .await?;

@@ -83,6 +83,7 @@ fn weakening_label(kind: &str) -> &'static str {
         "totp.disable" => "Turn off the authenticator app",
         "passkey.remove" => "Remove a passkey",
         "require_passkey.disable" => "Stop requiring a passkey for important actions",
+        "mail.mute" => "Stop a security mail",
         _ => "Weaken a protection",
     }
 }
@@ -213,6 +214,7 @@ impl Core {
             ),
             self.now(),
         )
+        .optional("signin")
     }
 
     pub(crate) fn notice(

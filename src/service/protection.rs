@@ -14,6 +14,16 @@ use crate::domain::step_up::SensitiveAction;
 use crate::geo::Location;
 use crate::store::{Account, Effects, FreezeOutcome, NewMail, Notification, SessionAuth};
 
+/// One optional security mail and its state.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MailPreference {
+    pub kind: &'static str,
+    pub description: &'static str,
+    pub enabled: bool,
+    /// When a requested switch-off takes effect (cancellable until then).
+    pub turning_off_at: Option<Millis>,
+}
+
 /// A freeze is lifted only through the recovery review, never sooner than this.
 pub const MIN_FREEZE: Millis = 2 * HOUR;
 const WEBHOOK_LEASE: Millis = 2 * MINUTE;
@@ -103,31 +113,28 @@ impl Core {
         Ok(outcome)
     }
 
-    /// Freezes through the link in a mail: no session needed, works once, for 7 days.
-    pub async fn freeze_by_link(
-        &self,
-        token: &str,
-        client: &Client,
-    ) -> ServiceResult<FreezeOutcome> {
+    /// Whether a freeze link can still be used (for the page that shows its button).
+    pub async fn freeze_link_state(&self, token: &str) -> ServiceResult<()> {
+        self.usable_freeze_link(token).await.map(|_| ())
+    }
+
+    async fn usable_freeze_link(&self, token: &str) -> ServiceResult<crate::store::FreezeLinkRow> {
         let invalid = || {
             ServiceError::NotFound(
                 "link_invalid",
                 "This freeze link is not valid. Check that you copied the whole link, or freeze from the Security Center or through support.".into(),
             )
         };
-        let used = |at: Millis| {
-            ServiceError::Conflict(
-                "link_used",
-                format!("This freeze link was already used at {}. Each link works once; the account was frozen then. To get it back, contact support.", format_utc(at)),
-            )
-        };
         if token.is_empty() || token.len() > 128 {
             return Err(invalid());
         }
-        let hash = token_hash(token);
-        let link = self.store.freeze_link(&hash).await?.ok_or_else(invalid)?;
+        let link = self
+            .store
+            .freeze_link(&token_hash(token))
+            .await?
+            .ok_or_else(invalid)?;
         if let Some(at) = link.used_at {
-            return Err(used(at));
+            return Err(link_used(at));
         }
         if self.now() >= link.expires_at {
             return Err(ServiceError::Conflict(
@@ -135,15 +142,30 @@ impl Core {
                 "This freeze link has expired (links work for 7 days). Freeze from the Security Center, from a newer mail, or through support.".into(),
             ));
         }
+        Ok(link)
+    }
+
+    /// Freezes through the link in a mail: no session needed, works once, for 7 days.
+    pub async fn freeze_by_link(
+        &self,
+        token: &str,
+        client: &Client,
+    ) -> ServiceResult<FreezeOutcome> {
+        let link = self.usable_freeze_link(token).await?;
         let account = self
             .store
             .account_by_id(&link.account_id)
             .await?
-            .ok_or_else(invalid)?;
+            .ok_or_else(|| {
+                ServiceError::NotFound(
+                    "link_invalid",
+                    "This freeze link's account no longer exists.".into(),
+                )
+            })?;
         let fx = self.freeze_effects(&account, client, "with the link in a security mail");
         match self
             .store
-            .spend_freeze_link(&hash, &account.id, self.now(), &fx)
+            .spend_freeze_link(&token_hash(token), &account.id, self.now(), &fx)
             .await?
         {
             Some(outcome) => {
@@ -151,7 +173,7 @@ impl Core {
                 Ok(outcome)
             }
             // Another click got there first.
-            None => Err(used(self.now())),
+            None => Err(link_used(self.now())),
         }
     }
 
@@ -314,6 +336,62 @@ impl Core {
             .await?)
     }
 
+    /// The optional security mails and whether each is on (or switching off, and when).
+    pub async fn mail_preferences(&self, auth: &SessionAuth) -> ServiceResult<Vec<MailPreference>> {
+        let muted = self.store.mail_mutes(&auth.account.id).await?;
+        let pending = self.store.pending_changes(&auth.account.id).await?;
+        Ok(crate::store::OPTIONAL_MAIL_KINDS
+            .iter()
+            .map(|(kind, description)| MailPreference {
+                kind,
+                description,
+                enabled: !muted.iter().any(|m| m == kind),
+                turning_off_at: pending
+                    .iter()
+                    .find(|c| c.kind == "mail.mute" && c.target.as_deref() == Some(kind))
+                    .map(|c| c.effective_at),
+            })
+            .collect())
+    }
+
+    /// Switching a security mail on applies at once; switching it off is weakening
+    /// (48 hours, announced, cancellable). The inbox keeps every event either way.
+    pub async fn set_mail_preference(
+        &self,
+        auth: &SessionAuth,
+        kind: &str,
+        enabled: bool,
+        client: &Client,
+    ) -> ServiceResult<Option<crate::store::PendingChange>> {
+        let Some((kind, description)) = crate::store::OPTIONAL_MAIL_KINDS
+            .iter()
+            .find(|(k, _)| *k == kind)
+        else {
+            return Err(crate::domain::Invalid::new(
+                "invalid_kind",
+                "Only these mails can be switched off: signin, api_keys.",
+            )
+            .into());
+        };
+        let account = &auth.account;
+        if enabled {
+            let fx = Effects::audit(self.event(
+                Some(client),
+                Some(&account.id),
+                Self::account_actor(account),
+                "mail_preference.enabled",
+                json!({ "kind": kind }),
+            ));
+            self.store.unmute_mail(&account.id, kind, &fx).await?;
+            return Ok(None);
+        }
+        let what = format!("Stop mailing {description}");
+        Ok(Some(
+            self.schedule_weakening(auth, "mail.mute", Some((*kind).to_owned()), &what, client)
+                .await?,
+        ))
+    }
+
     /// Registers a webhook endpoint (operator action); returns the signing secret.
     pub async fn add_webhook(&self, url: &str) -> ServiceResult<(String, String)> {
         let parsed = url::Url::parse(url)
@@ -333,6 +411,13 @@ impl Core {
             .await?;
         Ok((id, secret))
     }
+}
+
+fn link_used(at: Millis) -> ServiceError {
+    ServiceError::Conflict(
+        "link_used",
+        format!("This freeze link was already used at {}. Each link works once; the account was frozen then. To get it back, contact support.", format_utc(at)),
+    )
 }
 
 /// `sha256=<hex HMAC-SHA256 of the body>` with the endpoint's secret.

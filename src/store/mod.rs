@@ -153,9 +153,30 @@ pub struct NewMail {
     /// code (confirmation, password change): those prove access to the mailbox and must
     /// not be readable from a signed-in session.
     pub inbox: bool,
+    /// `security` (always sent) or an optional kind the owner may switch off
+    /// (see [`OPTIONAL_MAIL_KINDS`]).
+    pub kind: &'static str,
 }
 
+/// Security mails an owner may switch off (after 48 hours); everything else always goes out.
+pub const OPTIONAL_MAIL_KINDS: [(&str, &str); 2] = [
+    (
+        "signin",
+        "a mail for every sign-in (new devices always mail and must be confirmed)",
+    ),
+    (
+        "api_keys",
+        "API-key expiry warnings and refused-address alerts",
+    ),
+];
+
 impl NewMail {
+    /// Marks a mail as of an optional kind.
+    pub fn optional(mut self, kind: &'static str) -> Self {
+        self.kind = kind;
+        self
+    }
+
     /// Marks a mail that carries a code: mail only, never the inbox or webhooks.
     pub fn carrying_code(mut self) -> Self {
         self.inbox = false;
@@ -747,6 +768,9 @@ pub trait Store:
 {
     fn backend(&self) -> Backend;
     async fn migrate(&self) -> anyhow::Result<()>;
+    /// Mail kinds the account switched off.
+    async fn mail_mutes(&self, account_id: &str) -> StoreResult<Vec<String>>;
+    async fn unmute_mail(&self, account_id: &str, kind: &str, fx: &Effects) -> StoreResult<()>;
     /// Calls `sink` with every invalidation another instance broadcasts (and `all` after a
     /// reconnect, when messages may have been missed) until `sink` returns `false`.
     /// SQLite runs one instance and has nothing to listen to.

@@ -126,9 +126,11 @@ macro_rules! sql_store {
                             .await?;
                         }
                     }
+                    // An optional kind the owner switched off goes to the inbox only.
                     sqlx::query(
                         "INSERT INTO outbox (id, account_id, to_addr, subject, body_text, created_at, attempts, next_attempt_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, 0, $7)",
+                         SELECT $1, $2, $3, $4, $5, $6, 0, $7 \
+                         WHERE NOT EXISTS (SELECT 1 FROM mail_mutes WHERE account_id = $8 AND kind = $9)",
                     )
                     .bind(&m.id)
                     .bind(&m.account_id)
@@ -137,6 +139,8 @@ macro_rules! sql_store {
                     .bind(&m.body_text)
                     .bind(m.created_at)
                     .bind(m.created_at)
+                    .bind(m.account_id.as_deref().unwrap_or(""))
+                    .bind(m.kind)
                     .execute(&mut **tx)
                     .await?;
                 }
@@ -1032,6 +1036,14 @@ macro_rules! sql_store {
                         .bind(&c.account_id)
                         .execute(&mut *tx)
                         .await?;
+                    }
+                    "mail.mute" => {
+                        sqlx::query("INSERT INTO mail_mutes (account_id, kind, muted_at) VALUES ($1, $2, $3) ON CONFLICT (account_id, kind) DO NOTHING")
+                            .bind(&c.account_id)
+                            .bind(&c.target)
+                            .bind(now)
+                            .execute(&mut *tx)
+                            .await?;
                     }
                     "require_passkey.disable" => {
                         sqlx::query("UPDATE accounts SET require_passkey = FALSE WHERE id = $1")

@@ -187,6 +187,13 @@ async fn the_freeze_link_in_a_mail_works_without_signing_in_once_and_for_seven_d
     let r = stranger.post_form(&link, &[("csrf", &csrf)]).await;
     assert_eq!(r.status, StatusCode::CONFLICT);
     assert!(r.body.contains("already used"), "{}", r.body);
+    let page = stranger.get(&link).await;
+    assert_eq!(
+        page.status,
+        StatusCode::CONFLICT,
+        "a used link says so before any button"
+    );
+    assert!(page.body.contains("already used") && !page.body.contains("Freeze my account now"));
 
     // Another account's link expires after 7 days.
     app.signed_in("dot@example.com").await;
@@ -349,7 +356,7 @@ async fn a_new_device_is_announced_and_unusable_until_confirmed() {
     let mail = mails
         .iter()
         .rev()
-        .find(|m| m.subject.contains("signed in from"))
+        .find(|m| m.subject.contains("signed in from") && m.subject.contains("Apple iPhone"))
         .expect("new-device mail");
     assert!(
         mail.subject.contains("unknown on Apple iPhone"),
@@ -557,5 +564,86 @@ async fn a_freeze_on_one_instance_is_honoured_by_another_at_once() {
         refused.as_deref(),
         Some("account_frozen"),
         "B's key cache heard the NOTIFY"
+    );
+}
+
+#[tokio::test]
+async fn switching_a_security_mail_off_takes_48_hours_and_the_inbox_keeps_everything() {
+    let app = spawn_app().await;
+    let c = app.signed_in("joy@example.com").await;
+    let prefs = c.get("/api/v1/me/notification-preferences").await.json();
+    assert!(prefs["preferences"]
+        .as_array()
+        .expect("l")
+        .iter()
+        .all(|p| p["enabled"] == true));
+    assert_eq!(
+        c.put(
+            "/api/v1/me/notification-preferences",
+            json!({"kind": "freeze", "enabled": false})
+        )
+        .await
+        .code(),
+        "invalid_kind"
+    );
+    let r = c
+        .put(
+            "/api/v1/me/notification-preferences",
+            json!({"kind": "api_keys", "enabled": false}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    assert!(app
+        .mails_to("joy@example.com")
+        .await
+        .iter()
+        .any(|m| m.subject.contains("takes effect in 48 hours")));
+    // A key that will expire, to produce an api_keys mail later.
+    let r = c
+        .post(
+            "/api/v1/me/api-keys",
+            json!({"label": "t", "type": "hmac", "permissions": ["internal_transfer"]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    app.clock.advance(2 * DAY);
+    rampart::jobs::timed::step(&app.state.core)
+        .await
+        .expect("step");
+    let account = app
+        .store()
+        .account_by_email("joy@example.com")
+        .await
+        .expect("r")
+        .expect("a");
+    assert_eq!(
+        app.store().mail_mutes(&account.id).await.expect("mutes"),
+        vec!["api_keys".to_owned()]
+    );
+    app.clock.advance(21 * DAY);
+    assert_eq!(
+        rampart::jobs::timed::step(&app.state.core)
+            .await
+            .expect("step")
+            .api_key_mails,
+        1
+    );
+    let mails = app.mails_to("joy@example.com").await;
+    assert!(
+        !mails
+            .iter()
+            .any(|m| m.subject.contains("expires in 7 days")),
+        "switched off: no mail"
+    );
+    let inbox = app
+        .store()
+        .notifications(&account.id, 100)
+        .await
+        .expect("inbox");
+    assert!(
+        inbox
+            .iter()
+            .any(|n| n.subject.contains("expires in 7 days")),
+        "but the inbox has it"
     );
 }

@@ -42,6 +42,7 @@ fn mail(i: usize) -> NewMail {
         created_at: 1_000,
         freeze_link: None,
         inbox: false,
+        kind: "security",
     }
 }
 
