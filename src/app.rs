@@ -134,6 +134,7 @@ pub async fn build_with_store(
         store,
         clock,
         transport,
+        lease: settings.outbox_lease_ms,
     };
     Ok(App {
         state,

@@ -97,6 +97,9 @@ pub struct Settings {
     pub demo: bool,
     /// Milliseconds between outbox polls.
     pub outbox_poll_ms: u64,
+    /// How long a claimed mail is reserved for the worker that claimed it; a worker that
+    /// dies leaves its mails to others after this.
+    pub outbox_lease_ms: i64,
     /// The gateway hook's route → permission table (`[[gateway_routes]]`, first match
     /// wins; unlisted reads need `read`, unlisted writes are refused).
     pub gateway_routes: Vec<crate::domain::api_key::RouteRule>,
@@ -120,6 +123,7 @@ impl Default for Settings {
             log_format: LogFormat::Pretty,
             demo: false,
             outbox_poll_ms: 500,
+            outbox_lease_ms: 2 * 60 * 1000,
             gateway_routes: crate::domain::api_key::default_routes(),
             rules: Rules::default(),
         }
@@ -192,6 +196,7 @@ impl Settings {
                 }
                 "DEMO" => self.demo = parse_bool(&value).map_err(|e| bad(&e))?,
                 "OUTBOX_POLL_MS" => self.outbox_poll_ms = value.parse().map_err(|e| bad(&e))?,
+                "OUTBOX_LEASE_MS" => self.outbox_lease_ms = value.parse().map_err(|e| bad(&e))?,
                 // Variables read by other parts (tests, log filter, tooling) are not settings.
                 "LOG" | "TEST_DATABASE_URL" | "BIN" => {}
                 _ => bail!("unknown setting {key}"),

@@ -169,6 +169,15 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     Ok(std::process::ExitCode::SUCCESS)
 }
 
+/// Prints a start-up line; a closed stdout (a supervisor that does not read it) must not
+/// take the server down, so write errors are ignored.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
@@ -177,20 +186,18 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let demo = settings.demo;
     let db = settings.database_url.clone();
     let app = rampart::app::build(settings, Arc::new(SystemClock)).await?;
-    println!("Rampart listening on http://{addr}");
-    println!("  database: {db}");
+    say!("Rampart listening on http://{addr}");
+    say!("  database: {db}");
     if app.state.mailbox_enabled {
-        println!("  mail: no SMTP configured; every mail is shown at http://{addr}/dev/mailbox");
+        say!("  mail: no SMTP configured; every mail is shown at http://{addr}/dev/mailbox");
     }
     if !app.state.core.geo.is_loaded() {
-        println!(
-            "  geolocation: no MMDB file; locations read \"unknown\" (run scripts/fetch-geoip)"
-        );
+        say!("  geolocation: no MMDB file; locations read \"unknown\" (run scripts/fetch-geoip)");
     }
     if demo {
         let creds = rampart::demo::seed(&app).await?;
-        println!("  demo account: {} / {}", creds.email, creds.password);
-        println!("  open http://{addr}/signin and review its devices and login history");
+        say!("  demo account: {} / {}", creds.email, creds.password);
+        say!("  open http://{addr}/signin and review its devices and login history");
     }
     rampart::app::serve(app, listener, shutdown_signal()).await
 }

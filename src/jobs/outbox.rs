@@ -9,7 +9,7 @@ use crate::clock::{Millis, SharedClock, HOUR, MINUTE, SECOND};
 use crate::mail::Transport;
 use crate::store::SharedStore;
 
-/// How long a claimed mail is reserved for the worker that claimed it.
+/// How long a claimed mail is reserved for the worker that claimed it, by default.
 pub const LEASE: Millis = 2 * MINUTE;
 /// After this many failed tries a mail is given up (and stays visible as dead).
 pub const MAX_ATTEMPTS: i64 = 12;
@@ -26,6 +26,8 @@ pub struct OutboxWorker {
     pub store: SharedStore,
     pub clock: SharedClock,
     pub transport: Transport,
+    /// See [`LEASE`].
+    pub lease: Millis,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -38,7 +40,7 @@ impl OutboxWorker {
     /// Claims one batch and delivers it.
     pub async fn step(&self) -> anyhow::Result<StepReport> {
         let now = self.clock.now();
-        let batch = self.store.claim_mails(now, now + LEASE, BATCH).await?;
+        let batch = self.store.claim_mails(now, now + self.lease, BATCH).await?;
         let mut report = StepReport::default();
         for mail in batch {
             match self.transport.deliver(&mail).await {
