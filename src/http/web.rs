@@ -816,3 +816,46 @@ async fn check_mail() -> Response {
         "I confirmed it",
     )
 }
+
+/// A form that carries only its CSRF token.
+#[derive(Deserialize)]
+pub(crate) struct CsrfOnly {
+    pub csrf: String,
+}
+
+/// CSRF check and signed-in session, or the page that says why not.
+pub(crate) async fn guard(
+    state: &AppState,
+    jar: &CookieJar,
+    token: &str,
+) -> Result<SessionAuth, Response> {
+    if !csrf_ok(state, jar, token) {
+        return Err(csrf_refused());
+    }
+    page_auth(state, jar).await
+}
+
+/// Back to the Security Center with a notice, or the Security Center with the error.
+pub(crate) async fn finish(
+    state: &AppState,
+    jar: CookieJar,
+    auth: SessionAuth,
+    result: crate::service::ServiceResult<()>,
+    saved: &str,
+) -> Response {
+    match result {
+        Ok(()) => Redirect::to(&format!("/security?saved={saved}")).into_response(),
+        Err(e) => security_center(state, jar, auth, None, Some(error_text(e))).await,
+    }
+}
+
+/// The signed-in session of a CSRF-checked form, or return the refusal page.
+macro_rules! guarded {
+    ($state:expr, $jar:expr, $csrf:expr) => {
+        match $crate::http::web::guard(&$state, &$jar, &$csrf).await {
+            Ok(a) => a,
+            Err(r) => return r,
+        }
+    };
+}
+pub(crate) use guarded;

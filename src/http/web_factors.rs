@@ -12,13 +12,12 @@ use axum_extra::extract::CookieJar;
 use serde::Deserialize;
 
 use super::web::{
-    csrf, csrf_ok, csrf_refused, error_text, message, page_auth, render, security_center,
-    signed_in_jar, PageForm,
+    csrf, csrf_ok, csrf_refused, error_text, finish, guarded, message, render, security_center,
+    signed_in_jar, CsrfOnly, PageForm,
 };
 use super::{AppState, CHALLENGE_COOKIE};
 use crate::clock::format_utc;
-use crate::service::{Client, ServiceResult};
-use crate::store::SessionAuth;
+use crate::service::Client;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -77,45 +76,9 @@ pub fn notice_text(key: &str) -> &'static str {
 }
 
 #[derive(Deserialize)]
-struct CsrfOnly {
-    csrf: String,
-}
-
-#[derive(Deserialize)]
 struct CodeForm {
     csrf: String,
     code: String,
-}
-
-/// CSRF check and signed-in session, or the page that says why not.
-async fn guard(state: &AppState, jar: &CookieJar, token: &str) -> Result<SessionAuth, Response> {
-    if !csrf_ok(state, jar, token) {
-        return Err(csrf_refused());
-    }
-    page_auth(state, jar).await
-}
-
-/// Back to the Security Center with a notice, or the Security Center with the error.
-async fn finish(
-    state: &AppState,
-    jar: CookieJar,
-    auth: SessionAuth,
-    result: ServiceResult<()>,
-    saved: &str,
-) -> Response {
-    match result {
-        Ok(()) => Redirect::to(&format!("/security?saved={saved}")).into_response(),
-        Err(e) => security_center(state, jar, auth, None, Some(error_text(e))).await,
-    }
-}
-
-macro_rules! guarded {
-    ($state:expr, $jar:expr, $csrf:expr) => {
-        match guard(&$state, &$jar, &$csrf).await {
-            Ok(a) => a,
-            Err(r) => return r,
-        }
-    };
 }
 
 // ---- authenticator app -----------------------------------------------------------------

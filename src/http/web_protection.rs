@@ -5,19 +5,20 @@
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use axum_extra::extract::CookieJar;
 use serde::Deserialize;
 
 use super::web::{
-    csrf, csrf_ok, csrf_refused, error_text, message, page_auth, render, security_center, PageForm,
+    csrf, csrf_ok, csrf_refused, error_text, finish, guarded, message, render, security_center,
+    CsrfOnly, PageForm,
 };
 use super::{AppState, SESSION_COOKIE};
 use crate::clock::format_utc;
-use crate::service::{Client, ServiceResult};
-use crate::store::{FreezeOutcome, SessionAuth};
+use crate::service::Client;
+use crate::store::FreezeOutcome;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -33,40 +34,6 @@ pub fn routes() -> Router<AppState> {
             "/confirm-device/{token}",
             get(confirm_device_page).post(confirm_device),
         )
-}
-
-#[derive(Deserialize)]
-struct CsrfOnly {
-    csrf: String,
-}
-
-async fn guard(state: &AppState, jar: &CookieJar, token: &str) -> Result<SessionAuth, Response> {
-    if !csrf_ok(state, jar, token) {
-        return Err(csrf_refused());
-    }
-    page_auth(state, jar).await
-}
-
-async fn finish(
-    state: &AppState,
-    jar: CookieJar,
-    auth: SessionAuth,
-    result: ServiceResult<()>,
-    saved: &str,
-) -> Response {
-    match result {
-        Ok(()) => Redirect::to(&format!("/security?saved={saved}")).into_response(),
-        Err(e) => security_center(state, jar, auth, None, Some(error_text(e))).await,
-    }
-}
-
-macro_rules! guarded {
-    ($state:expr, $jar:expr, $csrf:expr) => {
-        match guard(&$state, &$jar, &$csrf).await {
-            Ok(a) => a,
-            Err(r) => return r,
-        }
-    };
 }
 
 #[derive(Template)]

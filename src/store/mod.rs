@@ -749,6 +749,10 @@ pub trait ProtectionStore {
         now: Millis,
     ) -> StoreResult<()>;
     async fn webhook_log(&self, limit: i64) -> StoreResult<Vec<WebhookLogEntry>>;
+    /// Mail kinds the account switched off.
+    async fn mail_mutes(&self, account_id: &str) -> StoreResult<Vec<String>>;
+    /// Switches a mail kind back on (and cancels a pending switch-off).
+    async fn unmute_mail(&self, account_id: &str, kind: &str, fx: &Effects) -> StoreResult<()>;
 }
 
 /// All storage areas together.
@@ -768,9 +772,6 @@ pub trait Store:
 {
     fn backend(&self) -> Backend;
     async fn migrate(&self) -> anyhow::Result<()>;
-    /// Mail kinds the account switched off.
-    async fn mail_mutes(&self, account_id: &str) -> StoreResult<Vec<String>>;
-    async fn unmute_mail(&self, account_id: &str, kind: &str, fx: &Effects) -> StoreResult<()>;
     /// Calls `sink` with every invalidation another instance broadcasts (and `all` after a
     /// reconnect, when messages may have been missed) until `sink` returns `false`.
     /// SQLite runs one instance and has nothing to listen to.

@@ -52,37 +52,6 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn mail_mutes(&self, account_id: &str) -> StoreResult<Vec<String>> {
-        let rows = sqlx::query("SELECT kind FROM mail_mutes WHERE account_id = $1 ORDER BY kind")
-            .bind(account_id)
-            .fetch_all(&self.read)
-            .await?;
-        Ok(rows
-            .iter()
-            .map(|r| r.try_get("kind"))
-            .collect::<Result<_, _>>()?)
-    }
-
-    async fn unmute_mail(&self, account_id: &str, kind: &str, fx: &Effects) -> StoreResult<()> {
-        let mut tx = self.write.begin().await?;
-        sqlx::query("DELETE FROM mail_mutes WHERE account_id = $1 AND kind = $2")
-            .bind(account_id)
-            .bind(kind)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(
-            "UPDATE pending_changes SET cancelled_at = $1 WHERE account_id = $2 AND kind = 'mail.mute' AND target = $3 AND cancelled_at IS NULL AND applied_at IS NULL",
-        )
-        .bind(fx.audit.first().map_or(0, |e| e.at))
-        .bind(account_id)
-        .bind(kind)
-        .execute(&mut *tx)
-        .await?;
-        Self::write_effects(&mut tx, fx).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
     async fn listen_invalidations(&self, _sink: InvalidationSink) -> anyhow::Result<()> {
         Ok(())
     }

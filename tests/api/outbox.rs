@@ -10,53 +10,7 @@ use rampart::jobs::outbox::{LEASE, MAX_ATTEMPTS};
 
 /// A minimal SMTP server that accepts every message and keeps its DATA.
 async fn smtp_sink() -> (u16, Arc<Mutex<Vec<String>>>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let received = Arc::new(Mutex::new(Vec::new()));
-    let store = received.clone();
-    tokio::spawn(async move {
-        while let Ok((socket, _)) = listener.accept().await {
-            let store = store.clone();
-            tokio::spawn(async move {
-                let (read, mut write) = socket.into_split();
-                let mut lines = BufReader::new(read).lines();
-                write.write_all(b"220 sink ESMTP\r\n").await.ok();
-                let mut data: Option<String> = None;
-                while let Ok(Some(line)) = lines.next_line().await {
-                    if let Some(body) = data.as_mut() {
-                        if line == "." {
-                            store
-                                .lock()
-                                .expect("sink")
-                                .push(data.take().unwrap_or_default());
-                            write.write_all(b"250 queued\r\n").await.ok();
-                        } else {
-                            body.push_str(&line);
-                            body.push('\n');
-                        }
-                        continue;
-                    }
-                    let verb = line.get(..4).unwrap_or("").to_ascii_uppercase();
-                    let reply: &[u8] = match verb.as_str() {
-                        "EHLO" => b"250-sink\r\n250 8BITMIME\r\n",
-                        "DATA" => {
-                            data = Some(String::new());
-                            b"354 go ahead\r\n"
-                        }
-                        "QUIT" => {
-                            write.write_all(b"221 bye\r\n").await.ok();
-                            break;
-                        }
-                        _ => b"250 ok\r\n",
-                    };
-                    write.write_all(reply).await.ok();
-                }
-            });
-        }
-    });
-    (port, received)
+    sink(usize::MAX).await
 }
 
 #[tokio::test]
@@ -181,7 +135,7 @@ async fn a_worker_that_dies_mid_batch_loses_nothing() {
 
 /// An SMTP sink that accepts `accept` messages, then swallows the next DATA and never
 /// answers (the sending process is killed while it waits).
-async fn stalling_sink(accept: usize) -> (u16, Arc<Mutex<Vec<String>>>) {
+async fn sink(accept: usize) -> (u16, Arc<Mutex<Vec<String>>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -221,7 +175,10 @@ async fn stalling_sink(accept: usize) -> (u16, Arc<Mutex<Vec<String>>>) {
                             data = Some(String::new());
                             b"354 go ahead\r\n"
                         }
-                        "QUIT" => break,
+                        "QUIT" => {
+                            write.write_all(b"221 bye\r\n").await.ok();
+                            break;
+                        }
                         _ => b"250 ok\r\n",
                     };
                     write.write_all(reply).await.ok();
@@ -281,7 +238,7 @@ fn start_binary(database_url: &str, dir: &std::path::Path, smtp_port: u16) -> Se
 async fn killing_the_process_mid_batch_loses_no_mail() {
     let (database_url, dir) = fresh_database().await;
     let work = tempfile::tempdir().expect("dir");
-    let (stall_port, first) = stalling_sink(3).await;
+    let (stall_port, first) = sink(3).await;
     let server = start_binary(&database_url, work.path(), stall_port);
     let c = TestClient::new(&format!("http://127.0.0.1:{}", server.1), CHROME_LINUX);
     for i in 0..10 {
