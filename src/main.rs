@@ -68,6 +68,13 @@ enum WebhookCommand {
         #[arg(long, value_name = "URL")]
         database_url: Option<String>,
     },
+    /// The delivery log: the latest deliveries with their attempts, status and error.
+    Log {
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        #[arg(long, value_name = "URL")]
+        database_url: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -164,6 +171,35 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             app.store().close().await;
             println!("webhook {id} -> {url}");
             println!("signing secret (shown once; verify X-Rampart-Signature = sha256=HMAC-SHA256(secret, body)): {secret}");
+        }
+        Command::Webhook {
+            command:
+                WebhookCommand::Log {
+                    limit,
+                    database_url,
+                },
+        } => {
+            let url = database_url.unwrap_or(settings.database_url);
+            let store = rampart::store::connect(&url).await?;
+            for d in store.webhook_log(limit).await? {
+                let state = match (d.delivered_at, d.dead_at) {
+                    (Some(at), _) => format!("delivered {}", rampart::clock::format_utc(at)),
+                    (None, Some(at)) => format!("gave up {}", rampart::clock::format_utc(at)),
+                    (None, None) => "pending".to_owned(),
+                };
+                println!(
+                    "{} endpoint {} created {} attempts {} {} status {} {}",
+                    d.id,
+                    d.endpoint_id,
+                    rampart::clock::format_utc(d.created_at),
+                    d.attempts,
+                    state,
+                    d.last_status
+                        .map_or_else(|| "-".to_owned(), |s| s.to_string()),
+                    d.last_error.unwrap_or_default()
+                );
+            }
+            store.close().await;
         }
     }
     Ok(std::process::ExitCode::SUCCESS)
