@@ -90,16 +90,10 @@ fn weakening_label(kind: &str) -> &'static str {
 
 impl Core {
     pub async fn factors(&self, account_id: &str) -> ServiceResult<Factors> {
-        let totp = self
-            .store
-            .totp(account_id)
-            .await?
-            .is_some_and(|t| t.enabled_at.is_some());
-        let passkeys = self.store.passkeys(account_id).await?.len();
-        let backup_codes_left = self.store.backup_codes_left(account_id).await?;
+        let (totp, passkeys, backup_codes_left) = self.store.factor_counts(account_id).await?;
         Ok(Factors {
             totp,
-            passkeys,
+            passkeys: usize::try_from(passkeys).unwrap_or(0),
             backup_codes_left,
         })
     }

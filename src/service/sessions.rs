@@ -117,15 +117,12 @@ impl Core {
     /// Throttles a try on every key at once: the source address and, when known, the
     /// account (per known device). Charged before the secret is checked.
     pub(crate) async fn throttle(&self, keys: &[(String, ThrottlePolicy)]) -> ServiceResult<()> {
-        let now = self.now();
-        for (key, policy) in keys {
-            if let Err(wait) = self.store.throttle_attempt(key, policy, now).await? {
-                return Err(ServiceError::TooManyAttempts {
-                    retry_after_ms: wait,
-                });
-            }
+        match self.store.throttle_attempts(keys, self.now()).await? {
+            Ok(()) => Ok(()),
+            Err((_, wait)) => Err(ServiceError::TooManyAttempts {
+                retry_after_ms: wait,
+            }),
         }
-        Ok(())
     }
 
     /// Email + password. Unknown email and wrong password give the same answer after the
@@ -139,7 +136,6 @@ impl Core {
     ) -> ServiceResult<SignInOutcome> {
         let email = Email::parse(email).map_err(|_| ServiceError::InvalidCredentials)?;
         let ip_key = format!("ip:{}", client.ip);
-        self.throttle(&[(ip_key.clone(), self.ip_policy())]).await?;
         let account = self.store.account_by_email(email.as_str()).await?;
         let known_device = match &account {
             Some(a) => self.known_device(&a.id, client).await?,
@@ -152,17 +148,21 @@ impl Core {
             account_key.push_str(&format!(":dev:{}", d.id));
         }
         let device_id = known_device.as_ref().map(|d| d.id.clone());
-        if let Err(e) = self
-            .throttle(&[(account_key.clone(), self.account_policy())])
-            .await
+        // Both counters in one transaction, charged before the password is checked.
+        let keys = [
+            (ip_key.clone(), self.ip_policy()),
+            (account_key.clone(), self.account_policy()),
+        ];
+        if let Err((which, retry_after_ms)) =
+            self.store.throttle_attempts(&keys, self.now()).await?
         {
-            if let (Some(a), ServiceError::TooManyAttempts { retry_after_ms }) = (&account, &e) {
+            if let (1, Some(a)) = (which, &account) {
                 let fx = Effects::audit(self.event(
                     Some(client),
                     Some(&a.id),
                     "anonymous".into(),
                     "signin.throttled",
-                    json!({"retry_after_ms": retry_after_ms}),
+                    json!({ "retry_after_ms": retry_after_ms }),
                 ));
                 let row = self.login_row(
                     &a.id,
@@ -174,7 +174,7 @@ impl Core {
                 );
                 self.store.record_failed_login(&row, &fx).await?;
             }
-            return Err(e);
+            return Err(ServiceError::TooManyAttempts { retry_after_ms });
         }
         let stored = account
             .as_ref()
@@ -216,8 +216,9 @@ impl Core {
                 return Err(ServiceError::InvalidCredentials);
             }
         };
-        self.store.throttle_clear(&account_key).await?;
-        self.store.throttle_refund(&ip_key).await?;
+        self.store
+            .throttle_settle(&[account_key], &[ip_key])
+            .await?;
         if account.frozen_at.is_some() {
             return Err(ServiceError::AccountFrozen);
         }
@@ -355,8 +356,7 @@ impl Core {
         // A device never seen on an account that has others must be confirmed from the
         // owner's mailbox before its session works.
         let needs_confirmation = self.rules.new_device_confirmation
-            && ((device_is_new && !self.store.devices(&account.id, 0).await?.is_empty())
-                || moved_country);
+            && ((device_is_new && self.store.has_devices(&account.id).await?) || moved_country);
         let confirm_token = needs_confirmation.then(random_token);
         let session_token = random_token();
         let proved_second_factor = method != "password";
@@ -476,9 +476,8 @@ impl Core {
         let known_device = self.known_device(&account.id, client).await?;
         match self.check_second_factor_code(&account, code).await? {
             Some(method) => {
-                self.store.throttle_clear(&key).await?;
                 self.store
-                    .throttle_refund(&format!("ip:{}", client.ip))
+                    .throttle_settle(&[key], &[format!("ip:{}", client.ip)])
                     .await?;
                 let mail = self.factor_used_mail(&account, method, client);
                 let extra = Effects {

@@ -308,6 +308,17 @@ pub trait ThrottleStore {
         policy: &ThrottlePolicy,
         now: Millis,
     ) -> StoreResult<Result<(), Millis>>;
+    /// `throttle_attempt` over several keys in one transaction: either every key may try
+    /// and each is charged, or the first refusing key's index and wait come back and
+    /// nothing is charged.
+    async fn throttle_attempts(
+        &self,
+        keys: &[(String, ThrottlePolicy)],
+        now: Millis,
+    ) -> StoreResult<Result<(), (usize, Millis)>>;
+    /// After a success, in one transaction: forget the failures of `clear`, give back one
+    /// charged try to each of `refund`.
+    async fn throttle_settle(&self, clear: &[String], refund: &[String]) -> StoreResult<()>;
     /// Forgets the failures of `key` (after a successful sign-in).
     async fn throttle_clear(&self, key: &str) -> StoreResult<()>;
     /// Gives back one charged try (it turned out to be a success), so busy shared
@@ -445,6 +456,8 @@ pub struct RecoveryRequest {
 #[async_trait]
 pub trait SecondFactorStore {
     async fn totp(&self, account_id: &str) -> StoreResult<Option<TotpRecord>>;
+    /// In one read: authenticator app enabled, live passkeys, unused backup codes.
+    async fn factor_counts(&self, account_id: &str) -> StoreResult<(bool, i64, i64)>;
     /// Stores a not yet confirmed secret, replacing an earlier unconfirmed one. Refuses
     /// (`Conflict`) when an enabled secret exists.
     async fn totp_begin(&self, record: &TotpRecord, fx: &Effects) -> StoreResult<()>;
@@ -697,6 +710,8 @@ pub trait ProtectionStore {
         fx: &Effects,
     ) -> StoreResult<Option<u64>>;
     async fn fingerprint_blocked(&self, account_id: &str, fingerprint: &str) -> StoreResult<bool>;
+    /// Whether the account has any (not removed) device: one indexed probe.
+    async fn has_devices(&self, account_id: &str) -> StoreResult<bool>;
     async fn end_other_sessions(
         &self,
         account_id: &str,

@@ -475,44 +475,66 @@ macro_rules! sql_store {
         #[async_trait]
         impl ThrottleStore for $store {
             async fn throttle_attempt(&self, key: &str, policy: &ThrottlePolicy, now: Millis) -> StoreResult<Result<(), Millis>> {
+                Ok(self.throttle_attempts(&[(key.to_owned(), *policy)], now).await?.map_err(|(_, wait)| wait))
+            }
+
+            async fn throttle_attempts(&self, keys: &[(String, ThrottlePolicy)], now: Millis) -> StoreResult<Result<(), (usize, Millis)>> {
                 let mut tx = self.write.begin().await?;
-                sqlx::query(
-                    "INSERT INTO throttle (key, failures, window_start, last_failure) VALUES ($1, 0, $2, $3) ON CONFLICT (key) DO NOTHING",
-                )
-                .bind(key)
-                .bind(now)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-                let row = sqlx::query(concat!(
-                    "SELECT failures, window_start, last_failure FROM throttle WHERE key = $1 ",
-                    $for_update
-                ))
-                .bind(key)
-                .fetch_one(&mut *tx)
-                .await?;
-                let failures: i64 = row.try_get("failures")?;
-                let state = (failures > 0).then(|| -> Result<ThrottleState, sqlx::Error> {
-                    Ok(ThrottleState {
-                        failures,
-                        window_start: row.try_get("window_start")?,
-                        last_failure: row.try_get("last_failure")?,
-                    })
-                });
-                let state = state.transpose()?;
-                let verdict = policy.check(state, now);
-                if verdict.is_ok() {
-                    let next = policy.fail(state, now);
+                let mut next = Vec::with_capacity(keys.len());
+                for (i, (key, policy)) in keys.iter().enumerate() {
+                    sqlx::query(
+                        "INSERT INTO throttle (key, failures, window_start, last_failure) VALUES ($1, 0, $2, $3) ON CONFLICT (key) DO NOTHING",
+                    )
+                    .bind(key)
+                    .bind(now)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                    let row = sqlx::query(concat!(
+                        "SELECT failures, window_start, last_failure FROM throttle WHERE key = $1 ",
+                        $for_update
+                    ))
+                    .bind(key)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    let failures: i64 = row.try_get("failures")?;
+                    let state = if failures > 0 {
+                        Some(ThrottleState { failures, window_start: row.try_get("window_start")?, last_failure: row.try_get("last_failure")? })
+                    } else {
+                        None
+                    };
+                    if let Err(wait) = policy.check(state, now) {
+                        tx.commit().await?;
+                        return Ok(Err((i, wait)));
+                    }
+                    next.push((key, policy.fail(state, now)));
+                }
+                for (key, n) in next {
                     sqlx::query("UPDATE throttle SET failures = $1, window_start = $2, last_failure = $3 WHERE key = $4")
-                        .bind(next.failures)
-                        .bind(next.window_start)
-                        .bind(next.last_failure)
+                        .bind(n.failures)
+                        .bind(n.window_start)
+                        .bind(n.last_failure)
                         .bind(key)
                         .execute(&mut *tx)
                         .await?;
                 }
                 tx.commit().await?;
-                Ok(verdict)
+                Ok(Ok(()))
+            }
+
+            async fn throttle_settle(&self, clear: &[String], refund: &[String]) -> StoreResult<()> {
+                let mut tx = self.write.begin().await?;
+                for key in clear {
+                    sqlx::query("DELETE FROM throttle WHERE key = $1").bind(key).execute(&mut *tx).await?;
+                }
+                for key in refund {
+                    sqlx::query("UPDATE throttle SET failures = failures - 1 WHERE key = $1 AND failures > 0")
+                        .bind(key)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(())
             }
 
             async fn throttle_clear(&self, key: &str) -> StoreResult<()> {
@@ -675,6 +697,22 @@ macro_rules! sql_store {
 
         #[async_trait]
         impl SecondFactorStore for $store {
+            async fn factor_counts(&self, account_id: &str) -> StoreResult<(bool, i64, i64)> {
+                let row = sqlx::query(
+                    "SELECT \
+                       (SELECT COUNT(*) FROM totp_secrets WHERE account_id = $1 AND enabled_at IS NOT NULL) AS totp, \
+                       (SELECT COUNT(*) FROM passkeys WHERE account_id = $2 AND removed_at IS NULL) AS passkeys, \
+                       (SELECT COUNT(*) FROM backup_codes WHERE account_id = $3 AND used_at IS NULL) AS codes",
+                )
+                .bind(account_id)
+                .bind(account_id)
+                .bind(account_id)
+                .fetch_one(&self.read)
+                .await?;
+                let totp: i64 = row.try_get("totp")?;
+                Ok((totp > 0, row.try_get("passkeys")?, row.try_get("codes")?))
+            }
+
             async fn totp(&self, account_id: &str) -> StoreResult<Option<TotpRecord>> {
                 let sql = format!("SELECT {TOTP_COLUMNS} FROM totp_secrets WHERE account_id = $1");
                 Ok(sqlx::query_as(&sql).bind(account_id).fetch_optional(&self.write).await?)
@@ -1474,6 +1512,14 @@ macro_rules! sql_store {
                 let row = sqlx::query("SELECT 1 AS one FROM blocked_fingerprints WHERE account_id = $1 AND fingerprint = $2")
                     .bind(account_id)
                     .bind(fingerprint)
+                    .fetch_optional(&self.read)
+                    .await?;
+                Ok(row.is_some())
+            }
+
+            async fn has_devices(&self, account_id: &str) -> StoreResult<bool> {
+                let row = sqlx::query("SELECT 1 AS one FROM devices WHERE account_id = $1 AND removed_at IS NULL LIMIT 1")
+                    .bind(account_id)
                     .fetch_optional(&self.read)
                     .await?;
                 Ok(row.is_some())
