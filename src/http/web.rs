@@ -268,7 +268,7 @@ async fn signup(
     }
 }
 
-fn urlencode(s: &str) -> String {
+pub(crate) fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
@@ -859,3 +859,16 @@ macro_rules! guarded {
     };
 }
 pub(crate) use guarded;
+
+/// A page that asks for one confirming click (links from mails must not act on GET,
+/// because mail scanners fetch them).
+#[derive(Template)]
+#[template(path = "confirm_action.html")]
+pub(crate) struct ConfirmActionPage<'a> {
+    pub csrf: String,
+    pub title: &'a str,
+    pub text: &'a str,
+    pub action: String,
+    pub button: &'a str,
+    pub danger: bool,
+}

@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use super::web::{
     csrf, csrf_ok, csrf_refused, error_text, finish, guarded, message, render, security_center,
-    signed_in_jar, CsrfOnly, PageForm,
+    signed_in_jar, urlencode, ConfirmActionPage, CsrfOnly, PageForm,
 };
 use super::{AppState, CHALLENGE_COOKIE};
 use crate::clock::format_utc;
@@ -396,13 +396,6 @@ async fn second_factor(
 
 // ---- cancel links from mails -------------------------------------------------------------
 
-#[derive(Template)]
-#[template(path = "cancel.html")]
-struct CancelPage {
-    csrf: String,
-    token: String,
-}
-
 /// The link only shows a button: mail scanners that fetch links must not cancel anything.
 async fn cancel_link_page(
     State(state): State<AppState>,
@@ -410,7 +403,15 @@ async fn cancel_link_page(
     Path(token): Path<String>,
 ) -> Response {
     let (jar, csrf) = csrf(&state, jar);
-    (jar, render(StatusCode::OK, &CancelPage { csrf, token })).into_response()
+    let page = ConfirmActionPage {
+        csrf,
+        title: "Cancel this change?",
+        text: "A protection on your account is about to be turned off or weakened. If you did not ask for this, cancel it now: someone may be in your account.",
+        action: format!("/cancel/{}", urlencode(&token)),
+        button: "Cancel the change",
+        danger: false,
+    };
+    (jar, render(StatusCode::OK, &page)).into_response()
 }
 
 async fn cancel_link(

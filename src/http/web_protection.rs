@@ -2,7 +2,6 @@
 //! from mails (no sign-in needed), device removal, blocking and trust, signing out
 //! everywhere else, new-device confirmation links, and the inbox.
 
-use askama::Template;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -13,7 +12,7 @@ use serde::Deserialize;
 
 use super::web::{
     csrf, csrf_ok, csrf_refused, error_text, finish, guarded, message, render, security_center,
-    CsrfOnly, PageForm,
+    urlencode, ConfirmActionPage, CsrfOnly, PageForm,
 };
 use super::{AppState, SESSION_COOKIE};
 use crate::clock::format_utc;
@@ -34,17 +33,6 @@ pub fn routes() -> Router<AppState> {
             "/confirm-device/{token}",
             get(confirm_device_page).post(confirm_device),
         )
-}
-
-#[derive(Template)]
-#[template(path = "confirm_action.html")]
-struct ConfirmActionPage<'a> {
-    csrf: String,
-    title: &'a str,
-    text: &'a str,
-    action: String,
-    button: &'a str,
-    danger: bool,
 }
 
 fn frozen_text(outcome: FreezeOutcome) -> String {
@@ -125,20 +113,11 @@ async fn freeze_link_page(
         title: "Freeze your account?",
         text: "If you did not do what the mail describes, someone else may be in your account. Freezing ends every session, refuses every API key \
                and sign-in, and cancels held withdrawals, at once, without signing in. Only a recovery review by support can lift it.",
-        action: format!("/freeze/{}", urlencode_path(&token)),
+        action: format!("/freeze/{}", urlencode(&token)),
         button: "Freeze my account now",
         danger: true,
     };
     (jar, render(StatusCode::OK, &page)).into_response()
-}
-
-fn urlencode_path(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 async fn freeze_link(
@@ -260,7 +239,7 @@ async fn confirm_device_page(
         title: "Was this sign-in you?",
         text: "A new device signed in to your account and waits for your confirmation. Confirm only if you just signed in yourself. \
                If not, do not confirm: freeze your account with the link in the same mail.",
-        action: format!("/confirm-device/{}", urlencode_path(&token)),
+        action: format!("/confirm-device/{}", urlencode(&token)),
         button: "Yes, it was me",
         danger: false,
     };
