@@ -872,3 +872,32 @@ pub(crate) struct ConfirmActionPage<'a> {
     pub button: &'a str,
     pub danger: bool,
 }
+
+/// The page of a link from a mail: a title, an explanation and one button that POSTs back
+/// with a CSRF token.
+pub(crate) fn ask_to_confirm(
+    state: &AppState,
+    jar: CookieJar,
+    title: &str,
+    text: &str,
+    action: String,
+    button: &str,
+    danger: bool,
+) -> Response {
+    let (jar, csrf) = csrf(state, jar);
+    let page = ConfirmActionPage {
+        csrf,
+        title,
+        text,
+        action,
+        button,
+        danger,
+    };
+    (jar, render(StatusCode::OK, &page)).into_response()
+}
+
+/// Why clicking such a button did nothing, as a page.
+pub(crate) fn link_refused(e: ServiceError, title: &str) -> Response {
+    let (status, text) = error_text(e);
+    message(status, title, &text, "/signin", "Sign in")
+}

@@ -12,8 +12,8 @@ use axum_extra::extract::CookieJar;
 use serde::Deserialize;
 
 use super::web::{
-    csrf, csrf_ok, csrf_refused, error_text, finish, guarded, message, render, security_center,
-    signed_in_jar, urlencode, ConfirmActionPage, CsrfOnly, PageForm,
+    ask_to_confirm, csrf, csrf_ok, csrf_refused, error_text, finish, guarded, link_refused,
+    message, render, security_center, signed_in_jar, urlencode, CsrfOnly, PageForm,
 };
 use super::{AppState, CHALLENGE_COOKIE};
 use crate::clock::format_utc;
@@ -402,16 +402,15 @@ async fn cancel_link_page(
     jar: CookieJar,
     Path(token): Path<String>,
 ) -> Response {
-    let (jar, csrf) = csrf(&state, jar);
-    let page = ConfirmActionPage {
-        csrf,
-        title: "Cancel this change?",
-        text: "A protection on your account is about to be turned off or weakened. If you did not ask for this, cancel it now: someone may be in your account.",
-        action: format!("/cancel/{}", urlencode(&token)),
-        button: "Cancel the change",
-        danger: false,
-    };
-    (jar, render(StatusCode::OK, &page)).into_response()
+    ask_to_confirm(
+        &state,
+        jar,
+        "Cancel this change?",
+        "A protection on your account is about to be turned off or weakened. If you did not ask for this, cancel it now: someone may be in your account.",
+        format!("/cancel/{}", urlencode(&token)),
+        "Cancel the change",
+        false,
+    )
 }
 
 async fn cancel_link(
@@ -432,9 +431,6 @@ async fn cancel_link(
             "/signin",
             "Sign in",
         ),
-        Err(e) => {
-            let (status, text) = error_text(e);
-            message(status, "Nothing to cancel", &text, "/signin", "Sign in")
-        }
+        Err(e) => link_refused(e, "Nothing to cancel"),
     }
 }

@@ -11,8 +11,8 @@ use axum_extra::extract::CookieJar;
 use serde::Deserialize;
 
 use super::web::{
-    csrf, csrf_ok, csrf_refused, error_text, finish, guarded, message, render, security_center,
-    urlencode, ConfirmActionPage, CsrfOnly, PageForm,
+    ask_to_confirm, csrf_ok, csrf_refused, error_text, finish, guarded, link_refused, message,
+    security_center, urlencode, CsrfOnly, PageForm,
 };
 use super::{AppState, SESSION_COOKIE};
 use crate::clock::format_utc;
@@ -56,17 +56,16 @@ async fn freeze_confirm_page(
     PageForm(f): PageForm<CsrfOnly>,
 ) -> Response {
     let _auth = guarded!(state, jar, f.csrf);
-    let (jar, csrf) = csrf(&state, jar);
-    let page = ConfirmActionPage {
-        csrf,
-        title: "Freeze your account?",
-        text: "Freezing ends every session (this one too), refuses every API key and sign-in, and cancels held withdrawals, at once. \
+    ask_to_confirm(
+        &state,
+        jar,
+        "Freeze your account?",
+        "Freezing ends every session (this one too), refuses every API key and sign-in, and cancels held withdrawals, at once. \
                Only a recovery review by support can lift it, no sooner than 2 hours from now.",
-        action: "/security/freeze/confirm".into(),
-        button: "Yes, freeze my account",
-        danger: true,
-    };
-    (jar, render(StatusCode::OK, &page)).into_response()
+        "/security/freeze/confirm".into(),
+        "Yes, freeze my account",
+        true,
+    )
 }
 
 async fn freeze(
@@ -107,17 +106,16 @@ async fn freeze_link_page(
             "Sign in",
         );
     }
-    let (jar, csrf) = csrf(&state, jar);
-    let page = ConfirmActionPage {
-        csrf,
-        title: "Freeze your account?",
-        text: "If you did not do what the mail describes, someone else may be in your account. Freezing ends every session, refuses every API key \
+    ask_to_confirm(
+        &state,
+        jar,
+        "Freeze your account?",
+        "If you did not do what the mail describes, someone else may be in your account. Freezing ends every session, refuses every API key \
                and sign-in, and cancels held withdrawals, at once, without signing in. Only a recovery review by support can lift it.",
-        action: format!("/freeze/{}", urlencode(&token)),
-        button: "Freeze my account now",
-        danger: true,
-    };
-    (jar, render(StatusCode::OK, &page)).into_response()
+        format!("/freeze/{}", urlencode(&token)),
+        "Freeze my account now",
+        true,
+    )
 }
 
 async fn freeze_link(
@@ -138,16 +136,7 @@ async fn freeze_link(
             "/signin",
             "Back to sign-in",
         ),
-        Err(e) => {
-            let (status, text) = error_text(e);
-            message(
-                status,
-                "This link did not freeze anything",
-                &text,
-                "/signin",
-                "Sign in",
-            )
-        }
+        Err(e) => link_refused(e, "This link did not freeze anything"),
     }
 }
 
@@ -233,17 +222,16 @@ async fn confirm_device_page(
     jar: CookieJar,
     Path(token): Path<String>,
 ) -> Response {
-    let (jar, csrf) = csrf(&state, jar);
-    let page = ConfirmActionPage {
-        csrf,
-        title: "Was this sign-in you?",
-        text: "A new device signed in to your account and waits for your confirmation. Confirm only if you just signed in yourself. \
+    ask_to_confirm(
+        &state,
+        jar,
+        "Was this sign-in you?",
+        "A new device signed in to your account and waits for your confirmation. Confirm only if you just signed in yourself. \
                If not, do not confirm: freeze your account with the link in the same mail.",
-        action: format!("/confirm-device/{}", urlencode(&token)),
-        button: "Yes, it was me",
-        danger: false,
-    };
-    (jar, render(StatusCode::OK, &page)).into_response()
+        format!("/confirm-device/{}", urlencode(&token)),
+        "Yes, it was me",
+        false,
+    )
 }
 
 async fn confirm_device(
@@ -264,10 +252,7 @@ async fn confirm_device(
             "/security",
             "Security Center",
         ),
-        Err(e) => {
-            let (status, text) = error_text(e);
-            message(status, "Nothing to confirm", &text, "/signin", "Sign in")
-        }
+        Err(e) => link_refused(e, "Nothing to confirm"),
     }
 }
 
