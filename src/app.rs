@@ -25,6 +25,10 @@ pub struct App {
     pub state: AppState,
     pub router: Router,
     pub worker: OutboxWorker,
+    /// How often `serve`'s background jobs poll.
+    pub intervals: crate::jobs::Intervals,
+    /// Where people reach this server (`public_url`, or derived from the listen address).
+    pub public_url: String,
     pub settings: Settings,
 }
 
@@ -90,30 +94,49 @@ pub async fn build(settings: Settings, clock: SharedClock) -> anyhow::Result<App
     build_with_store(settings, clock, store).await
 }
 
+/// The one place where settings become services. Every field of [`Settings`] is named
+/// here (the destructuring has no `..`), so a setting that nothing uses does not compile.
 pub async fn build_with_store(
     settings: Settings,
     clock: SharedClock,
     store: SharedStore,
 ) -> anyhow::Result<App> {
+    let Settings {
+        listen,
+        database_url: _, // connected to by `build` (or the caller) already
+        public_url: _,   // resolved against `listen` just below
+        smtp_url,
+        dev_mailbox,
+        mail_from,
+        secret_key: _,      // read by `load_or_create_key`
+        secret_key_file: _, // likewise
+        geoip_paths,
+        trusted_proxies,
+        cookie_secure,
+        body_limit_bytes,
+        log_format: _, // applied by `main` before anything logs
+        demo,
+        outbox_poll_ms,
+        outbox_lease_ms,
+        gateway_routes,
+        rules,
+    } = settings.clone();
+    let public_url = settings.public_url_for(listen);
+    crate::domain::api_key::validate_routes(&gateway_routes)
+        .map_err(|e| anyhow::anyhow!("invalid gateway route table in the settings: {e}"))?;
     let key = load_or_create_key(&settings)?;
-    let geo = Arc::new(Geo::open(&settings.geoip_paths)?);
-    let transport = Transport::from_settings(settings.smtp_url.as_deref(), &settings.mail_from)?;
+    let geo = Arc::new(Geo::open(&geoip_paths)?);
+    let transport = Transport::from_settings(smtp_url.as_deref(), &mail_from, dev_mailbox || demo)?;
     crate::domain::device::warm_up();
     let composer = Composer {
-        public_url: settings.public_url.clone(),
+        public_url: public_url.clone(),
     };
-    let core = Core::new(
-        store.clone(),
-        clock.clone(),
-        key,
-        settings.rules.clone(),
-        geo,
-        composer,
-    )?;
+    let mut core = Core::new(store.clone(), clock.clone(), key, rules, geo, composer)?;
+    core.gateway_routes = gateway_routes;
     let state = AppState(Arc::new(Inner {
         core,
-        trusted_proxies: settings.trusted_proxies.clone(),
-        cookie_secure: settings.cookie_secure,
+        trusted_proxies,
+        cookie_secure,
         mailbox_enabled: transport.is_local(),
         metrics: metrics_handle(),
     }));
@@ -129,35 +152,37 @@ pub async fn build_with_store(
             None => false,
         }))
         .await?;
-    let router = crate::http::router(state.clone(), settings.body_limit_bytes);
+    let router = crate::http::router(state.clone(), body_limit_bytes);
     let worker = OutboxWorker {
         store,
         clock,
         transport,
-        lease: settings.outbox_lease_ms,
+        lease: outbox_lease_ms,
     };
+    let poll = Duration::from_millis(outbox_poll_ms);
     Ok(App {
         state,
         router,
         worker,
+        intervals: crate::jobs::Intervals {
+            outbox: poll,
+            timed: Duration::from_secs(5),
+            webhooks: poll.max(Duration::from_millis(100)),
+        },
+        public_url,
         settings,
     })
 }
 
-/// Serves until `shutdown` resolves, with the outbox worker running beside the server.
+/// Serves until `shutdown` resolves, with every background job running beside the server
+/// (`jobs::spawn`); on shutdown the jobs finish the item in hand and the store closes.
 pub async fn serve(
     app: App,
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let poll = Duration::from_millis(app.settings.outbox_poll_ms);
-    let worker = tokio::spawn(app.worker.clone().run(poll, stop_rx.clone()));
-    let timed = tokio::spawn(crate::jobs::timed::run(
-        app.state.clone(),
-        Duration::from_secs(5),
-        stop_rx,
-    ));
+    let jobs = crate::jobs::spawn(&app.state, app.worker.clone(), app.intervals, &stop_rx)?;
     let service = app
         .router
         .into_make_service_with_connect_info::<SocketAddr>();
@@ -165,8 +190,9 @@ pub async fn serve(
         .with_graceful_shutdown(shutdown)
         .await?;
     let _ = stop_tx.send(true);
-    let _ = worker.await;
-    let _ = timed.await;
+    for job in jobs {
+        let _ = job.await;
+    }
     app.state.core.store.close().await;
     Ok(())
 }

@@ -75,11 +75,17 @@ pub struct Settings {
     pub listen: SocketAddr,
     /// `sqlite://path` (created if missing) or `postgres://…`.
     pub database_url: String,
-    /// The address people use to reach Rampart; links in mails start with it.
-    pub public_url: String,
+    /// The address people use to reach Rampart; links in mails and the passkey origin start
+    /// with it. Unset: `http://localhost:PORT` with the port actually listened on, which is
+    /// right for trying Rampart on one machine (see [`Settings::public_url_for`]).
+    pub public_url: Option<String>,
     /// `smtp://user:pass@host:587?tls=required` (STARTTLS), `smtps://user:pass@host:465`, or
-    /// plain `smtp://localhost:25` for a local relay; unset = local mailbox page.
+    /// plain `smtp://localhost:25` for a local relay. Without it, `serve` refuses to start
+    /// unless `dev_mailbox` is on.
     pub smtp_url: Option<String>,
+    /// Development only: keep mail in the outbox and show every message to anyone at
+    /// `/dev/mailbox` instead of sending it (implied by `demo`). Never on by default.
+    pub dev_mailbox: bool,
     pub mail_from: String,
     /// 32 random bytes, base64; keys the HMACs of codes and CSRF tokens. When unset a key is
     /// generated once and kept in `secret_key_file`.
@@ -111,8 +117,9 @@ impl Default for Settings {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             database_url: "sqlite://rampart.db".to_owned(),
-            public_url: "http://localhost:8080".to_owned(),
+            public_url: None,
             smtp_url: None,
+            dev_mailbox: false,
             mail_from: "Rampart Security <security@rampart.localhost>".to_owned(),
             secret_key: None,
             secret_key_file: PathBuf::from("rampart.key"),
@@ -173,7 +180,8 @@ impl Settings {
             match name {
                 "LISTEN" => self.listen = value.parse().map_err(|e| bad(&e))?,
                 "DATABASE_URL" => self.database_url = value,
-                "PUBLIC_URL" => self.public_url = value,
+                "PUBLIC_URL" => self.public_url = Some(value).filter(|v| !v.is_empty()),
+                "DEV_MAILBOX" => self.dev_mailbox = parse_bool(&value).map_err(|e| bad(&e))?,
                 "SMTP_URL" => self.smtp_url = Some(value).filter(|v| !v.is_empty()),
                 "MAIL_FROM" => self.mail_from = value,
                 "SECRET_KEY" => self.secret_key = Some(value),
@@ -203,6 +211,44 @@ impl Settings {
             }
         }
         Ok(())
+    }
+
+    /// `public_url`, or for an unset one the URL of the address actually listened on:
+    /// `http://localhost:PORT` on loopback (browsers allow passkeys and `Secure` cookies on
+    /// `localhost`, not on `127.0.0.1`), else `http://ADDR`.
+    pub fn public_url_for(&self, bound: SocketAddr) -> String {
+        match &self.public_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None if bound.ip().is_loopback() => format!("http://localhost:{}", bound.port()),
+            None => format!("http://{bound}"),
+        }
+    }
+
+    /// Why `public_url` will not work for someone on this machine, if it will not: links
+    /// pointing at another local port, or a loopback IP where passkeys refuse to work.
+    pub fn public_url_warning(&self, bound: SocketAddr) -> Option<String> {
+        let url = url::Url::parse(&self.public_url_for(bound)).ok()?;
+        let host = url.host_str()?;
+        let local = host == "localhost"
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if !local {
+            return None;
+        }
+        if url.port_or_known_default() != Some(bound.port()) {
+            return Some(format!(
+                "public_url {url} points at port {} on this machine, but Rampart listens on {bound}: links in mails will not reach it",
+                url.port_or_known_default().unwrap_or(0)
+            ));
+        }
+        if host != "localhost" {
+            return Some(format!(
+                "public_url {url} uses an IP address; browsers refuse passkeys there: use http://localhost:{}",
+                bound.port()
+            ));
+        }
+        None
     }
 
     /// The database backend the URL names.
@@ -263,7 +309,7 @@ mod tests {
         s.apply_env([("RAMPART_LISTEN".to_owned(), "0.0.0.0:1".to_owned())].into_iter())
             .expect("valid env");
         assert_eq!(s.listen.port(), 1);
-        assert_eq!(s.public_url, "https://sec.example");
+        assert_eq!(s.public_url.as_deref(), Some("https://sec.example"));
     }
 
     #[test]
@@ -282,5 +328,26 @@ mod tests {
             )
             .is_err());
         assert!(toml::from_str::<Settings>("lisen = 1").is_err());
+    }
+
+    #[test]
+    fn public_url_follows_the_port_listened_on() {
+        let bound: SocketAddr = "127.0.0.1:43210".parse().expect("addr");
+        let mut s = Settings::default();
+        assert_eq!(s.public_url_for(bound), "http://localhost:43210");
+        assert_eq!(s.public_url_warning(bound), None);
+        s.public_url = Some("http://localhost:8080/".into());
+        assert_eq!(s.public_url_for(bound), "http://localhost:8080");
+        assert!(s
+            .public_url_warning(bound)
+            .expect("warns")
+            .contains("port 8080"));
+        s.public_url = Some("http://127.0.0.1:43210".into());
+        assert!(s
+            .public_url_warning(bound)
+            .expect("warns")
+            .contains("passkeys"));
+        s.public_url = Some("https://security.exchange.example".into());
+        assert_eq!(s.public_url_warning(bound), None);
     }
 }

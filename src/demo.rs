@@ -21,11 +21,6 @@ const IPHONE_UA: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) 
 const MAC_UA: &str = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36";
 const ATTACKER_UA: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/118.0.0.0 Safari/537.36";
 
-pub struct DemoCredentials {
-    pub email: &'static str,
-    pub password: &'static str,
-}
-
 struct Place {
     ip: &'static str,
     city: &'static str,
@@ -48,17 +43,44 @@ const LAGOS: Place = Place {
     country: "NG",
 };
 
-/// Seeds the demo account unless it already exists. Idempotent.
+/// What `seed` found and did.
+pub struct DemoCredentials {
+    pub email: &'static str,
+    pub password: &'static str,
+    /// A demo account from an earlier start was deleted and seeded anew.
+    pub reset: bool,
+}
+
+/// Seeds the demo account in its known state: one left by an earlier start (whatever was
+/// done to it since: a changed password, a freeze, new factors) is deleted first, so the
+/// printed credentials and the story always hold.
 pub async fn seed(app: &App) -> anyhow::Result<DemoCredentials> {
-    let creds = DemoCredentials {
+    let store = app.store();
+    let now = app.state.core.now();
+    let mut creds = DemoCredentials {
         email: DEMO_EMAIL,
         password: DEMO_PASSWORD,
+        reset: false,
     };
-    let store = app.store();
-    if store.account_by_email(DEMO_EMAIL).await?.is_some() {
-        return Ok(creds);
+    if let Some(old) = store.account_by_email(DEMO_EMAIL).await? {
+        let reset = AuditEvent {
+            at: now,
+            account_id: Some(old.id.clone()),
+            actor: "system:demo".into(),
+            action: "demo.reset".into(),
+            ip: None,
+            device: None,
+            detail: json!({"uid": old.uid}),
+        };
+        store
+            .delete_account(&old.id, &Effects::audit(reset))
+            .await?;
+        app.state
+            .core
+            .key_cache
+            .invalidate(&format!("account:{}", old.id));
+        creds.reset = true;
     }
-    let now = app.state.core.now();
     let hash = tokio::task::spawn_blocking(|| password::hash(DEMO_PASSWORD)).await??;
     let account = Account {
         id: uuid::Uuid::new_v4().to_string(),

@@ -34,9 +34,14 @@ enum Command {
         /// sqlite://FILE or postgres://… [default: sqlite://rampart.db; env RAMPART_DATABASE_URL].
         #[arg(long, value_name = "URL")]
         database_url: Option<String>,
-        /// Seed a demo account whose history looks compromised, and print its credentials.
+        /// Seed a demo account whose history looks compromised (reset to that state at every
+        /// start), and print its credentials. Implies --dev-mailbox.
         #[arg(long)]
         demo: bool,
+        /// Development only: show every mail at /dev/mailbox instead of sending it. Anyone
+        /// who can reach the server reads every code and link there [env RAMPART_DEV_MAILBOX].
+        #[arg(long)]
+        dev_mailbox: bool,
     },
     /// Create or upgrade the database schema, then exit.
     Migrate {
@@ -118,6 +123,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             listen,
             database_url,
             demo,
+            dev_mailbox,
         } => {
             if let Some(l) = listen {
                 settings.listen = l.parse().with_context(|| {
@@ -128,6 +134,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 settings.database_url = u;
             }
             settings.demo |= demo;
+            settings.dev_mailbox |= dev_mailbox;
             serve(settings).await?;
         }
         Command::Migrate { database_url } => {
@@ -161,14 +168,18 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             if let Some(u) = database_url {
                 settings.database_url = u;
             }
-            let app = rampart::app::build(settings, Arc::new(SystemClock)).await?;
-            let (id, secret) = app
-                .state
-                .core
-                .add_webhook(&url)
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-            app.store().close().await;
+            let key = rampart::app::load_or_create_key(&settings)?;
+            let store = rampart::store::connect(&settings.database_url).await?;
+            let sealed_with = rampart::domain::secret::SecretBox::new(&key);
+            let added = rampart::service::protection::add_webhook(
+                store.as_ref(),
+                &sealed_with,
+                rampart::clock::Clock::now(&SystemClock),
+                &url,
+            )
+            .await;
+            store.close().await;
+            let (id, secret) = added.map_err(|e| anyhow::anyhow!("{e}"))?;
             println!("webhook {id} -> {url}");
             println!("signing secret (shown once; verify X-Rampart-Signature = sha256=HMAC-SHA256(secret, body)): {secret}");
         }
@@ -214,26 +225,46 @@ macro_rules! say {
     }};
 }
 
-async fn serve(settings: Settings) -> anyhow::Result<()> {
+async fn serve(mut settings: Settings) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
-    let addr = listener.local_addr()?;
+    // From here on `listen` is the address actually bound (port 0 picks one), so the
+    // default public_url points at it.
+    settings.listen = listener.local_addr()?;
+    let addr = settings.listen;
     let demo = settings.demo;
+    let smtp_ignored = settings.smtp_url.is_some() && (settings.dev_mailbox || demo);
+    let url_warning = settings.public_url_warning(addr);
     let db = settings.database_url.clone();
     let app = rampart::app::build(settings, Arc::new(SystemClock)).await?;
-    say!("Rampart listening on http://{addr}");
+    let url = app.public_url.clone();
+    say!("Rampart listening on {addr}");
+    say!("  open: {url}/signin");
     say!("  database: {db}");
+    if let Some(w) = url_warning {
+        say!("  WARNING: {w}");
+        tracing::warn!("{w}");
+    }
     if app.state.mailbox_enabled {
-        say!("  mail: no SMTP configured; every mail is shown at http://{addr}/dev/mailbox");
+        say!("  !!! DEV MAILBOX ON: every mail (codes, sign-in and freeze links of every account)");
+        say!("  !!! is shown to anyone who can reach {url}/dev/mailbox and none is sent.");
+        say!("  !!! For trying Rampart only; configure smtp_url for real use.");
+        if smtp_ignored {
+            say!("  !!! smtp_url is set but ignored while the dev mailbox is on.");
+        }
+        tracing::warn!("dev mailbox on: every mail is readable at {url}/dev/mailbox");
     }
     if !app.state.core.geo.is_loaded() {
         say!("  geolocation: no MMDB file; locations read \"unknown\" (run scripts/fetch-geoip)");
     }
     if demo {
         let creds = rampart::demo::seed(&app).await?;
+        if creds.reset {
+            say!("  demo account reset to its starting state (changes from the last run are gone)");
+        }
         say!("  demo account: {} / {}", creds.email, creds.password);
-        say!("  open http://{addr}/signin and review its devices and login history");
+        say!("  open {url}/signin and review its devices and login history");
     }
     rampart::app::serve(app, listener, shutdown_signal()).await
 }

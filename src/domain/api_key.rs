@@ -131,15 +131,14 @@ impl Permissions {
             .collect::<Vec<_>>()
             .join(",")
     }
-    pub fn from_csv(s: &str) -> Self {
+    /// The stored form back. Any entry that does not decode is an error: a key whose stored
+    /// state cannot be read is refused, never run with a guess.
+    pub fn from_csv(s: &str) -> Result<Self, Invalid> {
         let mut set = Self::default();
-        for p in s
-            .split(',')
-            .filter_map(|p| Permission::parse(p.trim()).ok())
-        {
-            set.insert(p);
+        for p in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            set.insert(Permission::parse(p)?);
         }
-        set
+        Ok(set)
     }
     pub fn parse_list(list: &[String]) -> Result<Self, Invalid> {
         let mut set = Self::default();
@@ -196,8 +195,22 @@ impl Allowlist {
         }
         Ok(Self(nets))
     }
-    pub fn from_csv(s: &str) -> Self {
-        Self(s.split(',').filter_map(|e| e.trim().parse().ok()).collect())
+    /// The stored form back. An entry that does not decode is an error, never dropped: a
+    /// list that lost its only entry would read as empty, and empty allows every address.
+    pub fn from_csv(s: &str) -> Result<Self, Invalid> {
+        s.split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+            .map(|e| {
+                e.parse::<IpNet>().map_err(|_| {
+                    Invalid::new(
+                        "stored_allowlist_unreadable",
+                        format!("stored allowlist entry {e:?} is not a CIDR"),
+                    )
+                })
+            })
+            .collect::<Result<_, _>>()
+            .map(Self)
     }
     pub fn to_csv(&self) -> String {
         self.0
@@ -404,6 +417,15 @@ pub enum Refusal {
     PermissionMissing(Permission),
     /// A write to a route that no rule of the gateway's table covers.
     RouteUnmapped,
+    /// A path an upstream could route differently from how it reads (dot or empty
+    /// segments, encoded unreserved characters or slashes, backslashes).
+    NonCanonicalPath,
+    /// A withdrawal while a withdrawal lock (or a freeze) is in force, until the time given.
+    WithdrawalsLocked {
+        until: Millis,
+    },
+    /// The key's stored settings could not be read; it is refused until repaired.
+    KeyUnusable,
 }
 
 impl Refusal {
@@ -420,6 +442,9 @@ impl Refusal {
             Self::AccountFrozen => "account_frozen",
             Self::IpNotAllowed => "ip_not_allowed",
             Self::PermissionMissing(_) | Self::RouteUnmapped => "permission_missing",
+            Self::NonCanonicalPath => "non_canonical_path",
+            Self::WithdrawalsLocked { .. } => "withdrawals_locked",
+            Self::KeyUnusable => "key_unusable",
         }
     }
 
@@ -437,6 +462,12 @@ impl Refusal {
             Self::IpNotAllowed => "Requests from this IP address are not allowed for this key.".into(),
             Self::PermissionMissing(p) => format!("This key lacks the {p} permission needed here."),
             Self::RouteUnmapped => "No permission grants this route to API keys.".into(),
+            Self::NonCanonicalPath => "The path is not in canonical form: no \".\" or \"..\" segments, no empty segments, no backslashes, and no percent-encoded letters, digits, \"-._~\" or slashes.".into(),
+            Self::WithdrawalsLocked { until } => format!(
+                "Withdrawals are locked on this account until {} for its protection (after a password change, a second-factor reset or a freeze).",
+                crate::clock::format_utc(*until)
+            ),
+            Self::KeyUnusable => "This key's stored settings cannot be read, so it is refused. Delete it and create a new one.".into(),
         }
     }
 
@@ -445,7 +476,11 @@ impl Refusal {
     pub fn status(&self) -> u16 {
         match self {
             Self::MissingParameter(_) | Self::DuplicateParameter(_) | Self::BadParameter(..) => 400,
-            Self::IpNotAllowed | Self::PermissionMissing(_) | Self::RouteUnmapped => 403,
+            Self::IpNotAllowed
+            | Self::PermissionMissing(_)
+            | Self::RouteUnmapped
+            | Self::WithdrawalsLocked { .. }
+            | Self::KeyUnusable => 403,
             _ => 401,
         }
     }
@@ -592,15 +627,124 @@ pub fn default_routes() -> Vec<RouteRule> {
     ]
 }
 
-/// The permission a request needs: the first matching rule, else `read` for reading
-/// methods; any other unlisted write is refused outright (`None`).
+/// The methods a route rule may name.
+const METHODS: [&str; 7] = ["GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"];
+
+/// Checks a configured route table: every prefix canonical and absolute, every method known,
+/// and no rule shadowed by an earlier one that grants a different permission (it would
+/// never apply, which is never what the operator meant; prefixes are plain string prefixes,
+/// so `/api/v3/order` also covers `/api/v3/orderList`). The error names the rule by its
+/// position (1-based) and says why.
+pub fn validate_routes(rules: &[RouteRule]) -> Result<(), String> {
+    for (i, rule) in rules.iter().enumerate() {
+        let n = i + 1;
+        if let Some(m) = &rule.method {
+            if !METHODS.iter().any(|k| k.eq_ignore_ascii_case(m)) {
+                return Err(format!(
+                    "gateway_routes rule {n}: method {m:?} is not one of {}",
+                    METHODS.join(", ")
+                ));
+            }
+        }
+        if !rule.path_prefix.starts_with('/') || canonical_path(&rule.path_prefix).is_err() {
+            return Err(format!(
+                "gateway_routes rule {n}: path_prefix {:?} must start with / and be a canonical path \
+                 (no . or .. or empty segments, no backslashes, no %-encoded letters, digits or slashes)",
+                rule.path_prefix
+            ));
+        }
+        for (j, earlier) in rules[..i].iter().enumerate() {
+            let method_covered = match (&earlier.method, &rule.method) {
+                (None, _) => true,
+                (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
+                (Some(_), None) => false,
+            };
+            if method_covered
+                && earlier.permission != rule.permission
+                && starts_with_ignore_case(&rule.path_prefix, &earlier.path_prefix)
+            {
+                return Err(format!(
+                    "gateway_routes rule {n} ({} {}) is never used: rule {} ({} {}) matches every request it would",
+                    rule.method.as_deref().unwrap_or("any method"),
+                    rule.path_prefix,
+                    j + 1,
+                    earlier.method.as_deref().unwrap_or("any method"),
+                    earlier.path_prefix
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn starts_with_ignore_case(s: &str, prefix: &str) -> bool {
+    s.len() >= prefix.len() && s.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
+}
+
+/// Refuses a path that an upstream could normalise into a different route from the one it
+/// reads as: `.` and `..` segments (plain or encoded), empty segments (`//`), backslashes,
+/// percent-encoded unreserved characters (`%2e`, `%74`) or slashes (`%2f`, `%5c`), encoded
+/// control characters, malformed escapes, and `;` (path parameters, which some servers
+/// strip). What passes means the same to every HTTP server, so the permission Rampart
+/// checks is the permission of the route the upstream runs. A single trailing slash is
+/// allowed (`/api/v3/order/` is still read by prefix as `/api/v3/order`).
+pub fn canonical_path(path: &str) -> Result<&str, Refusal> {
+    let bad = Err(Refusal::NonCanonicalPath);
+    if !path.starts_with('/') {
+        return bad;
+    }
+    let bytes = path.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' | b';' => return bad,
+            b if b.is_ascii_control() || b == b' ' || !b.is_ascii() => return bad,
+            b'%' => {
+                let hex = |b: u8| (b as char).to_digit(16);
+                let (Some(h), Some(l)) = (
+                    bytes.get(i + 1).copied().and_then(hex),
+                    bytes.get(i + 2).copied().and_then(hex),
+                ) else {
+                    return bad;
+                };
+                let decoded = u8::try_from(h * 16 + l).unwrap_or(0);
+                let unreserved = decoded.is_ascii_alphanumeric() || b"-._~".contains(&decoded);
+                if unreserved
+                    || decoded == b'/'
+                    || decoded == b'\\'
+                    || decoded.is_ascii_control()
+                    || decoded == b';'
+                    || decoded == b'%'
+                {
+                    return bad;
+                }
+                i += 3;
+                continue;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    let segments: Vec<&str> = path[1..].split('/').collect();
+    let last = segments.len() - 1;
+    for (k, seg) in segments.iter().enumerate() {
+        if (seg.is_empty() && k != last) || *seg == "." || *seg == ".." {
+            return bad;
+        }
+    }
+    Ok(path)
+}
+
+/// The permission a request needs: the first matching rule (prefixes match case-insensitively,
+/// as many upstreams route), else `read` for reading methods; any other unlisted write is
+/// refused outright (`None`). `path` must have passed [`canonical_path`].
 pub fn required_permission(rules: &[RouteRule], method: &str, path: &str) -> Option<Permission> {
     for rule in rules {
         let method_ok = rule
             .method
             .as_deref()
             .is_none_or(|m| m.eq_ignore_ascii_case(method));
-        if method_ok && path.starts_with(&rule.path_prefix) {
+        if method_ok && starts_with_ignore_case(path, &rule.path_prefix) {
             return Some(rule.permission);
         }
     }
@@ -722,7 +866,10 @@ mod tests {
     fn permissions_allowlists_and_expiry() {
         let trade = Permissions::parse_list(&["read".into(), "spot_trade".into()]).expect("valid");
         assert!(trade.contains(Permission::SpotTrade) && !trade.contains(Permission::Withdraw));
-        assert_eq!(Permissions::from_csv(&trade.to_csv()), trade);
+        assert_eq!(Permissions::from_csv(&trade.to_csv()), Ok(trade));
+        assert!(Permissions::from_csv("read,fly").is_err());
+        assert!(Allowlist::from_csv("10.0.0.0/8,nonsense").is_err());
+        assert_eq!(Allowlist::from_csv(""), Ok(Allowlist::default()));
         assert!(Permissions::parse_list(&["fly".into()]).is_err());
         assert!(Permissions::parse_list(&[]).is_err());
         assert_eq!(
@@ -785,6 +932,84 @@ mod tests {
             Some(Permission::InternalTransfer)
         );
         assert_eq!(required_permission(&rules, "POST", "/unknown"), None);
+        assert_eq!(
+            required_permission(&rules, "GET", "/SAPI/v1/Asset/Transfer"),
+            Some(Permission::InternalTransfer),
+            "prefixes match whatever the case"
+        );
+    }
+
+    #[test]
+    fn paths_an_upstream_could_reroute_are_refused() {
+        for path in [
+            "/api/v3/order/../../../sapi/v1/capital/withdraw/apply",
+            "/api/v3/order/%2e%2e/%2E%2E/sapi/v1/capital/withdraw/apply",
+            "/api/v3/order/..%2f..%2fsapi/v1/capital/withdraw/apply",
+            "/sapi/v1//asset/transfer",
+            "/sapi/v1/asset/%74ransfer",
+            "/sapi/v1/asset/./transfer",
+            "/sapi/v1/asset\\transfer",
+            "/sapi/v1/asset%5ctransfer",
+            "/sapi/v1/asset;x/transfer",
+            "/sapi/v1/asset/transfer%00",
+            "/sapi/v1/asset/transfer%2",
+            "/sapi/v1/asset/transfer%zz",
+            "/sapi/v1/asset/%252e%252e/transfer",
+            "/..",
+            "/.",
+            "//",
+            "relative/path",
+            "",
+        ] {
+            assert_eq!(
+                canonical_path(path),
+                Err(Refusal::NonCanonicalPath),
+                "{path}"
+            );
+        }
+        for path in [
+            "/",
+            "/api/v3/order",
+            "/api/v3/order/",
+            "/api/v3/ticker/price",
+            "/sapi/v1/a%20b",
+            "/api/v3/.well",
+            "/api/v3/...",
+        ] {
+            assert_eq!(canonical_path(path), Ok(path), "{path}");
+        }
+    }
+
+    #[test]
+    fn configured_route_tables_are_checked() {
+        assert_eq!(validate_routes(&default_routes()), Ok(()));
+        use Permission::{Read, Withdraw};
+        let rule = |method: Option<&str>, prefix: &str, permission| RouteRule {
+            method: method.map(str::to_owned),
+            path_prefix: prefix.to_owned(),
+            permission,
+        };
+        let err = |rules: &[RouteRule]| validate_routes(rules).expect_err("refused");
+        assert!(err(&[rule(Some("FETCH"), "/x", Read)]).contains("method"));
+        assert!(err(&[rule(None, "sapi/v1", Read)]).contains("must start with /"));
+        assert!(err(&[rule(None, "/sapi/../x", Read)]).contains("canonical"));
+        let shadowed = err(&[
+            rule(None, "/sapi/v1/capital", Read),
+            rule(Some("GET"), "/SAPI/v1/capital/withdraw", Withdraw),
+        ]);
+        assert!(
+            shadowed.contains("rule 2") && shadowed.contains("never used"),
+            "{shadowed}"
+        );
+        // A narrower rule first, then a wider one, is a normal table; so is a redundant one.
+        assert_eq!(
+            validate_routes(&[
+                rule(Some("GET"), "/sapi/v1/capital/withdraw/address", Withdraw),
+                rule(None, "/sapi/v1/capital", Read),
+                rule(None, "/sapi/v1/capital/config", Read),
+            ]),
+            Ok(())
+        );
     }
 
     #[test]

@@ -19,7 +19,7 @@ use super::error::{ApiError, ErrorBody, ErrorDetail};
 use super::extract::{client_ip, ApiJson, Authed, Peer};
 use super::{AppState, SESSION_COOKIE};
 use crate::domain::api_key::Refusal;
-use crate::service::api_keys::{session_permissions, AuthzError, Identity, NewKey};
+use crate::service::api_keys::{AuthzError, Identity, NewKey};
 use crate::service::Client;
 use crate::store::ApiKeyRecord;
 
@@ -245,8 +245,18 @@ fn refusal(r: &Refusal, nginx: bool) -> Response {
         HeaderName::from_static("x-rampart-error"),
         HeaderValue::from_static(r.code()),
     );
+    if let Refusal::WithdrawalsLocked { until } = r {
+        resp.headers_mut().insert(
+            HeaderName::from_static(LOCKED_UNTIL),
+            HeaderValue::from(*until),
+        );
+    }
     resp
 }
+
+/// Sent with every decision while a withdrawal lock is in force: when it ends (Unix ms), so
+/// the platform's own backend can honour it too.
+const LOCKED_UNTIL: &str = "x-rampart-withdrawals-locked-until";
 
 fn allowed(id: Identity) -> Response {
     let mut resp = StatusCode::OK.into_response();
@@ -260,6 +270,12 @@ fn allowed(id: Identity) -> Response {
         if let Ok(v) = HeaderValue::from_str(&value) {
             h.insert(HeaderName::from_static(name), v);
         }
+    }
+    if let Some(until) = id.withdrawals_locked_until {
+        h.insert(
+            HeaderName::from_static(LOCKED_UNTIL),
+            HeaderValue::from(until),
+        );
     }
     resp
 }
@@ -294,19 +310,6 @@ async fn decide(
     let api_key = headers
         .get("x-mbx-apikey")
         .map(|v| v.to_str().unwrap_or("\u{0}"));
-    if api_key.is_none() {
-        if let Some(cookie) = jar.get(SESSION_COOKIE) {
-            return match state.core.authenticate(cookie.value()).await {
-                Ok(auth) => allowed(Identity {
-                    uid: auth.account.uid,
-                    api_key: String::new(),
-                    permissions: session_permissions(),
-                    via: "session",
-                }),
-                Err(e) => ApiError::from(e).into_response(),
-            };
-        }
-    }
     let Original {
         nginx,
         method,
@@ -314,14 +317,24 @@ async fn decide(
         query,
         body,
     } = original;
-    let Ok(body) = std::str::from_utf8(body) else {
-        return refusal(&Refusal::BadParameter("body", "is not valid UTF-8"), nginx);
+    let decision = match (api_key, jar.get(SESSION_COOKIE)) {
+        (None, Some(cookie)) => {
+            state
+                .core
+                .authorize_session(cookie.value(), method, path)
+                .await
+        }
+        _ => {
+            let Ok(body) = std::str::from_utf8(body) else {
+                return refusal(&Refusal::BadParameter("body", "is not valid UTF-8"), nginx);
+            };
+            state
+                .core
+                .authorize_signed(api_key, method, path, query, body, ip)
+                .await
+        }
     };
-    match state
-        .core
-        .authorize_signed(api_key, method, path, query, body, ip)
-        .await
-    {
+    match decision {
         Ok(id) => allowed(id),
         Err(AuthzError::Refused(r)) => {
             metrics::counter!("rampart_authz_refused_total", "code" => r.code()).increment(1);
@@ -360,21 +373,19 @@ async fn authz(
         .and_then(|v| v.to_str().ok())
         .unwrap_or(method.as_str())
         .to_owned();
-    let original: Option<Uri> = headers
-        .get("x-original-uri")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|s| s.parse().ok());
-    let target = original.as_ref().unwrap_or(&uri);
-    let path = if original.is_some() {
-        target.path()
-    } else {
-        "/"
+    // The original URI exactly as the client sent it (nginx's `$request_uri`), split by
+    // hand: a URI parser would refuse or rewrite exactly the odd paths that must be seen
+    // and refused as they are.
+    let (path, query) = match headers.get("x-original-uri").map(|v| v.to_str()) {
+        Some(Ok(raw)) => raw.split_once('?').unwrap_or((raw, "")),
+        Some(Err(_)) => ("\u{0}", ""),
+        None => ("/", uri.query().unwrap_or("")),
     };
     let original = Original {
         nginx: true,
         method: &original_method,
         path,
-        query: target.query().unwrap_or(""),
+        query,
         body: &body,
     };
     decide(&state, &jar, &headers, ip, original).await
@@ -387,7 +398,6 @@ async fn authz_envoy(
     State(state): State<AppState>,
     Peer(peer): Peer,
     jar: CookieJar,
-    Path(path): Path<String>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -397,11 +407,13 @@ async fn authz_envoy(
         Ok(ip) => ip,
         Err(e) => return e.into_response(),
     };
-    let path = format!("/{path}");
+    // The raw path as sent, not the router's percent-decoded capture: what is checked is
+    // what the upstream will receive.
+    let path = uri.path().strip_prefix("/authz").unwrap_or("/");
     let original = Original {
         nginx: false,
         method: method.as_str(),
-        path: &path,
+        path,
         query: uri.query().unwrap_or(""),
         body: &body,
     };

@@ -773,7 +773,42 @@ struct MailRow {
     subject: String,
     at: String,
     status: String,
-    body: String,
+    body: Vec<BodyPart>,
+}
+
+/// A run of a mail's text; links to this server are clickable, nothing else is.
+struct BodyPart {
+    text: String,
+    link: Option<String>,
+}
+
+/// Splits a mail body so that every URL under `public_url` becomes a link.
+fn linkify(body: &str, public_url: &str) -> Vec<BodyPart> {
+    let prefix = format!("{}/", public_url.trim_end_matches('/'));
+    let mut parts = Vec::new();
+    let mut text = String::new();
+    for piece in body.split_inclusive(char::is_whitespace) {
+        let url = piece.trim_end();
+        if url.starts_with(&prefix) {
+            if !text.is_empty() {
+                parts.push(BodyPart {
+                    text: std::mem::take(&mut text),
+                    link: None,
+                });
+            }
+            parts.push(BodyPart {
+                text: url.to_owned(),
+                link: Some(url.to_owned()),
+            });
+            text.push_str(&piece[url.len()..]);
+        } else {
+            text.push_str(piece);
+        }
+    }
+    if !text.is_empty() {
+        parts.push(BodyPart { text, link: None });
+    }
+    parts
 }
 
 #[derive(Template)]
@@ -787,6 +822,7 @@ async fn mailbox_page(State(state): State<AppState>) -> Response {
         Ok(m) => m,
         Err(e) => return ApiError::from(ServiceError::from(e)).into_response(),
     };
+    let public_url = &state.core.composer.public_url;
     let page = MailboxPage {
         mails: mails
             .into_iter()
@@ -799,7 +835,7 @@ async fn mailbox_page(State(state): State<AppState>) -> Response {
                 to: m.to_addr,
                 subject: m.subject,
                 at: format_utc(m.created_at),
-                body: m.body_text,
+                body: linkify(&m.body_text, public_url),
             })
             .collect(),
     };

@@ -1,5 +1,36 @@
 //! Background work. Each job has a single-step function that tests call directly, and a
-//! loop that `rampart serve` runs.
+//! loop; [`spawn`] starts every loop that `rampart serve` runs, so no job can exist that the
+//! running server forgets to start.
 
 pub mod outbox;
 pub mod timed;
+pub mod webhooks;
+
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// How often each loop looks for work.
+#[derive(Debug, Clone, Copy)]
+pub struct Intervals {
+    pub outbox: Duration,
+    pub timed: Duration,
+    pub webhooks: Duration,
+}
+
+/// Starts the mail outbox, the timed job and webhook delivery; each stops when `stop`
+/// turns true (after finishing the item in hand).
+pub fn spawn(
+    state: &crate::http::AppState,
+    outbox: outbox::OutboxWorker,
+    every: Intervals,
+    stop: &watch::Receiver<bool>,
+) -> anyhow::Result<Vec<JoinHandle<()>>> {
+    let webhooks = webhooks::WebhookWorker::new(state.clone())?;
+    Ok(vec![
+        tokio::spawn(outbox.run(every.outbox, stop.clone())),
+        tokio::spawn(timed::run(state.clone(), every.timed, stop.clone())),
+        tokio::spawn(webhooks.run(every.webhooks, stop.clone())),
+    ])
+}

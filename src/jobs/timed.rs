@@ -1,7 +1,6 @@
 //! Timed work: weakening changes whose 48 hours are up take effect; owners whose right
 //! password was not followed by a second factor within three minutes are alerted; API-key
-//! last use is written in batches, with address alerts and expiry warnings; signed webhooks
-//! are delivered (the loop, not `step`, which tests call without a network).
+//! last use is written in batches, with address alerts and expiry warnings.
 
 use std::time::Duration;
 

@@ -95,11 +95,21 @@ pub enum Transport {
 
 impl Transport {
     /// `smtp://user:pass@host:587?tls=required` (STARTTLS), `smtps://user:pass@host:465`
-    /// (TLS from the start), or plain `smtp://host:25` for a relay on the same host;
-    /// `None` selects the local mailbox.
-    pub fn from_settings(smtp_url: Option<&str>, from: &str) -> anyhow::Result<Self> {
+    /// (TLS from the start), or plain `smtp://host:25` for a relay on the same host. The
+    /// local mailbox only when asked for (`dev_mailbox`): it shows everyone's codes to
+    /// anyone, so its absence must never switch it on.
+    pub fn from_settings(
+        smtp_url: Option<&str>,
+        from: &str,
+        dev_mailbox: bool,
+    ) -> anyhow::Result<Self> {
         match smtp_url {
-            None => Ok(Self::LocalMailbox),
+            _ if dev_mailbox => Ok(Self::LocalMailbox),
+            None => anyhow::bail!(
+                "no way to send mail: set smtp_url (RAMPART_SMTP_URL=smtps://user:pass@mail.example:465, \
+                 or smtp://user:pass@host:587?tls=required), or, to try Rampart on this machine only, \
+                 start with --dev-mailbox (RAMPART_DEV_MAILBOX=true), which shows every mail at /dev/mailbox"
+            ),
             Some(url) => {
                 from.parse::<lettre::message::Mailbox>()
                     .map_err(|e| anyhow::anyhow!("invalid mail_from {from:?}: {e}"))?;

@@ -36,48 +36,82 @@ pub struct CachedKey {
     pub allowlist: Allowlist,
     pub expires_at: Option<Millis>,
     pub frozen: bool,
+    /// End of the account's latest withdrawal lock (compared with the clock on each request).
+    pub withdrawals_locked_until: Option<Millis>,
+    /// The stored permissions or allowlist did not decode: refused after the signature
+    /// check (fail closed), never run with what could be read.
+    pub unusable: bool,
 }
+
+/// The cached keys and the generation: every invalidation bumps it, and a fill stores its
+/// entry only if no invalidation happened since before its database read. Otherwise a read
+/// that raced an eviction (a freeze, a deletion) could put the key's old state back with
+/// nothing left to evict it.
+#[derive(Default)]
+struct Entries {
+    generation: u64,
+    map: HashMap<String, Arc<CachedKey>>,
+}
+
+/// Taken before the database read of a cache fill; see [`KeyCache::fill`].
+#[derive(Debug, Clone, Copy)]
+pub struct FillTicket(u64);
 
 /// The keys in memory, and what the hot path notes for the timed job to write in batches.
 #[derive(Default)]
 pub struct KeyCache {
-    keys: RwLock<HashMap<String, Arc<CachedKey>>>,
+    keys: RwLock<Entries>,
     used: Mutex<HashMap<String, (Millis, IpAddr)>>,
     refused_ips: Mutex<HashMap<String, (Millis, IpAddr)>>,
     last_ip_alert: Mutex<HashMap<String, Millis>>,
 }
 
 impl KeyCache {
-    fn get(&self, key: &str) -> Option<Arc<CachedKey>> {
-        self.keys.read().ok()?.get(key).cloned()
+    pub fn get(&self, key: &str) -> Option<Arc<CachedKey>> {
+        self.keys.read().ok()?.map.get(key).cloned()
     }
 
-    fn put(&self, entry: Arc<CachedKey>) {
-        if let Ok(mut map) = self.keys.write() {
-            if map.len() >= CACHE_LIMIT {
-                map.clear();
-            }
-            map.insert(entry.api_key.clone(), entry);
+    /// Call before reading a key from the database to fill the cache.
+    pub fn begin_fill(&self) -> FillTicket {
+        FillTicket(self.keys.read().map_or(u64::MAX, |e| e.generation))
+    }
+
+    /// Stores `entry` unless an invalidation happened since `ticket` was taken (then the
+    /// read may be stale; the next request reads again). Returns whether it was stored.
+    pub fn fill(&self, ticket: FillTicket, entry: Arc<CachedKey>) -> bool {
+        let Ok(mut e) = self.keys.write() else {
+            return false;
+        };
+        if e.generation != ticket.0 {
+            return false;
         }
+        if e.map.len() >= CACHE_LIMIT {
+            e.map.clear();
+        }
+        e.map.insert(entry.api_key.clone(), entry);
+        true
     }
 
     /// Applies an invalidation message: `key:<api_key>`, `account:<id>`, or `all`;
     /// anything else (the listener's `ping`) changes nothing.
     pub fn invalidate(&self, what: &str) {
-        let Ok(mut map) = self.keys.write() else {
+        let Ok(mut e) = self.keys.write() else {
             return;
         };
         if let Some(key) = what.strip_prefix("key:") {
-            map.remove(key);
+            e.map.remove(key);
         } else if let Some(account) = what.strip_prefix("account:") {
-            map.retain(|_, v| v.account_id != account);
+            e.map.retain(|_, v| v.account_id != account);
         } else if what == "all" {
-            map.clear();
+            e.map.clear();
+        } else {
+            return;
         }
+        e.generation = e.generation.wrapping_add(1);
     }
 
     pub fn len(&self) -> usize {
-        self.keys.read().map_or(0, |m| m.len())
+        self.keys.read().map_or(0, |e| e.map.len())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -106,6 +140,8 @@ pub struct Identity {
     pub permissions: String,
     /// `api_key` or `session`.
     pub via: &'static str,
+    /// Set while a withdrawal lock is in force: when it ends (Unix ms).
+    pub withdrawals_locked_until: Option<Millis>,
 }
 
 /// A refusal (with its reason) or a failure of ours.
@@ -144,11 +180,24 @@ impl Core {
             }
             other => Verifier::public_key(other, k.public_key.as_deref().unwrap_or_default())?,
         };
+        let (permissions, allowlist, unusable) = match (
+            Permissions::from_csv(&k.permissions),
+            Allowlist::from_csv(&k.ip_allowlist),
+        ) {
+            (Ok(p), Ok(a)) => (p, a, false),
+            (p, a) => {
+                let why = p.err().or(a.err()).map(|e| e.message).unwrap_or_default();
+                tracing::error!(api_key = %k.api_key, "stored API key settings unreadable, key refused: {why}");
+                (Permissions::default(), Allowlist::default(), true)
+            }
+        };
         Ok(Arc::new(CachedKey {
-            permissions: Permissions::from_csv(&k.permissions),
-            allowlist: Allowlist::from_csv(&k.ip_allowlist),
+            permissions,
+            allowlist,
+            unusable,
             expires_at: k.expires_at,
             frozen: auth.frozen,
+            withdrawals_locked_until: auth.withdrawals_locked_until,
             uid: auth.uid,
             account_id: k.account_id,
             api_key: k.api_key,
@@ -161,11 +210,12 @@ impl Core {
         if let Some(k) = self.key_cache.get(api_key) {
             return Ok(Some(k));
         }
+        let ticket = self.key_cache.begin_fill();
         let Some(auth) = self.store.api_key_auth(api_key).await? else {
             return Ok(None);
         };
         let entry = self.load_key(auth)?;
-        self.key_cache.put(entry.clone());
+        self.key_cache.fill(ticket, entry.clone());
         Ok(Some(entry))
     }
 
@@ -184,6 +234,7 @@ impl Core {
         let api_key = api_key
             .filter(|k| !k.is_empty())
             .ok_or(Refusal::MissingKey)?;
+        let path = api_key::canonical_path(path)?;
         let req = parse_signed(query, body)?;
         if api_key.len() > 128 {
             return Err(Refusal::UnknownKey.into());
@@ -200,6 +251,9 @@ impl Core {
         if !key.verifier.verify(req.payload.as_bytes(), &req.signature) {
             return Err(Refusal::BadSignature.into());
         }
+        if key.unusable {
+            return Err(Refusal::KeyUnusable.into());
+        }
         if key.expires_at.is_some_and(|t| now >= t) {
             return Err(Refusal::KeyExpired.into());
         }
@@ -215,12 +269,50 @@ impl Core {
         if !key.permissions.contains(needed) {
             return Err(Refusal::PermissionMissing(needed).into());
         }
+        let locked_until = key.withdrawals_locked_until.filter(|&t| t > now);
+        check_withdrawal_lock(needed, locked_until)?;
         self.key_cache.note_use(&key.api_key, now, ip);
         Ok(Identity {
             uid: key.uid.clone(),
             api_key: key.api_key.clone(),
             permissions: key.permissions.to_csv(),
             via: "api_key",
+            withdrawals_locked_until: locked_until,
+        })
+    }
+
+    /// The gateway decision for a request carrying a Security Center session cookie (the
+    /// platform's own web app acting for its signed-in user): every permission, but the
+    /// path must be canonical and withdrawals wait out any lock, exactly as for keys.
+    pub async fn authorize_session(
+        &self,
+        session_token: &str,
+        method: &str,
+        path: &str,
+    ) -> Result<Identity, AuthzError> {
+        let path = api_key::canonical_path(path)?;
+        let auth = self
+            .authenticate(session_token)
+            .await
+            .map_err(AuthzError::Failed)?;
+        let now = self.now();
+        let locked_until = self
+            .store
+            .withdrawal_locks(&auth.account.id, now)
+            .await
+            .map_err(|e| AuthzError::Failed(e.into()))?
+            .iter()
+            .map(|l| l.until)
+            .max();
+        if let Some(needed) = required_permission(&self.gateway_routes, method, path) {
+            check_withdrawal_lock(needed, locked_until)?;
+        }
+        Ok(Identity {
+            uid: auth.account.uid,
+            api_key: String::new(),
+            permissions: session_permissions(),
+            via: "session",
+            withdrawals_locked_until: locked_until,
         })
     }
 
@@ -387,8 +479,13 @@ impl Core {
                 "No such API key on this account.".into(),
             ));
         };
-        let old_perms = Permissions::from_csv(&record.permissions);
-        let old_list = Allowlist::from_csv(&record.ip_allowlist);
+        // Editing a key whose stored settings do not decode would compute "what was added"
+        // against a guess: refuse, and let the owner delete it instead.
+        let unreadable = |e: crate::domain::Invalid| {
+            ServiceError::Internal(anyhow::anyhow!("API key {}: {}", record.api_key, e.message))
+        };
+        let old_perms = Permissions::from_csv(&record.permissions).map_err(unreadable)?;
+        let old_list = Allowlist::from_csv(&record.ip_allowlist).map_err(unreadable)?;
         let perms = match permissions {
             Some(p) => Permissions::parse_list(&p)?,
             None => old_perms,
@@ -603,6 +700,14 @@ impl Core {
             }
         }
         Ok(mails)
+    }
+}
+
+/// A request that needs `withdraw` waits out a withdrawal lock in force.
+fn check_withdrawal_lock(needed: Permission, locked_until: Option<Millis>) -> Result<(), Refusal> {
+    match locked_until {
+        Some(until) if needed == Permission::Withdraw => Err(Refusal::WithdrawalsLocked { until }),
+        _ => Ok(()),
     }
 }
 

@@ -820,6 +820,9 @@ impl Core {
             .store
             .change_password(&account.id, &hash, &auth.session.id, &lock, now, &fx)
             .await?;
+        // The gateway's cached keys learn of the withdrawal lock on every instance.
+        self.invalidate_keys(&format!("account:{}", account.id))
+            .await?;
         self.store.throttle_clear(&key).await?;
         Ok(ended)
     }
@@ -888,6 +891,8 @@ impl Core {
                 ),
             ));
         self.store.reset_totp(&account.id, &lock, &fx).await?;
+        self.invalidate_keys(&format!("account:{}", account.id))
+            .await?;
         Ok(lock)
     }
 

@@ -394,23 +394,30 @@ impl Core {
 
     /// Registers a webhook endpoint (operator action); returns the signing secret.
     pub async fn add_webhook(&self, url: &str) -> ServiceResult<(String, String)> {
-        let parsed = url::Url::parse(url)
-            .map_err(|e| crate::domain::Invalid::new("invalid_url", format!("Not a URL: {e}")))?;
-        if !matches!(parsed.scheme(), "https" | "http") {
-            return Err(crate::domain::Invalid::new(
-                "invalid_url",
-                "Webhook URLs must be http(s).",
-            )
-            .into());
-        }
-        let id = uuid::Uuid::new_v4().to_string();
-        let secret = format!("whsec_{}", crate::domain::secret::random_token());
-        let sealed = self.secret_box.seal(secret.as_bytes(), &id)?;
-        self.store
-            .add_webhook_endpoint(&id, url, &sealed, self.now())
-            .await?;
-        Ok((id, secret))
+        add_webhook(self.store.as_ref(), &self.secret_box, self.now(), url).await
     }
+}
+
+/// Registers a webhook endpoint; returns its id and signing secret (shown once, sealed at
+/// rest). A free function so the `rampart webhook add` command needs only the store and key.
+pub async fn add_webhook(
+    store: &dyn crate::store::Store,
+    secret_box: &crate::domain::secret::SecretBox,
+    now: Millis,
+    url: &str,
+) -> ServiceResult<(String, String)> {
+    let parsed = url::Url::parse(url)
+        .map_err(|e| crate::domain::Invalid::new("invalid_url", format!("Not a URL: {e}")))?;
+    if !matches!(parsed.scheme(), "https" | "http") {
+        return Err(
+            crate::domain::Invalid::new("invalid_url", "Webhook URLs must be http(s).").into(),
+        );
+    }
+    let id = uuid::Uuid::new_v4().to_string();
+    let secret = format!("whsec_{}", crate::domain::secret::random_token());
+    let sealed = secret_box.seal(secret.as_bytes(), &id)?;
+    store.add_webhook_endpoint(&id, url, &sealed, now).await?;
+    Ok((id, secret))
 }
 
 fn link_used(at: Millis) -> ServiceError {

@@ -265,6 +265,9 @@ pub trait AccountStore {
         code: &str,
         fx: &Effects,
     ) -> StoreResult<()>;
+    /// Deletes an account with everything that belongs to it (its mails too); its audit
+    /// events stay, so the chain stays whole. Used by the demo's reset.
+    async fn delete_account(&self, account_id: &str, fx: &Effects) -> StoreResult<()>;
 }
 
 #[async_trait]
@@ -847,6 +850,9 @@ pub struct ApiKeyAuth {
     pub key: ApiKeyRecord,
     pub uid: String,
     pub frozen: bool,
+    /// The end of the account's latest withdrawal lock, past or future (the caller compares
+    /// with its clock, so a cached entry stays right as time passes).
+    pub withdrawals_locked_until: Option<Millis>,
 }
 
 #[async_trait]

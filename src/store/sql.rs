@@ -270,6 +270,21 @@ macro_rules! sql_store {
                 tx.commit().await?;
                 Ok(())
             }
+
+            async fn delete_account(&self, account_id: &str, fx: &Effects) -> StoreResult<()> {
+                let mut tx = self.write.begin().await?;
+                sqlx::query("DELETE FROM outbox WHERE account_id = $1")
+                    .bind(account_id)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("DELETE FROM accounts WHERE id = $1")
+                    .bind(account_id)
+                    .execute(&mut *tx)
+                    .await?;
+                Self::write_effects(&mut tx, fx).await?;
+                tx.commit().await?;
+                Ok(())
+            }
         }
 
         #[async_trait]
@@ -1292,14 +1307,20 @@ macro_rules! sql_store {
             async fn api_key_auth(&self, api_key: &str) -> StoreResult<Option<ApiKeyAuth>> {
                 let sql = format!(
                     "SELECT {API_KEY_COLUMNS}, (SELECT uid FROM accounts a WHERE a.id = k.account_id) AS uid, \
-                     (SELECT frozen_at FROM accounts a WHERE a.id = k.account_id) AS frozen_at \
+                     (SELECT frozen_at FROM accounts a WHERE a.id = k.account_id) AS frozen_at, \
+                     (SELECT MAX(until) FROM withdrawal_locks w WHERE w.account_id = k.account_id) AS locked_until \
                      FROM api_keys k WHERE api_key = $1 AND deleted_at IS NULL"
                 );
                 let row = sqlx::query(&sql).bind(api_key).fetch_optional(&self.read).await?;
                 let Some(row) = row else { return Ok(None) };
                 let key = <ApiKeyRecord as sqlx::FromRow<'_, _>>::from_row(&row)?;
                 let frozen: Option<Millis> = row.try_get("frozen_at")?;
-                Ok(Some(ApiKeyAuth { key, uid: row.try_get("uid")?, frozen: frozen.is_some() }))
+                Ok(Some(ApiKeyAuth {
+                    key,
+                    uid: row.try_get("uid")?,
+                    frozen: frozen.is_some(),
+                    withdrawals_locked_until: row.try_get("locked_until")?,
+                }))
             }
 
             async fn api_keys(&self, account_id: &str) -> StoreResult<Vec<ApiKeyRecord>> {

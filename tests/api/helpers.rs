@@ -65,7 +65,8 @@ pub fn test_settings(database_url: &str) -> Settings {
         database_url: database_url.to_owned(),
         secret_key: Some(rampart::domain::secret::ServerKey::generate().to_base64()),
         geoip_paths: Vec::new(),
-        public_url: "http://rampart.test".to_owned(),
+        public_url: Some("http://rampart.test".to_owned()),
+        dev_mailbox: true,
         ..Settings::default()
     }
 }

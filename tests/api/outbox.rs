@@ -16,7 +16,11 @@ async fn smtp_sink() -> (u16, Arc<Mutex<Vec<String>>>) {
 #[tokio::test]
 async fn mail_is_delivered_through_a_real_smtp_conversation() {
     let (port, received) = smtp_sink().await;
-    let app = spawn_app_with(|s| s.smtp_url = Some(format!("smtp://127.0.0.1:{port}"))).await;
+    let app = spawn_app_with(|s| {
+        s.smtp_url = Some(format!("smtp://127.0.0.1:{port}"));
+        s.dev_mailbox = false;
+    })
+    .await;
     let r = app
         .client()
         .post(
@@ -50,7 +54,11 @@ async fn mail_is_delivered_through_a_real_smtp_conversation() {
 #[tokio::test]
 async fn failed_deliveries_are_retried_with_backoff_then_given_up() {
     // Port 1 on loopback: connection refused.
-    let app = spawn_app_with(|s| s.smtp_url = Some("smtp://127.0.0.1:1".into())).await;
+    let app = spawn_app_with(|s| {
+        s.smtp_url = Some("smtp://127.0.0.1:1".into());
+        s.dev_mailbox = false;
+    })
+    .await;
     app.client()
         .post(
             "/api/v1/accounts",
