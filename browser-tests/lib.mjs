@@ -43,7 +43,7 @@ export async function startServer() {
   const workDir = await mkdtemp(join(tmpdir(), 'rampart-browser-'));
   let output = '';
   const dbUrl = `sqlite://${join(workDir, 'b.db')}`;
-  const child = spawn(RAMPART_BIN, ['serve', '--listen', '127.0.0.1:0', '--database-url', dbUrl], {
+  const child = spawn(RAMPART_BIN, ['serve', '--listen', '127.0.0.1:0', '--dev-mailbox', '--database-url', dbUrl], {
     cwd: workDir,
     env: process.env,
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -83,7 +83,7 @@ export async function startServer() {
       );
       const onData = (chunk) => {
         output += chunk.toString();
-        const m = output.match(/Rampart listening on http:\/\/127\.0\.0\.1:(\d+)/);
+        const m = output.match(/Rampart listening on 127\.0\.0\.1:(\d+)/);
         if (m) finish(null, Number(m[1]));
       };
       child.stdout.on('data', onData);

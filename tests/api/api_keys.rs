@@ -712,3 +712,168 @@ async fn sessions_envoy_style_and_step_up() {
         "step_up_required"
     );
 }
+
+/// Changes the password through the API (mailed code and all); withdrawals lock for 24 h.
+pub async fn change_password(app: &TestApp, c: &TestClient, email: &str, new: &str) {
+    let r = c.post("/api/v1/me/password/code", json!({})).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    let mails = app.mails_to(email).await;
+    let mail = mails
+        .iter()
+        .rev()
+        .find(|m| m.subject.contains("Your code to change your password"))
+        .expect("code mail");
+    let at = mail.body_text.find("code is ").expect("code") + 8;
+    let code = mail.body_text[at..at + 6].to_owned();
+    let r = c
+        .put(
+            "/api/v1/me/password",
+            json!({"current_password": PASSWORD, "new_password": new, "email_code": code}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+}
+
+#[tokio::test]
+async fn withdrawals_wait_out_a_lock_for_keys_and_sessions_alike() {
+    let app = spawn_app().await;
+    let c = app.signed_in("wes@example.com").await;
+    let k = create(&c, json!({"label": "treasury", "type": "hmac", "permissions": ["read", "withdraw"], "ip_allowlist": ["127.0.0.1"]})).await;
+    let (key, secret) = (
+        k["api_key"].as_str().expect("k").to_owned(),
+        k["secret"].as_str().expect("s").to_owned(),
+    );
+    let gw = app.client();
+    let ask = |path: &'static str, method: &'static str| {
+        let params = format!("coin=BTC&timestamp={}", app.clock.now_ms());
+        let uri = signed_uri(path, &params, &secret);
+        let (gw, key) = (&gw, &key);
+        async move { authz(gw, key, method, &uri).await }
+    };
+    let r = ask("/sapi/v1/capital/withdraw/apply", "POST").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(!r.headers.contains_key("x-rampart-withdrawals-locked-until"));
+
+    // The key is in the cache now; the password change must reach it anyway.
+    change_password(&app, &c, "wes@example.com", "Fresh-garden-lamp-2031").await;
+    let until = app.clock.now_ms() + DAY;
+    let r = ask("/sapi/v1/capital/withdraw/apply", "POST").await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    assert_eq!(r.code(), "withdrawals_locked");
+    assert!(
+        r.json()["error"]["message"]
+            .as_str()
+            .expect("message")
+            .contains("locked on this account until"),
+        "{}",
+        r.body
+    );
+    assert_eq!(
+        r.headers["x-rampart-withdrawals-locked-until"],
+        until.to_string().as_str()
+    );
+    let r = ask("/api/v3/account", "GET").await;
+    assert_eq!(r.status, StatusCode::OK, "reading goes on: {}", r.body);
+    assert_eq!(
+        r.headers["x-rampart-withdrawals-locked-until"],
+        until.to_string().as_str(),
+        "the platform's backend is told too"
+    );
+
+    // The owner's own session through the gateway: the same lock.
+    c.header("x-original-method", "POST");
+    c.header("x-original-uri", "/sapi/v1/capital/withdraw/apply");
+    let r = c.get("/authz").await;
+    assert_eq!(r.code(), "withdrawals_locked", "{}", r.body);
+
+    app.clock.advance(DAY);
+    let r = ask("/sapi/v1/capital/withdraw/apply", "POST").await;
+    assert_eq!(r.status, StatusCode::OK, "after 24 h: {}", r.body);
+    assert!(!r.headers.contains_key("x-rampart-withdrawals-locked-until"));
+}
+
+#[tokio::test]
+async fn stored_settings_that_do_not_decode_refuse_the_key() {
+    let app = spawn_app().await;
+    let c = app.signed_in("ida@example.com").await;
+    let k = create(&c, json!({"label": "bot", "type": "hmac", "permissions": ["read", "spot_trade"], "ip_allowlist": ["127.0.0.1"]})).await;
+    let (key, secret) = (
+        k["api_key"].as_str().expect("k").to_owned(),
+        k["secret"].as_str().expect("s").to_owned(),
+    );
+    // A damaged row: the only allowlist entry no longer parses. Read leniently, the list
+    // would be empty, and an empty list allows every address.
+    raw_sql(
+        &app.database_url,
+        &format!("UPDATE api_keys SET ip_allowlist = '10.0.0.0/33' WHERE api_key = '{key}'"),
+    )
+    .await;
+    app.state.core.key_cache.invalidate("all");
+    let gw = app.client();
+    let uri = signed_uri(
+        "/api/v3/order",
+        &format!("symbol=A&timestamp={}", app.clock.now_ms()),
+        &secret,
+    );
+    let r = authz(&gw, &key, "POST", &uri).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    assert_eq!(r.code(), "key_unusable");
+}
+
+#[tokio::test]
+async fn a_cache_fill_that_raced_an_eviction_is_not_kept() {
+    let app = spawn_app().await;
+    let c = app.signed_in("rex@example.com").await;
+    let k = create(
+        &c,
+        json!({"label": "bot", "type": "hmac", "permissions": ["read"]}),
+    )
+    .await;
+    let key = k["api_key"].as_str().expect("k").to_owned();
+    let core = &app.state.core;
+    // The interleaving: a request reads the key (not frozen yet) ...
+    let ticket = core.key_cache.begin_fill();
+    let before = core
+        .store
+        .api_key_auth(&key)
+        .await
+        .expect("read")
+        .expect("key");
+    assert!(!before.frozen);
+    // ... meanwhile the owner freezes the account, which evicts the account's keys ...
+    let r = c.post("/api/v1/me/freeze", json!({})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    // ... and then the slow request stores what it read.
+    let stale = cached_key(&key, &before.key.account_id, before.frozen);
+    assert!(
+        !core.key_cache.fill(ticket, stale),
+        "a fill older than the eviction is dropped"
+    );
+    assert!(core.key_cache.get(&key).is_none());
+    let gw = app.client();
+    let r = authz(&gw, &key, "GET", "/api/v3/account?timestamp=1&signature=00").await;
+    assert_ne!(r.status, StatusCode::OK);
+    // Without an eviction in between, a fill is kept.
+    let ticket = core.key_cache.begin_fill();
+    assert!(core.key_cache.fill(ticket, cached_key("other", "x", false)));
+    assert!(core.key_cache.get("other").is_some());
+}
+
+fn cached_key(
+    key: &str,
+    account_id: &str,
+    frozen: bool,
+) -> std::sync::Arc<rampart::service::api_keys::CachedKey> {
+    std::sync::Arc::new(rampart::service::api_keys::CachedKey {
+        api_key: key.to_owned(),
+        account_id: account_id.to_owned(),
+        uid: "0000000000".into(),
+        verifier: rampart::domain::api_key::Verifier::hmac("whatever"),
+        permissions: rampart::domain::api_key::Permissions::default(),
+        allowlist: rampart::domain::api_key::Allowlist::default(),
+        expires_at: None,
+        frozen,
+        withdrawals_locked_until: None,
+        unusable: false,
+    })
+}

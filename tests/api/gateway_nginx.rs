@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::http::HeaderMap;
@@ -30,13 +31,20 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// Echoes the identity nginx passes on.
-async fn upstream() -> SocketAddr {
-    let app = axum::Router::new().fallback(|headers: HeaderMap, method: axum::http::Method, uri: axum::http::Uri| async move {
+/// What the upstream received, in order: method and URI as they arrived.
+type Received = Arc<Mutex<Vec<String>>>;
+
+/// Echoes the identity nginx passes on, and records every request it receives.
+async fn upstream() -> (SocketAddr, Received) {
+    let received: Received = Arc::default();
+    let log = received.clone();
+    let app = axum::Router::new().fallback(move |headers: HeaderMap, method: axum::http::Method, uri: axum::http::Uri| async move {
+        log.lock().expect("log").push(format!("{method} {uri}"));
         let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
         axum::Json(json!({
             "method": method.as_str(), "uri": uri.to_string(),
             "uid": h("x-rampart-uid"), "key": h("x-rampart-key"), "permissions": h("x-rampart-permissions"),
+            "locked_until": h("x-rampart-withdrawals-locked-until"),
         }))
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -44,7 +52,7 @@ async fn upstream() -> SocketAddr {
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move { axum::serve(listener, app).await.expect("upstream") });
-    addr
+    (addr, received)
 }
 
 fn start_nginx(
@@ -89,11 +97,20 @@ fn start_nginx(
     Some(Nginx(child))
 }
 
-#[tokio::test]
-async fn signed_requests_pass_through_nginx_and_refusals_keep_their_reason() {
+/// Rampart (trusting nginx's X-Forwarded-For), the upstream API and nginx with the
+/// documented configuration in front of both.
+struct Gateway {
+    app: TestApp,
+    base: String,
+    received: Received,
+    _nginx: Nginx,
+    _dir: tempfile::TempDir,
+}
+
+async fn gateway() -> Option<Gateway> {
     let app =
         spawn_app_with(|s| s.trusted_proxies = vec!["127.0.0.1/32".parse().expect("cidr")]).await;
-    let api = upstream().await;
+    let (api, received) = upstream().await;
     let dir = tempfile::tempdir().expect("dir");
     let port = free_port();
     let rampart: SocketAddr = app
@@ -101,14 +118,14 @@ async fn signed_requests_pass_through_nginx_and_refusals_keep_their_reason() {
         .trim_start_matches("http://")
         .parse()
         .expect("addr");
-    let Some(_nginx) = start_nginx(dir.path(), rampart, api, port) else {
+    let Some(nginx) = start_nginx(dir.path(), rampart, api, port) else {
         assert_ne!(
             std::env::var("CI").as_deref(),
             Ok("true"),
             "CI must install nginx (apt-get install nginx)"
         );
         eprintln!("SKIPPED: nginx is not installed (apt-get install nginx)");
-        return;
+        return None;
     };
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
@@ -118,6 +135,128 @@ async fn signed_requests_pass_through_nginx_and_refusals_keep_their_reason() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    received.lock().expect("log").clear();
+    Some(Gateway {
+        app,
+        base,
+        received,
+        _nginx: nginx,
+        _dir: dir,
+    })
+}
+
+/// Sends one request with its path exactly as written (HTTP clients normalise `..` and
+/// `%2e` away before sending, attackers do not); returns the status and the body.
+async fn raw_request(base: &str, method: &str, target: &str, key: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let request = format!(
+        "{method} {target} HTTP/1.1\r\nHost: {addr}\r\nX-MBX-APIKEY: {key}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.expect("read");
+    let response = String::from_utf8_lossy(&response).into_owned();
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_owned();
+    (status, body)
+}
+
+#[tokio::test]
+async fn paths_that_the_upstream_would_route_elsewhere_are_refused_before_it() {
+    let Some(gw) = gateway().await else {
+        return;
+    };
+    let (app, base, received) = (&gw.app, &gw.base, &gw.received);
+    let c = app.signed_in("ola@example.com").await;
+    let created = c.post("/api/v1/me/api-keys", json!({"label": "trader", "type": "hmac", "permissions": ["read", "spot_trade"], "ip_allowlist": ["127.0.0.1"]})).await.json();
+    let (key, secret) = (
+        created["api_key"].as_str().expect("k").to_owned(),
+        created["secret"].as_str().expect("s").to_owned(),
+    );
+    let now = app.clock.now_ms();
+    let params = format!("coin=BTC&amount=1&timestamp={now}");
+    let query = format!("{params}&signature={}", hmac_hex(&secret, &params));
+    for (method, path) in [
+        (
+            "POST",
+            "/api/v3/order/../../../sapi/v1/capital/withdraw/apply",
+        ),
+        (
+            "POST",
+            "/api/v3/order/%2e%2e/%2e%2e/%2e%2e/sapi/v1/capital/withdraw/apply",
+        ),
+        (
+            "POST",
+            "/api/v3/order/..%2f..%2f..%2fsapi/v1/capital/withdraw/apply",
+        ),
+        ("GET", "/sapi/v1//asset/transfer"),
+        ("GET", "/sapi/v1/asset/%74ransfer"),
+        ("GET", "/sapi/v1/asset\\transfer"),
+        ("GET", "/sapi/v1/asset/./transfer"),
+    ] {
+        let (status, body) = raw_request(base, method, &format!("{path}?{query}"), &key).await;
+        assert!(
+            status == 401 || status == 400,
+            "{method} {path}: refused, got {status} {body}"
+        );
+        if status == 401 {
+            assert!(
+                body.contains("non_canonical_path"),
+                "{method} {path}: {body}"
+            );
+        }
+    }
+    // Upper case is the same route to a case-insensitive upstream, and needs the same
+    // permission.
+    let (status, body) = raw_request(
+        base,
+        "GET",
+        &format!("/SAPI/v1/asset/transfer?{query}"),
+        &key,
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("permission_missing"), "{body}");
+    assert_eq!(
+        received.lock().expect("log").clone(),
+        Vec::<String>::new(),
+        "nothing reached the upstream"
+    );
+    // The canonical form of an allowed request still passes.
+    let (status, body) = raw_request(base, "GET", &format!("/api/v3/account?{query}"), &key).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(received.lock().expect("log").len(), 1);
+    let echoed: serde_json::Value = serde_json::from_str(&body).expect("echo");
+    assert_eq!(echoed["locked_until"], "", "no lock, no header");
+
+    // After a password change the API learns of the 24 h withdrawal lock from nginx.
+    crate::api_keys::change_password(app, &c, "ola@example.com", "Fresh-garden-lamp-2031").await;
+    let (status, body) = raw_request(base, "GET", &format!("/api/v3/account?{query}"), &key).await;
+    assert_eq!(status, 200, "{body}");
+    let echoed: serde_json::Value = serde_json::from_str(&body).expect("echo");
+    let until: i64 = echoed["locked_until"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .expect("lock end in ms");
+    assert!(until > app.clock.now_ms());
+}
+
+#[tokio::test]
+async fn signed_requests_pass_through_nginx_and_refusals_keep_their_reason() {
+    let Some(gw) = gateway().await else {
+        return;
+    };
+    let (app, base) = (&gw.app, &gw.base);
+    let http = reqwest::Client::new();
 
     let c = app.signed_in("nia@example.com").await;
     let r = c.post("/api/v1/me/api-keys", json!({"label": "bot", "type": "hmac", "permissions": ["read", "spot_trade"], "ip_allowlist": ["127.0.0.1"]})).await;
