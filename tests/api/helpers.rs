@@ -123,6 +123,38 @@ pub async fn spawn_app_from(settings: Settings, dir: Option<tempfile::TempDir>) 
     }
 }
 
+/// The app under `rampart::app::serve`, exactly as `rampart serve` runs it: every
+/// background job (outbox, timed work, webhooks) runs on its own loop beside the server.
+pub async fn spawn_served_from(settings: Settings, dir: Option<tempfile::TempDir>) -> TestApp {
+    let database_url = settings.database_url.clone();
+    let clock = ManualClock::new(SystemClock.now());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let app: App = rampart::app::build(settings, Arc::new(clock.clone()))
+        .await
+        .expect("app builds");
+    let (state, worker) = (app.state.clone(), app.worker.clone());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        rampart::app::serve(app, listener, async {
+            let _ = stopped.await;
+        })
+        .await
+        .expect("server runs");
+    });
+    TestApp {
+        base: format!("http://{addr}"),
+        clock,
+        state,
+        worker,
+        database_url,
+        _dir: dir,
+        _stop: stop,
+    }
+}
+
 impl TestApp {
     pub fn store(&self) -> &SharedStore {
         &self.state.core.store

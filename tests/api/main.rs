@@ -12,5 +12,6 @@ mod gateway_nginx;
 mod outbox;
 mod pages;
 mod protection;
+mod served;
 mod sessions;
 mod store_contract;
