@@ -506,7 +506,10 @@ async fn step_up_email_code(
     client: Client,
 ) -> Result<(StatusCode, Json<StepUpCodeSent>), ApiError> {
     let (sent, expires_at) = s.core.send_step_up_code(&auth, &client).await?;
-    Ok((StatusCode::ACCEPTED, Json(StepUpCodeSent { sent, expires_at })))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(StepUpCodeSent { sent, expires_at }),
+    ))
 }
 
 /// Starts a step-up with a passkey.

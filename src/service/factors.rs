@@ -348,8 +348,14 @@ impl Core {
                 ),
             )
         };
-        let fx = Effects::audit(self.event(Some(client), Some(&account.id), Self::account_actor(account), "totp.enabled", json!({"backup_codes_issued": first})))
-            .with_mail(mail);
+        let fx = Effects::audit(self.event(
+            Some(client),
+            Some(&account.id),
+            Self::account_actor(account),
+            "totp.enabled",
+            json!({"backup_codes_issued": first}),
+        ))
+        .with_mail(mail);
         self.store
             .totp_enable(
                 &account.id,
@@ -548,10 +554,7 @@ impl Core {
             ))
         };
         let key = format!("stepup-mail:{}", account.id);
-        if let Err(e) = self
-            .throttle(&[(key.clone(), self.account_policy())])
-            .await
-        {
+        if let Err(e) = self.throttle(&[(key.clone(), self.account_policy())]).await {
             self.store.append_audit(&failed("throttled")).await?;
             return Err(e);
         }
@@ -573,7 +576,9 @@ impl Core {
             return Err(ServiceError::InvalidCode { attempts_left: 0 });
         };
         if code.attempts >= max {
-            self.store.append_audit(&failed("too_many_wrong_codes")).await?;
+            self.store
+                .append_audit(&failed("too_many_wrong_codes"))
+                .await?;
             return Err(ServiceError::TooManyAttempts { retry_after_ms: 0 });
         }
         if self.now() >= code.expires_at {

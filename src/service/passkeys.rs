@@ -215,11 +215,7 @@ impl Core {
         };
         let (codes, macs) = self.new_backup_codes_for(&account.id);
         let mail = if first {
-            self.first_factor_mail(
-                account,
-                &format!("the passkey \"{}\"", record.name),
-                client,
-            )
+            self.first_factor_mail(account, &format!("the passkey \"{}\"", record.name), client)
         } else {
             self.notice(
                 account,
@@ -234,8 +230,14 @@ impl Core {
                 ),
             )
         };
-        let fx = Effects::audit(self.event(Some(client), Some(&account.id), Self::account_actor(account), "passkey.added", json!({"passkey_id": record.id, "name": record.name})))
-            .with_mail(mail);
+        let fx = Effects::audit(self.event(
+            Some(client),
+            Some(&account.id),
+            Self::account_actor(account),
+            "passkey.added",
+            json!({"passkey_id": record.id, "name": record.name}),
+        ))
+        .with_mail(mail);
         self.store
             .add_passkey(&record, first.then_some(macs.as_slice()), &fx)
             .await

@@ -13,4 +13,5 @@ mod outbox;
 mod pages;
 mod protection;
 mod sessions;
+mod step_up_email;
 mod store_contract;
