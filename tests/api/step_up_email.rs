@@ -604,3 +604,26 @@ async fn the_security_center_offers_the_mailed_code_with_csrf() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert!(r.body.contains("<svg"), "the QR code page");
 }
+
+#[tokio::test]
+async fn the_openapi_document_describes_both_proofs() {
+    let app = spawn_app().await;
+    let doc = app.client().get("/api/v1/openapi.json").await.json();
+    let send = &doc["paths"]["/api/v1/me/step-up/email-code"]["post"];
+    assert!(send["responses"]["202"].is_object(), "{send}");
+    assert!(send["responses"]["409"].is_object(), "{send}");
+    let step_up = &doc["paths"]["/api/v1/me/step-up"]["post"];
+    assert!(step_up["responses"]["403"].is_object(), "{step_up}");
+    let schemas = &doc["components"]["schemas"];
+    let one_of = schemas["StepUpRequest"]["oneOf"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{}", schemas["StepUpRequest"]));
+    assert_eq!(one_of.len(), 2, "{one_of:?}");
+    let email = &schemas["EmailStepUpRequest"];
+    assert_eq!(
+        email["required"],
+        json!(["password", "email_code"]),
+        "{email}"
+    );
+    assert_eq!(email["additionalProperties"], false, "{email}");
+}
