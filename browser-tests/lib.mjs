@@ -174,7 +174,15 @@ export const button = (page, name) => page.getByRole('button', { name, exact: tr
 export const uniqueEmail = (who = 'alice') => `${who}+${randomBytes(6).toString('hex')}@example.com`;
 
 /** Poll /dev/mailbox until a mail to `email` carrying a confirmation code shows up. */
-export async function readConfirmationCode(page, baseUrl, email, timeoutMs = 20_000) {
+export function readConfirmationCode(page, baseUrl, email, timeoutMs = 20_000) {
+  return readMailedCode(page, baseUrl, email, /confirmation code is (\d{6})/, timeoutMs);
+}
+
+/**
+ * Poll /dev/mailbox until the newest mail to `email` matching `pattern` (its first group
+ * is the code) shows up; returns the code.
+ */
+export async function readMailedCode(page, baseUrl, email, pattern, timeoutMs = 20_000) {
   const deadline = Date.now() + timeoutMs;
   let last = [];
   for (;;) {
@@ -182,17 +190,35 @@ export async function readConfirmationCode(page, baseUrl, email, timeoutMs = 20_
     last = await page.$$eval('article[data-testid=mail]', (els) =>
       els.map((e) => ({ to: e.getAttribute('data-to'), text: e.innerText })),
     );
-    // The mailbox lists newest first; with a unique address there is normally exactly one.
-    const mail = last.find((m) => m.to === email && /confirmation code is \d{6}/.test(m.text));
-    if (mail) return mail.text.match(/confirmation code is (\d{6})/)[1];
+    // The mailbox lists newest first.
+    const mail = last.find((m) => m.to === email && pattern.test(m.text));
+    if (mail) return mail.text.match(pattern)[1];
     if (Date.now() > deadline) {
       throw new Error(
-        `no confirmation mail for ${email} in /dev/mailbox after ${timeoutMs} ms; ` +
+        `no mail matching ${pattern} for ${email} in /dev/mailbox after ${timeoutMs} ms; ` +
           `mails seen: ${JSON.stringify(last.map((m) => m.to))}`,
       );
     }
     await page.waitForTimeout(500);
   }
+}
+
+/**
+ * On the Security Center of an account without a second factor: "Send me a code", read it
+ * from the mailbox (in a second tab), confirm with the password and the code. Sensitive
+ * changes (adding the first factor too) are then allowed for 5 minutes.
+ */
+export async function stepUpByEmail(context, page, baseUrl, email) {
+  await button(page, 'Send me a code').click();
+  await page.waitForURL((url) => url.pathname === '/security' && url.searchParams.get('saved') === 'step_up_code');
+  const mailbox = await context.newPage();
+  const code = await readMailedCode(mailbox, baseUrl, email, /confirm a security change is (\d{6})/);
+  await mailbox.close();
+  const form = page.locator('#step-up-email');
+  await form.locator('input[name=password]').fill(PASSWORD);
+  await form.locator('input[name=email_code]').fill(code);
+  await form.getByRole('button', { name: "Confirm it's me", exact: true }).click();
+  await page.locator('[data-testid=stepped-up]').waitFor();
 }
 
 /** Sign up with `email` and PASSWORD, read the code from the mailbox (in a second tab), confirm. Ends on /signin. */

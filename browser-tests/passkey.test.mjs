@@ -1,6 +1,7 @@
 // End-to-end: a real WebAuthn ceremony through Chromium's virtual authenticator.
 // Sign up -> confirm -> sign in with password -> add a passkey on the Security Center
-// (the first factor needs no step-up) -> sign out -> sign in with the passkey alone.
+// (after confirming it's me with the password and a mailed code: a stolen session cookie
+// alone cannot add one) -> sign out -> sign in with the passkey alone.
 // Server, browser and page steps come from lib.mjs (env: RAMPART_BIN, CHROMIUM_PATH).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -12,6 +13,7 @@ import {
   signUpAndConfirm,
   signInWithPassword,
   signOut,
+  stepUpByEmail,
   atPath,
   RESULTS_DIR,
 } from './lib.mjs';
@@ -43,6 +45,14 @@ test('add a passkey, sign out, sign in with the passkey', { timeout: 180_000 }, 
         automaticPresenceSimulation: true,
       },
     });
+
+    step('adding a passkey needs a step-up first');
+    await page.locator('#passkey-name').fill('Test key');
+    await page.locator('#add-passkey').click();
+    await page.locator('#passkey-status', { hasText: "Confirm it's you first" }).waitFor();
+
+    step('confirm it is me with the password and a mailed code');
+    await stepUpByEmail(context, page, env.baseUrl, email);
 
     step('add a passkey');
     await page.locator('#passkey-name').fill('Test key');

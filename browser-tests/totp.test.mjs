@@ -1,5 +1,5 @@
 // End-to-end: authenticator app (TOTP) as the second factor.
-// Sign up -> confirm -> sign in -> enrol TOTP with a code computed from the shown secret ->
+// Sign up -> confirm -> sign in -> confirm it's me (password + mailed code) -> enrol TOTP with a code computed from the shown secret ->
 // save the backup codes -> sign out -> password + fresh TOTP code -> sign out ->
 // password + backup code.
 // Server, browser and page steps come from lib.mjs (env: RAMPART_BIN, CHROMIUM_PATH).
@@ -13,6 +13,7 @@ import {
   signUpAndConfirm,
   signInWithPassword,
   signOut,
+  stepUpByEmail,
   button,
   atPath,
   base32Decode,
@@ -34,6 +35,13 @@ test('turn on an authenticator app, then sign in with a TOTP code and with a bac
     await signInWithPassword(page, env.baseUrl, email);
     await page.waitForURL(/\/security/);
     await page.getByRole('heading', { name: 'Security Center' }).first().waitFor();
+
+    step('setting up the app needs a step-up first');
+    await button(page, 'Set up authenticator app').click();
+    await page.getByRole('alert').filter({ hasText: 'ask for a code by mail' }).waitFor();
+
+    step('confirm it is me with the password and a mailed code');
+    await stepUpByEmail(context, page, env.baseUrl, email);
 
     step('open the authenticator app set-up');
     await button(page, 'Set up authenticator app').click();

@@ -15,7 +15,7 @@
 
 (function () {
   const STEP_UP_TEXT =
-    "Confirm it's you first: enter a code from your authenticator app in the box above.";
+    "Confirm it's you first with the \"Confirm it's me\" box under Two-step verification, then try again.";
 
   // ---- base64url <-> ArrayBuffer ----
 

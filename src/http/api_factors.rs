@@ -32,6 +32,7 @@ use crate::store::PendingChange;
         regenerate_backup_codes,
         overview,
         step_up,
+        step_up_email_code,
         step_up_passkey_start,
         step_up_passkey_finish,
         passkey_register_start,
@@ -60,6 +61,9 @@ use crate::store::PendingChange;
         ChangeView,
         LockView,
         SteppedUp,
+        StepUpRequest,
+        EmailStepUpRequest,
+        StepUpCodeSent,
         NameRequest,
         RequirePasskeyRequest,
         PasswordChangeRequest,
@@ -83,6 +87,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/me/backup-codes", post(regenerate_backup_codes))
         .route("/api/v1/me/second-factors", axum::routing::get(overview))
         .route("/api/v1/me/step-up", post(step_up))
+        .route("/api/v1/me/step-up/email-code", post(step_up_email_code))
         .route(
             "/api/v1/me/step-up/passkey/start",
             post(step_up_passkey_start),
@@ -217,7 +222,7 @@ pub struct TotpBegun {
 /// Starts setting up an authenticator app. Confirm with a current code.
 #[utoipa::path(post, path = "/api/v1/me/totp", responses(
     (status = 200, body = TotpBegun),
-    (status = 403, body = ErrorBody, description = "step_up_required (adding a factor to an account that has one)"),
+    (status = 403, body = ErrorBody, description = "step_up_required (every account, the first factor too: the second factor, or without one the password and a mailed code, proved in the last 5 minutes)"),
     (status = 409, body = ErrorBody, description = "totp_already_enabled"),
 ))]
 async fn totp_begin(
@@ -245,9 +250,12 @@ pub struct BackupCodes {
     backup_codes: Vec<String>,
 }
 
-/// Turns the authenticator app on with a current code.
+/// Turns the authenticator app on with a current code. Needs a step-up made in the last
+/// 5 minutes, like starting the setup. The first second factor of an account is announced
+/// by mail, with a freeze link.
 #[utoipa::path(post, path = "/api/v1/me/totp/confirm", request_body = CodeRequest, responses(
     (status = 200, body = BackupCodes),
+    (status = 403, body = ErrorBody, description = "step_up_required"),
     (status = 422, body = ErrorBody, description = "invalid_code"),
 ))]
 async fn totp_confirm(
@@ -426,18 +434,82 @@ pub struct SteppedUp {
     stepped_up_until: i64,
 }
 
-/// Proves a second factor (authenticator or backup code) for this session: sensitive
-/// actions are allowed for the next five minutes.
-#[utoipa::path(post, path = "/api/v1/me/step-up", request_body = CodeRequest, responses((status = 200, body = SteppedUp), (status = 400, body = ErrorBody)))]
+/// The proof of a step-up: a second-factor code, or (on an account without a second
+/// factor) the password plus the mailed code.
+#[derive(Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum StepUpRequest {
+    /// An account with an authenticator app or backup codes: a current code from the app
+    /// or an unused backup code.
+    Code(CodeRequest),
+    /// An account without a second factor: its password and the code mailed by
+    /// `POST /api/v1/me/step-up/email-code`.
+    PasswordAndEmailCode(EmailStepUpRequest),
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EmailStepUpRequest {
+    password: String,
+    /// The 6-digit code from the mail.
+    email_code: String,
+}
+
+/// Proves it is the owner for this session: sensitive actions (second factors, backup
+/// codes, API keys, devices, allowlist, email, turning protections off) are allowed for
+/// the next five minutes. With a second factor: `{code}` (or the passkey step-up). Without
+/// one: `{password, email_code}`.
+#[utoipa::path(post, path = "/api/v1/me/step-up", request_body = StepUpRequest, responses(
+    (status = 200, body = SteppedUp),
+    (status = 400, body = ErrorBody, description = "invalid_code, code_expired"),
+    (status = 403, body = ErrorBody, description = "wrong_password, passkey_required"),
+    (status = 409, body = ErrorBody, description = "no_second_factor ({code} on an account without one: use {password, email_code}), use_second_factor ({password, email_code} on an account with one)"),
+    (status = 422, body = ErrorBody, description = "invalid_body"),
+    (status = 429, body = ErrorBody, description = "too_many_attempts (throttled per account, or 5 wrong mailed codes: ask for a new one)"),
+))]
 async fn step_up(
     State(s): State<AppState>,
     Authed(auth): Authed,
     client: Client,
-    ApiJson(req): ApiJson<CodeRequest>,
+    ApiJson(req): ApiJson<StepUpRequest>,
 ) -> Result<Json<SteppedUp>, ApiError> {
-    Ok(Json(SteppedUp {
-        stepped_up_until: s.core.step_up_with_code(&auth, &req.code, &client).await?,
-    }))
+    let stepped_up_until = match req {
+        StepUpRequest::Code(r) => s.core.step_up_with_code(&auth, &r.code, &client).await?,
+        StepUpRequest::PasswordAndEmailCode(r) => {
+            s.core
+                .step_up_with_email_code(&auth, &r.password, &r.email_code, &client)
+                .await?
+        }
+    };
+    Ok(Json(SteppedUp { stepped_up_until }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct StepUpCodeSent {
+    /// `false` when a code was sent less than a minute ago: that one still works, and no
+    /// new mail went out.
+    sent: bool,
+    /// When the current code stops working (Unix ms).
+    expires_at: i64,
+}
+
+/// Mails a 6-digit code to the account's address, for `POST /api/v1/me/step-up` with
+/// `{password, email_code}` (accounts without a second factor only). Valid 10 minutes,
+/// once, 5 tries; at most one new code a minute.
+#[utoipa::path(post, path = "/api/v1/me/step-up/email-code", responses(
+    (status = 202, body = StepUpCodeSent),
+    (status = 409, body = ErrorBody, description = "use_second_factor (the account has a second factor)"),
+))]
+async fn step_up_email_code(
+    State(s): State<AppState>,
+    Authed(auth): Authed,
+    client: Client,
+) -> Result<(StatusCode, Json<StepUpCodeSent>), ApiError> {
+    let (sent, expires_at) = s.core.send_step_up_code(&auth, &client).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(StepUpCodeSent { sent, expires_at }),
+    ))
 }
 
 /// Starts a step-up with a passkey.
@@ -478,7 +550,7 @@ pub struct NameRequest {
 /// `options` to `navigator.credentials.create()`.
 #[utoipa::path(post, path = "/api/v1/me/passkeys/register/start", request_body = NameRequest, responses(
     (status = 200, description = "{ceremony_id, options}"),
-    (status = 403, body = ErrorBody, description = "step_up_required"),
+    (status = 403, body = ErrorBody, description = "step_up_required (the second factor, or without one the password and a mailed code, proved in the last 5 minutes)"),
 ))]
 async fn passkey_register_start(
     State(s): State<AppState>,
@@ -498,6 +570,7 @@ pub struct PasskeyAdded {
 #[utoipa::path(post, path = "/api/v1/me/passkeys/register/finish", request_body = CeremonyFinish, responses(
     (status = 201, description = "{passkey, backup_codes}"),
     (status = 401, body = ErrorBody, description = "passkey_failed"),
+    (status = 403, body = ErrorBody, description = "step_up_required"),
 ))]
 async fn passkey_register_finish(
     State(s): State<AppState>,

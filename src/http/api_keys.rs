@@ -179,7 +179,7 @@ pub struct UpdateKeyRequest {
 }
 
 /// Edits permissions and allowlist; widening needs step-up and is announced by mail.
-#[utoipa::path(patch, path = "/api/v1/me/api-keys/{api_key}", request_body = UpdateKeyRequest, responses((status = 200, body = KeyView), (status = 404, body = ErrorBody)))]
+#[utoipa::path(patch, path = "/api/v1/me/api-keys/{api_key}", request_body = UpdateKeyRequest, responses((status = 200, body = KeyView), (status = 403, body = ErrorBody, description = "step_up_required (adding permissions or addresses)"), (status = 404, body = ErrorBody)))]
 async fn update_key(
     State(s): State<AppState>,
     Authed(auth): Authed,
@@ -196,7 +196,7 @@ async fn update_key(
 }
 
 /// Deletes one key (step-up required); it is refused on the very next request.
-#[utoipa::path(delete, path = "/api/v1/me/api-keys/{api_key}", responses((status = 204), (status = 404, body = ErrorBody)))]
+#[utoipa::path(delete, path = "/api/v1/me/api-keys/{api_key}", responses((status = 204), (status = 403, body = ErrorBody, description = "step_up_required"), (status = 404, body = ErrorBody)))]
 async fn delete_key(
     State(s): State<AppState>,
     Authed(auth): Authed,
@@ -213,7 +213,7 @@ pub struct Deleted {
 }
 
 /// Deletes every key of the account at once (step-up required).
-#[utoipa::path(delete, path = "/api/v1/me/api-keys", responses((status = 200, body = Deleted)))]
+#[utoipa::path(delete, path = "/api/v1/me/api-keys", responses((status = 200, body = Deleted), (status = 403, body = ErrorBody, description = "step_up_required")))]
 async fn delete_all_keys(
     State(s): State<AppState>,
     Authed(auth): Authed,

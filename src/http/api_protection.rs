@@ -140,7 +140,7 @@ pub struct TrustRequest {
 }
 
 /// Puts a device on the trusted list (at most 3; step-up required) or takes it off.
-#[utoipa::path(put, path = "/api/v1/me/devices/{id}/trusted", request_body = TrustRequest, responses((status = 204), (status = 409, body = ErrorBody)))]
+#[utoipa::path(put, path = "/api/v1/me/devices/{id}/trusted", request_body = TrustRequest, responses((status = 204), (status = 403, body = ErrorBody, description = "step_up_required (trusting a device)"), (status = 409, body = ErrorBody)))]
 async fn trust_device(
     State(s): State<AppState>,
     Authed(auth): Authed,
@@ -223,7 +223,7 @@ pub struct PreferenceRequest {
 
 /// Switches a security mail on (at once) or off (after 48 hours, cancellable; step-up
 /// required). The inbox keeps every event either way.
-#[utoipa::path(put, path = "/api/v1/me/notification-preferences", request_body = PreferenceRequest, responses((status = 200), (status = 202)))]
+#[utoipa::path(put, path = "/api/v1/me/notification-preferences", request_body = PreferenceRequest, responses((status = 200), (status = 202), (status = 403, body = ErrorBody, description = "step_up_required (switching a mail off)")))]
 async fn set_preference(
     State(s): State<AppState>,
     Authed(auth): Authed,

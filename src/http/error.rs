@@ -116,12 +116,18 @@ impl From<ServiceError> for ApiError {
                 "This account is frozen for its protection. Contact support to restore access.",
             ),
             E::Unauthenticated => Self::unauthenticated(),
-            E::StepUpRequired(action) => Self::new(
+            E::StepUpRequired { action, proof } => Self::new(
                 StatusCode::FORBIDDEN,
                 "step_up_required",
-                format!(
-                    "Confirm it's you first: prove your second factor (POST /api/v1/me/step-up), then retry. ({action})"
-                ),
+                match proof {
+                    crate::domain::step_up::Proof::SecondFactor => format!(
+                        "Confirm it's you first: prove your second factor (POST /api/v1/me/step-up), then retry. ({action})"
+                    ),
+                    crate::domain::step_up::Proof::PasswordAndMailedCode => format!(
+                        "Confirm it's you first: ask for a code by mail (POST /api/v1/me/step-up/email-code), \
+                         send your password and that code (POST /api/v1/me/step-up), then retry. ({action})"
+                    ),
+                },
             ),
             E::ChallengeExpired => Self::new(
                 StatusCode::UNAUTHORIZED,

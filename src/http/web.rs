@@ -198,6 +198,17 @@ pub(crate) fn signed_in_jar(state: &AppState, jar: CookieJar, signed: SignedIn) 
 }
 
 pub(crate) fn error_text(e: ServiceError) -> (StatusCode, String) {
+    // The API's sentence names endpoints; a page names its own form.
+    if let ServiceError::StepUpRequired { proof, .. } = e {
+        return (
+            StatusCode::FORBIDDEN,
+            match proof {
+                crate::domain::step_up::Proof::SecondFactor => "Confirm it's you first: use the \"Confirm it's me\" box under Two-step verification, then try again.",
+                crate::domain::step_up::Proof::PasswordAndMailedCode => "Confirm it's you first: under Two-step verification, ask for a code by mail, enter it with your password, then try again.",
+            }
+            .to_owned(),
+        );
+    }
     let api = ApiError::from(e);
     (api.status, api.message)
 }

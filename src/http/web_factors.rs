@@ -27,6 +27,8 @@ pub fn routes() -> Router<AppState> {
         .route("/security/totp/reset", post(totp_reset))
         .route("/security/backup-codes", post(backup_codes))
         .route("/security/step-up", post(step_up))
+        .route("/security/step-up/email-code", post(step_up_email_code))
+        .route("/security/step-up/email", post(step_up_email))
         .route("/security/passkeys/{id}/remove", post(remove_passkey))
         .route("/security/require-passkey", post(require_passkey))
         .route("/security/pending/{id}/cancel", post(cancel_pending))
@@ -61,6 +63,7 @@ pub fn notice_text(key: &str) -> &'static str {
         "scheduled" => "Scheduled: for your protection this takes effect in 48 hours. You can cancel it below until then.",
         "cancelled" => "Cancelled. Nothing changes.",
         "stepped_up" => "Confirmed. You can make sensitive changes for the next 5 minutes.",
+        "step_up_code" => "We mailed you a 6-digit code. Enter it with your password below.",
         "require_passkey" => "Done. Signing in and withdrawals now need your passkey.",
         "password_code" => "We mailed you a 6-digit code to confirm the password change.",
         "password" => "Your password was changed. Every other device was signed out; withdrawals are locked for 24 hours.",
@@ -214,6 +217,45 @@ async fn step_up(
     let r = state
         .core
         .step_up_with_code(&auth, &f.code, &client)
+        .await
+        .map(|_| ());
+    finish(&state, jar, auth, r, "stepped_up").await
+}
+
+/// "Send me a code" of an account without a second factor.
+async fn step_up_email_code(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    client: Client,
+    PageForm(f): PageForm<CsrfOnly>,
+) -> Response {
+    let auth = guarded!(state, jar, f.csrf);
+    let r = state
+        .core
+        .send_step_up_code(&auth, &client)
+        .await
+        .map(|_| ());
+    finish(&state, jar, auth, r, "step_up_code").await
+}
+
+#[derive(Deserialize)]
+struct EmailStepUpForm {
+    csrf: String,
+    password: String,
+    email_code: String,
+}
+
+/// Password plus the mailed code: the step-up of an account without a second factor.
+async fn step_up_email(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    client: Client,
+    PageForm(f): PageForm<EmailStepUpForm>,
+) -> Response {
+    let auth = guarded!(state, jar, f.csrf);
+    let r = state
+        .core
+        .step_up_with_email_code(&auth, &f.password, &f.email_code, &client)
         .await
         .map(|_| ());
     finish(&state, jar, auth, r, "stepped_up").await

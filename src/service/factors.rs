@@ -27,6 +27,8 @@ pub const SECOND_FACTOR_RESET_LOCK: Millis = 48 * HOUR;
 pub const INCOMPLETE_SIGNIN_ALERT_AFTER: Millis = 3 * MINUTE;
 /// The last N passwords (the current one included) may not be reused.
 pub const PASSWORD_HISTORY: i64 = 5;
+/// The `action_codes` purpose of the mailed step-up code.
+const STEP_UP_PURPOSE: &str = "step_up";
 
 /// Which second factors an account has.
 #[derive(Debug, Clone, Copy, Default)]
@@ -114,18 +116,22 @@ impl Core {
         })
     }
 
-    /// Refuses a sensitive action unless a second factor was proved within five minutes
-    /// (or the account has none). Every sensitive handler calls this first.
+    /// Refuses a sensitive action unless this session proved, within five minutes, the
+    /// second factor or (on an account without one) the password plus a mailed code.
+    /// Every sensitive handler calls this first.
     pub async fn require_step_up(
         &self,
         auth: &SessionAuth,
         action: SensitiveAction,
     ) -> ServiceResult<()> {
-        let has = self.factors(&auth.account.id).await?.any();
-        if step_up::allowed(has, auth.session.stepped_up_at, self.now()) {
+        let proof = step_up::proof_for(self.factors(&auth.account.id).await?.any());
+        if step_up::allowed(action, proof, auth.session.stepped_up_at, self.now()) {
             Ok(())
         } else {
-            Err(ServiceError::StepUpRequired(action.as_str()))
+            Err(ServiceError::StepUpRequired {
+                action: action.as_str(),
+                proof,
+            })
         }
     }
 
@@ -307,6 +313,8 @@ impl Core {
                 "Start setting up the authenticator app first.".into(),
             ));
         };
+        self.require_step_up(auth, SensitiveAction::AddSecondFactor)
+            .await?;
         let key = format!("2fa:{}", account.id);
         self.throttle(&[(key.clone(), self.account_policy())])
             .await?;
@@ -325,8 +333,10 @@ impl Core {
         self.store.throttle_clear(&key).await?;
         let first = !self.factors(&account.id).await?.any();
         let (codes, macs) = self.new_backup_codes_for(&account.id);
-        let fx = Effects::audit(self.event(Some(client), Some(&account.id), Self::account_actor(account), "totp.enabled", json!({"backup_codes_issued": first})))
-            .with_mail(self.notice(
+        let mail = if first {
+            self.first_factor_mail(account, "an authenticator app", client)
+        } else {
+            self.notice(
                 account,
                 "Authenticator app turned on",
                 &format!(
@@ -336,7 +346,16 @@ impl Core {
                     client.device.summary(),
                     client.ip
                 ),
-            ));
+            )
+        };
+        let fx = Effects::audit(self.event(
+            Some(client),
+            Some(&account.id),
+            Self::account_actor(account),
+            "totp.enabled",
+            json!({"backup_codes_issued": first}),
+        ))
+        .with_mail(mail);
         self.store
             .totp_enable(
                 &account.id,
@@ -402,7 +421,7 @@ impl Core {
         if !self.factors(&account.id).await?.any() {
             return Err(ServiceError::Conflict(
                 "no_second_factor",
-                "This account has no second factor to prove.".into(),
+                "This account has no second factor to prove: confirm with your password and a code we mail you (POST /api/v1/me/step-up/email-code, then POST /api/v1/me/step-up with password and email_code).".into(),
             ));
         }
         if account.require_passkey {
@@ -430,6 +449,179 @@ impl Core {
                 Err(ServiceError::InvalidCode { attempts_left: 0 })
             }
         }
+    }
+
+    /// The mail announcing an account's first second factor: from then on it guards every
+    /// sign-in, so a thief who plants one locks the owner out. The freeze link the composer
+    /// adds works without signing in.
+    pub(crate) fn first_factor_mail(
+        &self,
+        account: &Account,
+        what: &str,
+        client: &Client,
+    ) -> crate::store::NewMail {
+        self.notice(
+            account,
+            "A second factor was added to your account",
+            &format!(
+                "A second factor ({what}) was added to your account at {} from {} ({}, {}). From now on, signing in needs it.\n\n\
+                 Not you? Someone is in your account and could lock you out: freeze it now with the link below.",
+                format_utc(self.now()),
+                client.device.summary(),
+                client.ip,
+                crate::geo::Location::label(client.location.city.as_deref(), client.location.country.as_deref()),
+            ),
+        )
+    }
+
+    /// Mails the 6-digit code with which an account without a second factor confirms a
+    /// sensitive action (with its password). At most one new code a minute; a code works
+    /// for 10 minutes, once, with 5 tries. Returns whether a code was sent now (`false`:
+    /// the one sent less than a minute ago still works) and when the current one expires.
+    pub async fn send_step_up_code(
+        &self,
+        auth: &SessionAuth,
+        client: &Client,
+    ) -> ServiceResult<(bool, Millis)> {
+        let account = &auth.account;
+        if self.factors(&account.id).await?.any() {
+            return Err(Self::use_second_factor());
+        }
+        if let Some(existing) = self.store.action_code(&account.id, STEP_UP_PURPOSE).await? {
+            if self.now() - existing.created_at < MINUTE {
+                return Ok((false, existing.expires_at));
+            }
+        }
+        let code = six_digit_code();
+        let c = ActionCode {
+            account_id: account.id.clone(),
+            purpose: STEP_UP_PURPOSE.into(),
+            code_mac: self.step_up_code_mac(&account.id, &code),
+            expires_at: self.now() + self.rules.confirm_code_ttl_minutes * MINUTE,
+            attempts: 0,
+            created_at: self.now(),
+        };
+        let fx = Effects::audit(self.event(Some(client), Some(&account.id), Self::account_actor(account), "step_up.code_sent", json!({"expires_at": c.expires_at})))
+            .with_mail(self.code_notice(
+                account,
+                "Your code to confirm a security change",
+                &format!(
+                    "Your code to confirm a security change is {code}. With your password, it allows security changes (second factors, API keys, devices) for 5 minutes. It is valid for {} minutes.\n\n\
+                     Requested from {} ({}). If you did not ask for it, someone is signed in to your account: freeze it now.",
+                    self.rules.confirm_code_ttl_minutes,
+                    client.device.summary(),
+                    client.ip
+                ),
+            ));
+        self.store.put_action_code(&c, &fx).await?;
+        Ok((true, c.expires_at))
+    }
+
+    fn step_up_code_mac(&self, account_id: &str, code: &str) -> String {
+        self.key.mac(
+            "action-code",
+            &format!("{account_id}:{STEP_UP_PURPOSE}:{}", code.trim()),
+        )
+    }
+
+    fn use_second_factor() -> ServiceError {
+        ServiceError::Conflict(
+            "use_second_factor",
+            "This account has a second factor: confirm with it (authenticator code, backup code or passkey), not with a mailed code.".into(),
+        )
+    }
+
+    /// Step-up of an account without a second factor: its password plus the mailed code
+    /// (`send_step_up_code`). Throttled per account like sign-in; the code is spent.
+    pub async fn step_up_with_email_code(
+        &self,
+        auth: &SessionAuth,
+        password: &str,
+        email_code: &str,
+        client: &Client,
+    ) -> ServiceResult<Millis> {
+        let account = &auth.account;
+        if self.factors(&account.id).await?.any() {
+            return Err(Self::use_second_factor());
+        }
+        let failed = |reason: &str| {
+            Effects::audit(self.event(
+                Some(client),
+                Some(&account.id),
+                Self::account_actor(account),
+                "step_up.failed",
+                json!({"method": "password_and_email_code", "reason": reason}),
+            ))
+        };
+        let key = format!("stepup-mail:{}", account.id);
+        if let Err(e) = self.throttle(&[(key.clone(), self.account_policy())]).await {
+            self.store.append_audit(&failed("throttled")).await?;
+            return Err(e);
+        }
+        let stored = account.password_hash.clone();
+        let attempt = password.to_owned();
+        if !self
+            .argon2(move || password::verify(&attempt, &stored))
+            .await?
+        {
+            self.store.append_audit(&failed("wrong_password")).await?;
+            return Err(ServiceError::Forbidden(
+                "wrong_password",
+                "The password is wrong.".into(),
+            ));
+        }
+        let max = self.rules.confirm_code_max_attempts;
+        let Some(code) = self.store.action_code(&account.id, STEP_UP_PURPOSE).await? else {
+            self.store.append_audit(&failed("no_code")).await?;
+            return Err(ServiceError::InvalidCode { attempts_left: 0 });
+        };
+        if code.attempts >= max {
+            self.store
+                .append_audit(&failed("too_many_wrong_codes"))
+                .await?;
+            return Err(ServiceError::TooManyAttempts { retry_after_ms: 0 });
+        }
+        if self.now() >= code.expires_at {
+            self.store.append_audit(&failed("code_expired")).await?;
+            return Err(ServiceError::CodeExpired);
+        }
+        let given = self.step_up_code_mac(&account.id, email_code);
+        if !constant_time_eq(&given, &code.code_mac) {
+            let n = self
+                .store
+                .action_code_failed(&account.id, STEP_UP_PURPOSE)
+                .await?;
+            self.store.append_audit(&failed("wrong_code")).await?;
+            return Err(ServiceError::InvalidCode {
+                attempts_left: (max - n).max(0),
+            });
+        }
+        let now = self.now();
+        let fx = Effects::audit(self.event(
+            Some(client),
+            Some(&account.id),
+            Self::account_actor(account),
+            "step_up.succeeded",
+            json!({"method": "password_and_email_code"}),
+        ));
+        if !self
+            .store
+            .step_up_with_action_code(
+                &account.id,
+                STEP_UP_PURPOSE,
+                &code.code_mac,
+                max,
+                &auth.session.id,
+                now,
+                &fx,
+            )
+            .await?
+        {
+            // Spent by a concurrent request in the meantime.
+            return Err(ServiceError::InvalidCode { attempts_left: 0 });
+        }
+        self.store.throttle_clear(&key).await?;
+        Ok(now + step_up::STEP_UP_WINDOW)
     }
 
     pub(crate) async fn mark_stepped_up(
@@ -715,7 +907,8 @@ impl Core {
     }
 
     /// Changes the password: current password, a fresh second factor (if enrolled) and the
-    /// mailed code; ends every other session; locks withdrawals for 24 h.
+    /// mailed code (which, with the password, is the whole step-up of an account without a
+    /// second factor); ends every other session; locks withdrawals for 24 h.
     pub async fn change_password(
         &self,
         auth: &SessionAuth,

@@ -169,9 +169,13 @@ pub enum ServiceError {
     Unauthenticated,
     #[error("the session has expired")]
     SessionExpired,
-    /// A sensitive action needs a second factor proved within the last five minutes.
-    #[error("step-up required for {0}")]
-    StepUpRequired(&'static str),
+    /// A sensitive action needs a proof made within the last five minutes: the second
+    /// factor, or on an account without one the password plus a mailed code.
+    #[error("step-up required for {action}")]
+    StepUpRequired {
+        action: &'static str,
+        proof: crate::domain::step_up::Proof,
+    },
     /// The sign-in challenge (password step) is unknown, used or older than allowed.
     #[error("the sign-in attempt has expired")]
     ChallengeExpired,

@@ -188,6 +188,8 @@ impl Core {
         client: &Client,
     ) -> ServiceResult<(PasskeyRecord, Option<Vec<String>>)> {
         let account = &auth.account;
+        self.require_step_up(auth, SensitiveAction::AddSecondFactor)
+            .await?;
         let (owner, reg): (Option<String>, RegistrationState) =
             self.take_state(ceremony_id, "passkey.register").await?;
         if owner.as_deref() != Some(account.id.as_str()) {
@@ -212,11 +214,11 @@ impl Core {
             removed_at: None,
         };
         let (codes, macs) = self.new_backup_codes_for(&account.id);
-        let fx = Effects::audit(self.event(Some(client), Some(&account.id), Self::account_actor(account), "passkey.added", json!({"passkey_id": record.id, "name": record.name})))
-            .with_mail(self.composer.compose(
-                Some(&account.id),
-                &account.email,
-                account.anti_phishing_code.as_deref(),
+        let mail = if first {
+            self.first_factor_mail(account, &format!("the passkey \"{}\"", record.name), client)
+        } else {
+            self.notice(
+                account,
                 "A passkey was added to your account",
                 &format!(
                     "The passkey \"{}\" was added at {} from {} ({}). It can now sign in to your account.\n\n\
@@ -226,8 +228,16 @@ impl Core {
                     client.device.summary(),
                     client.ip
                 ),
-                self.now(),
-            ));
+            )
+        };
+        let fx = Effects::audit(self.event(
+            Some(client),
+            Some(&account.id),
+            Self::account_actor(account),
+            "passkey.added",
+            json!({"passkey_id": record.id, "name": record.name}),
+        ))
+        .with_mail(mail);
         self.store
             .add_passkey(&record, first.then_some(macs.as_slice()), &fx)
             .await

@@ -602,6 +602,20 @@ pub trait SecondFactorStore {
     async fn action_code(&self, account_id: &str, purpose: &str)
         -> StoreResult<Option<ActionCode>>;
     async fn action_code_failed(&self, account_id: &str, purpose: &str) -> StoreResult<i64>;
+    /// Spends an action code (matching, unexpired, under `max_attempts` tries) and marks the
+    /// session stepped up, in one transaction; `false` if the code was no longer usable (a
+    /// concurrent request spent it).
+    #[allow(clippy::too_many_arguments)]
+    async fn step_up_with_action_code(
+        &self,
+        account_id: &str,
+        purpose: &str,
+        code_mac: &str,
+        max_attempts: i64,
+        session_id: &str,
+        now: Millis,
+        fx: &Effects,
+    ) -> StoreResult<bool>;
 
     /// The last `limit` password hashes, newest first (the current one included).
     async fn password_history(&self, account_id: &str, limit: i64) -> StoreResult<Vec<String>>;

@@ -1181,6 +1181,48 @@ macro_rules! sql_store {
                 })
             }
 
+            #[allow(clippy::too_many_arguments)]
+            async fn step_up_with_action_code(
+                &self,
+                account_id: &str,
+                purpose: &str,
+                code_mac: &str,
+                max_attempts: i64,
+                session_id: &str,
+                now: Millis,
+                fx: &Effects,
+            ) -> StoreResult<bool> {
+                let mut tx = self.write.begin().await?;
+                let spent = sqlx::query(
+                    "DELETE FROM action_codes WHERE account_id = $1 AND purpose = $2 AND code_mac = $3 \
+                     AND expires_at > $4 AND attempts < $5",
+                )
+                .bind(account_id)
+                .bind(purpose)
+                .bind(code_mac)
+                .bind(now)
+                .bind(max_attempts)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if spent == 0 {
+                    return Ok(false);
+                }
+                let stepped = sqlx::query("UPDATE sessions SET stepped_up_at = $1 WHERE id = $2 AND account_id = $3 AND ended_at IS NULL")
+                    .bind(now)
+                    .bind(session_id)
+                    .bind(account_id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if stepped == 0 {
+                    return Ok(false);
+                }
+                Self::write_effects(&mut tx, fx).await?;
+                tx.commit().await?;
+                Ok(true)
+            }
+
             async fn password_history(&self, account_id: &str, limit: i64) -> StoreResult<Vec<String>> {
                 let rows = sqlx::query(
                     "SELECT password_hash FROM (SELECT password_hash, created_at FROM password_history WHERE account_id = $1 \

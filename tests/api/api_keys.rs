@@ -38,6 +38,7 @@ fn signed_uri(path: &str, params: &str, secret: &str) -> String {
 async fn an_hmac_key_authenticates_signed_requests_and_every_refusal_says_why() {
     let app = spawn_app().await;
     let c = app.signed_in("amy@example.com").await;
+    app.step_up_by_email(&c, "amy@example.com").await;
     let created = create(&c, json!({"label": "bot", "type": "hmac", "permissions": ["read", "spot_trade"], "ip_allowlist": ["127.0.0.1"]})).await;
     let key = created["api_key"].as_str().expect("key").to_owned();
     let secret = created["secret"]
@@ -242,6 +243,7 @@ async fn an_hmac_key_authenticates_signed_requests_and_every_refusal_says_why() 
 async fn keys_follow_the_rules_table() {
     let app = spawn_app().await;
     let c = app.signed_in("bea@example.com").await;
+    app.step_up_by_email(&c, "bea@example.com").await;
     for (perms, code) in [
         (json!(["withdraw"]), "allowlist_required"),
         (json!(["futures"]), "allowlist_required"),
@@ -339,6 +341,7 @@ async fn keys_follow_the_rules_table() {
 async fn deleting_and_narrowing_take_effect_on_the_next_request() {
     let app = spawn_app().await;
     let c = app.signed_in("cyd@example.com").await;
+    app.step_up_by_email(&c, "cyd@example.com").await;
     let k = create(&c, json!({"label": "bot", "type": "hmac", "permissions": ["read", "spot_trade"], "ip_allowlist": ["127.0.0.0/8"]})).await;
     let (key, secret) = (
         k["api_key"].as_str().expect("k").to_owned(),
@@ -453,6 +456,7 @@ async fn deleting_and_narrowing_take_effect_on_the_next_request() {
 async fn a_frozen_account_s_keys_are_refused_on_the_next_request() {
     let app = spawn_app().await;
     let c = app.signed_in("dee@example.com").await;
+    app.step_up_by_email(&c, "dee@example.com").await;
     let k = create(
         &c,
         json!({"label": "bot", "type": "hmac", "permissions": ["read"]}),
@@ -501,6 +505,7 @@ async fn addresses_outside_the_allowlist_are_refused_and_reported() {
     let app =
         spawn_app_with(|s| s.trusted_proxies = vec!["127.0.0.1/32".parse().expect("cidr")]).await;
     let c = app.signed_in("eli@example.com").await;
+    app.step_up_by_email(&c, "eli@example.com").await;
     let k = create(&c, json!({"label": "bot", "type": "hmac", "permissions": ["read", "spot_trade"], "ip_allowlist": ["203.0.113.7", "198.51.100.0/24"]})).await;
     let (key, secret) = (
         k["api_key"].as_str().expect("k").to_owned(),
@@ -565,6 +570,7 @@ async fn ed25519_and_rsa_keys_sign_like_the_exchange() {
     use ed25519_dalek::Signer;
     let app = spawn_app().await;
     let c = app.signed_in("fay@example.com").await;
+    app.step_up_by_email(&c, "fay@example.com").await;
 
     let ed = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
     let pem = ed
@@ -647,6 +653,7 @@ async fn ed25519_and_rsa_keys_sign_like_the_exchange() {
 async fn sessions_envoy_style_and_step_up() {
     let app = spawn_app().await;
     let c = app.signed_in("gus@example.com").await;
+    app.step_up_by_email(&c, "gus@example.com").await;
     c.header("x-original-uri", "/api/v3/account");
     let r = c.get("/authz").await;
     assert_eq!(r.status, StatusCode::OK);

@@ -74,9 +74,11 @@ async fn password_step(c: &TestClient, email: &str) -> Value {
 async fn authenticator_app_makes_a_password_alone_worthless() {
     let app = spawn_app().await;
     let c = app.signed_in("ana@example.com").await;
+    app.step_up_by_email(&c, "ana@example.com").await;
     let (secret, codes) = enrol_totp(&app, &c).await;
     assert_eq!(codes.len(), 10);
-    mail_with(&app, "ana@example.com", "Authenticator app turned on").await;
+    let mail = mail_with(&app, "ana@example.com", "A second factor was added").await;
+    assert!(mail.body_text.contains("/freeze/"), "{}", mail.body_text);
 
     // The password alone opens no session.
     let other = app.client_with_ua(IPHONE);
@@ -164,6 +166,7 @@ async fn authenticator_app_makes_a_password_alone_worthless() {
 async fn wrong_codes_burn_the_challenge_and_warn_the_owner() {
     let app = spawn_app().await;
     let c = app.signed_in("ben@example.com").await;
+    app.step_up_by_email(&c, "ben@example.com").await;
     enrol_totp(&app, &c).await;
     app.clock.advance(SECOND);
     let attacker = app.client_with_ua(IPHONE);
@@ -199,6 +202,7 @@ async fn wrong_codes_burn_the_challenge_and_warn_the_owner() {
 async fn a_right_password_left_unfinished_alerts_the_owner_after_three_minutes() {
     let app = spawn_app().await;
     let c = app.signed_in("cleo@example.com").await;
+    app.step_up_by_email(&c, "cleo@example.com").await;
     enrol_totp(&app, &c).await;
     password_step(&app.client_with_ua(IPHONE), "cleo@example.com").await;
     app.clock.advance(2 * MINUTE);
@@ -252,6 +256,7 @@ async fn a_right_password_left_unfinished_alerts_the_owner_after_three_minutes()
 async fn sensitive_actions_need_a_fresh_second_factor() {
     let app = spawn_app().await;
     let c = app.signed_in("dan@example.com").await;
+    app.step_up_by_email(&c, "dan@example.com").await;
     let (secret, codes) = enrol_totp(&app, &c).await;
     // Enrolment itself proved the factor: a moment later sensitive actions are allowed.
     assert_eq!(
@@ -310,6 +315,7 @@ async fn sensitive_actions_need_a_fresh_second_factor() {
 async fn turning_the_authenticator_off_takes_48_hours_and_can_be_cancelled() {
     let app = spawn_app().await;
     let c = app.signed_in("eva@example.com").await;
+    app.step_up_by_email(&c, "eva@example.com").await;
     enrol_totp(&app, &c).await;
     let r = c.delete("/api/v1/me/totp").await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
@@ -383,6 +389,7 @@ async fn turning_the_authenticator_off_takes_48_hours_and_can_be_cancelled() {
 async fn weakening_takes_effect_after_48_hours_unless_cancelled_from_the_security_center() {
     let app = spawn_app().await;
     let c = app.signed_in("fox@example.com").await;
+    app.step_up_by_email(&c, "fox@example.com").await;
     let (secret, _) = enrol_totp(&app, &c).await;
     let id = c.delete("/api/v1/me/totp").await.json()["change_id"]
         .as_str()
@@ -550,6 +557,7 @@ async fn password_change_needs_everything_and_locks_withdrawals() {
 async fn password_change_with_a_second_factor_needs_step_up() {
     let app = spawn_app().await;
     let c = app.signed_in("hal@example.com").await;
+    app.step_up_by_email(&c, "hal@example.com").await;
     enrol_totp(&app, &c).await;
     app.clock.advance(6 * MINUTE);
     let r = c.put("/api/v1/me/password", json!({"current_password": PASSWORD, "new_password": "Fresh-garden-lamp-2031", "email_code": "000000"})).await;
@@ -560,6 +568,7 @@ async fn password_change_with_a_second_factor_needs_step_up() {
 async fn a_backup_code_resets_the_authenticator_and_locks_withdrawals_48h() {
     let app = spawn_app().await;
     let c = app.signed_in("ida@example.com").await;
+    app.step_up_by_email(&c, "ida@example.com").await;
     let (_, codes) = enrol_totp(&app, &c).await;
     assert_eq!(
         c.post(
@@ -584,7 +593,15 @@ async fn a_backup_code_resets_the_authenticator_and_locks_withdrawals_48h() {
         overview["withdrawal_locks"][0]["reason"],
         "second_factor_reset"
     );
-    // A new authenticator can be set up at once.
+    // A new authenticator can be set up at once (the account has no factor left, so once
+    // the enrolment's proof is older than 5 minutes the step-up is the password and a
+    // mailed code).
+    app.clock.advance(5 * MINUTE);
+    assert_eq!(
+        c.post("/api/v1/me/totp", json!({})).await.code(),
+        "step_up_required"
+    );
+    app.step_up_by_email(&c, "ida@example.com").await;
     enrol_totp(&app, &c).await;
 }
 
@@ -618,6 +635,7 @@ async fn recovery_requests_are_recorded_without_revealing_anything() {
 async fn passkey_endpoints_refuse_bad_ceremonies_clearly() {
     let app = spawn_app().await;
     let c = app.signed_in("kai@example.com").await;
+    app.step_up_by_email(&c, "kai@example.com").await;
     let r = c
         .post("/api/v1/me/passkeys/register/start", json!({"name": "  "}))
         .await;
@@ -677,6 +695,7 @@ async fn passkey_endpoints_refuse_bad_ceremonies_clearly() {
 async fn totp_secrets_are_encrypted_at_rest() {
     let app = spawn_app().await;
     let c = app.signed_in("lou@example.com").await;
+    app.step_up_by_email(&c, "lou@example.com").await;
     let r = c.post("/api/v1/me/totp", json!({})).await;
     let b32 = r.json()["secret"].as_str().expect("secret").to_owned();
     let account = app

@@ -259,6 +259,7 @@ async fn signed_requests_pass_through_nginx_and_refusals_keep_their_reason() {
     let http = reqwest::Client::new();
 
     let c = app.signed_in("nia@example.com").await;
+    app.step_up_by_email(&c, "nia@example.com").await;
     let r = c.post("/api/v1/me/api-keys", json!({"label": "bot", "type": "hmac", "permissions": ["read", "spot_trade"], "ip_allowlist": ["127.0.0.1"]})).await;
     let created = r.json();
     let (key, secret) = (

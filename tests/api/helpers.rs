@@ -458,3 +458,35 @@ pub async fn raw_sql(database_url: &str, sql: &str) {
         sqlx::query(sql).execute(&mut c).await.expect("raw sql");
     }
 }
+
+/// The code in the newest step-up mail to `to`.
+pub async fn step_up_code(app: &TestApp, to: &str) -> String {
+    const SENTENCE: &str = "confirm a security change is ";
+    let mails = app.mails_to(to).await;
+    let mail = mails
+        .iter()
+        .rev()
+        .find(|m| m.body_text.contains(SENTENCE))
+        .expect("a step-up code mail");
+    let at = mail.body_text.find(SENTENCE).expect("sentence") + SENTENCE.len();
+    mail.body_text[at..at + 6].to_owned()
+}
+
+impl TestApp {
+    /// The step-up of an account without a second factor: asks for a mailed code and sends
+    /// it with the password, so `c` may make sensitive changes for five minutes.
+    pub async fn step_up_by_email(&self, c: &TestClient, email: &str) {
+        let r = c
+            .post("/api/v1/me/step-up/email-code", serde_json::json!({}))
+            .await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+        let code = step_up_code(self, email).await;
+        let r = c
+            .post(
+                "/api/v1/me/step-up",
+                serde_json::json!({"password": PASSWORD, "email_code": code}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    }
+}

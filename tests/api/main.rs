@@ -14,4 +14,5 @@ mod pages;
 mod protection;
 mod served;
 mod sessions;
+mod step_up_email;
 mod store_contract;

@@ -53,6 +53,7 @@ fn account_uri(app: &TestApp, secret: &str) -> String {
 async fn freezing_stops_everything_at_once_and_only_once() {
     let app = spawn_app().await;
     let me = app.signed_in("ava@example.com").await;
+    app.step_up_by_email(&me, "ava@example.com").await;
     let phone = app.signed_in_again("ava@example.com").await;
     let (key, secret) = hmac_key(&me).await;
     assert_eq!(
@@ -208,8 +209,10 @@ async fn the_freeze_link_in_a_mail_works_without_signing_in_once_and_for_seven_d
 async fn devices_can_be_removed_blocked_and_trusted() {
     let app = spawn_app().await;
     let me = app.signed_in("eve@example.com").await;
+    app.step_up_by_email(&me, "eve@example.com").await;
     let phone = app.signed_in_again("eve@example.com").await;
     let other = app.signed_in("fin@example.com").await;
+    app.step_up_by_email(&other, "fin@example.com").await;
     let devices = me.get("/api/v1/me/devices").await.json();
     let phone_id = devices["devices"]
         .as_array()
@@ -516,6 +519,7 @@ async fn a_freeze_on_one_instance_is_honoured_by_another_at_once() {
     let a = spawn_app_with(|s| s.secret_key = Some(key.clone())).await;
     let b = spawn_second_instance(&a, &key).await;
     let c = a.signed_in("ida@example.com").await;
+    a.step_up_by_email(&c, "ida@example.com").await;
     let (api_key, secret) = hmac_key(&c).await;
     // B serves the session and caches the key.
     let on_b = TestClient::new(&b.base, CHROME_LINUX);
@@ -571,6 +575,7 @@ async fn a_freeze_on_one_instance_is_honoured_by_another_at_once() {
 async fn switching_a_security_mail_off_takes_48_hours_and_the_inbox_keeps_everything() {
     let app = spawn_app().await;
     let c = app.signed_in("joy@example.com").await;
+    app.step_up_by_email(&c, "joy@example.com").await;
     let prefs = c.get("/api/v1/me/notification-preferences").await.json();
     assert!(prefs["preferences"]
         .as_array()
