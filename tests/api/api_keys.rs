@@ -745,6 +745,7 @@ pub async fn change_password(app: &TestApp, c: &TestClient, email: &str, new: &s
 async fn withdrawals_wait_out_a_lock_for_keys_and_sessions_alike() {
     let app = spawn_app().await;
     let c = app.signed_in("wes@example.com").await;
+    app.step_up_by_email(&c, "wes@example.com").await;
     let k = create(&c, json!({"label": "treasury", "type": "hmac", "permissions": ["read", "withdraw"], "ip_allowlist": ["127.0.0.1"]})).await;
     let (key, secret) = (
         k["api_key"].as_str().expect("k").to_owned(),
@@ -803,6 +804,7 @@ async fn withdrawals_wait_out_a_lock_for_keys_and_sessions_alike() {
 async fn stored_settings_that_do_not_decode_refuse_the_key() {
     let app = spawn_app().await;
     let c = app.signed_in("ida@example.com").await;
+    app.step_up_by_email(&c, "ida@example.com").await;
     let k = create(&c, json!({"label": "bot", "type": "hmac", "permissions": ["read", "spot_trade"], "ip_allowlist": ["127.0.0.1"]})).await;
     let (key, secret) = (
         k["api_key"].as_str().expect("k").to_owned(),
@@ -831,6 +833,7 @@ async fn stored_settings_that_do_not_decode_refuse_the_key() {
 async fn a_cache_fill_that_raced_an_eviction_is_not_kept() {
     let app = spawn_app().await;
     let c = app.signed_in("rex@example.com").await;
+    app.step_up_by_email(&c, "rex@example.com").await;
     let k = create(
         &c,
         json!({"label": "bot", "type": "hmac", "permissions": ["read"]}),

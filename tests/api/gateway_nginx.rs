@@ -177,6 +177,7 @@ async fn paths_that_the_upstream_would_route_elsewhere_are_refused_before_it() {
     };
     let (app, base, received) = (&gw.app, &gw.base, &gw.received);
     let c = app.signed_in("ola@example.com").await;
+    app.step_up_by_email(&c, "ola@example.com").await;
     let created = c.post("/api/v1/me/api-keys", json!({"label": "trader", "type": "hmac", "permissions": ["read", "spot_trade"], "ip_allowlist": ["127.0.0.1"]})).await.json();
     let (key, secret) = (
         created["api_key"].as_str().expect("k").to_owned(),

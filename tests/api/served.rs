@@ -211,6 +211,7 @@ async fn configured_routes_from_rampart_toml_are_what_the_gateway_enforces() {
     settings.geoip_paths = Vec::new();
     let app = spawn_served_from(settings, dir).await;
     let c = app.signed_in("rio@example.com").await;
+    app.step_up_by_email(&c, "rio@example.com").await;
     let r = c
         .post(
             "/api/v1/me/api-keys",
