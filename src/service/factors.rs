@@ -4,7 +4,7 @@
 
 use serde_json::json;
 
-use super::sessions::ChallengeClient;
+use super::sessions::{ChallengeClient, PASSWORD_KNOWN_ALERT_INTERVAL};
 use super::{Client, Core, ServiceError, ServiceResult};
 use crate::clock::{format_utc, Millis, HOUR, MINUTE};
 use crate::domain::password::{self, NewPassword};
@@ -27,6 +27,8 @@ pub const SECOND_FACTOR_RESET_LOCK: Millis = 48 * HOUR;
 pub const INCOMPLETE_SIGNIN_ALERT_AFTER: Millis = 3 * MINUTE;
 /// The last N passwords (the current one included) may not be reused.
 pub const PASSWORD_HISTORY: i64 = 5;
+/// The "wrong code in your signed-in session" mail goes out at most this often per account.
+pub const STEP_UP_ALERT_INTERVAL: Millis = HOUR;
 
 /// Which second factors an account has.
 #[derive(Debug, Clone, Copy, Default)]
@@ -307,8 +309,8 @@ impl Core {
                 "Start setting up the authenticator app first.".into(),
             ));
         };
-        let key = format!("2fa:{}", account.id);
-        self.throttle(&[(key.clone(), self.account_policy())])
+        let key = self
+            .throttle_session_factor(auth, client, "totp.enrolment")
             .await?;
         let secret = self.secret_box.open(&pending.secret_enc, &account.id)?;
         let Some(step) = totp::verify(&secret, code, self.now(), 0) else {
@@ -411,8 +413,8 @@ impl Core {
                 "This account requires a passkey for important actions.".into(),
             ));
         }
-        let key = format!("2fa:{}", account.id);
-        self.throttle(&[(key.clone(), self.account_policy())])
+        let key = self
+            .throttle_session_factor(auth, client, "step_up")
             .await?;
         match self.check_second_factor_code(account, code).await? {
             Some(method) => {
@@ -420,12 +422,27 @@ impl Core {
                 self.mark_stepped_up(auth, method, client).await
             }
             None => {
-                let fx = Effects::audit(self.event(Some(client), Some(&account.id), Self::account_actor(account), "step_up.failed", json!({})))
-                    .with_mail(self.notice(
+                let alert = self
+                    .may_alert(
+                        &format!("alert:step_up_wrong_code:{}", account.id),
+                        STEP_UP_ALERT_INTERVAL,
+                    )
+                    .await?;
+                let mut fx = Effects::audit(self.event(
+                    Some(client),
+                    Some(&account.id),
+                    Self::account_actor(account),
+                    "step_up.failed",
+                    json!({ "owner_alerted": alert }),
+                ));
+                if alert {
+                    fx = fx.with_mail(self.notice(
                         account,
                         "A wrong confirmation code was entered",
-                        &format!("A wrong second-factor code was entered in your signed-in session on {} ({}).", client.device.summary(), client.ip),
+                        &format!("A wrong second-factor code was entered in your signed-in session on {} ({}). \
+                                  Further wrong codes within the hour are recorded without another mail.", client.device.summary(), client.ip),
                     ));
+                }
                 self.store.append_audit(&fx).await?;
                 Err(ServiceError::InvalidCode { attempts_left: 0 })
             }
@@ -841,8 +858,8 @@ impl Core {
                 "No authenticator app is set up.".into(),
             ));
         }
-        let key = format!("2fa:{}", account.id);
-        self.throttle(&[(key.clone(), self.account_policy())])
+        let key = self
+            .throttle_session_factor(auth, client, "totp.reset")
             .await?;
         let normalized = normalize_backup_code(backup_code);
         let ok = normalized.len() == 10
@@ -964,8 +981,23 @@ impl Core {
                 location: "unknown".into(),
             });
             let url = self.composer.public_url.trim_end_matches('/');
-            let fx = Effects::audit(self.event(None, Some(&account.id), "system".into(), "signin.incomplete_alerted", json!({"challenge_created_at": c.created_at, "ip": who.ip})))
-                .with_mail(self.notice(
+            // One "someone has your password" mail an hour, shared with the wrong-code alert:
+            // an attacker opening challenge after challenge must not flood the owner.
+            let alert = self
+                .may_alert(
+                    &format!("alert:password_known:{}", account.id),
+                    PASSWORD_KNOWN_ALERT_INTERVAL,
+                )
+                .await?;
+            let mut fx = Effects::audit(self.event(
+                None,
+                Some(&account.id),
+                "system".into(),
+                "signin.incomplete_alerted",
+                json!({"challenge_created_at": c.created_at, "ip": who.ip, "owner_alerted": alert}),
+            ));
+            if alert {
+                fx = fx.with_mail(self.notice(
                     &account,
                     "Someone has your password",
                     &format!(
@@ -978,7 +1010,8 @@ impl Core {
                         who.ip
                     ),
                 ));
-            if self.store.signin_alerted(&c.id, now, &fx).await? {
+            }
+            if self.store.signin_alerted(&c.id, now, &fx).await? && alert {
                 n += 1;
             }
         }
