@@ -7,7 +7,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::helpers::*;
-use rampart::clock::{HOUR, MINUTE, SECOND};
+use rampart::clock::{DAY, HOUR, MINUTE, SECOND};
 use rampart::domain::totp;
 
 const WRONG_SIGNIN_CODE: &str = "A wrong sign-in code was entered";
@@ -300,4 +300,203 @@ async fn guessing_in_a_stolen_session_slows_only_that_session() {
 
     // Five wrong codes, one mail.
     assert_eq!(count_mails(&app, email, &[WRONG_SESSION_CODE]).await, 1);
+}
+
+async fn register(c: &TestClient, email: &str) -> Answer {
+    c.post(
+        "/api/v1/accounts",
+        json!({"email": email, "password": PASSWORD}),
+    )
+    .await
+}
+
+/// A client of its own at its own address.
+fn client_at(app: &TestApp, ip: &str) -> TestClient {
+    let c = app.client();
+    from_ip(&c, ip);
+    c
+}
+
+#[tokio::test]
+async fn many_registrations_from_one_address_are_throttled() {
+    let app = spawn_behind_proxy().await;
+    app.register_confirmed(&client_at(&app, "192.0.2.1"), "taken@example.com")
+        .await;
+
+    let bot = client_at(&app, "198.51.100.20");
+    for i in 0..10 {
+        let r = register(&bot, &format!("new{i}@example.com")).await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{i}: {}", r.body);
+    }
+    // The eleventh waits, whether the address is new or taken: the same answer.
+    let fresh = register(&bot, "new10@example.com").await;
+    let taken = register(&bot, "taken@example.com").await;
+    assert_eq!(
+        fresh.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        fresh.body
+    );
+    assert_eq!(fresh.code(), "too_many_attempts");
+    assert!(retry_after(&fresh) >= 1);
+    assert_eq!(
+        (taken.status, &taken.body, retry_after(&taken)),
+        (fresh.status, &fresh.body, retry_after(&fresh)),
+        "a throttled registration reveals nothing about the address"
+    );
+    assert!(
+        app.store()
+            .account_by_email("new10@example.com")
+            .await
+            .expect("read")
+            .is_none(),
+        "refused before anything was done"
+    );
+    assert_eq!(
+        count_mails(&app, "taken@example.com", &["tried to register"]).await,
+        0
+    );
+
+    // Someone else is not slowed down; the bot is, after waiting, let through again.
+    let r = register(&client_at(&app, "203.0.113.5"), "new10@example.com").await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    app.clock.advance(retry_after(&fresh) * SECOND);
+    let r = register(&bot, "new11@example.com").await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+}
+
+#[tokio::test]
+async fn one_address_is_throttled_alike_whether_or_not_it_has_an_account() {
+    let app = spawn_behind_proxy().await;
+    app.register_confirmed(&client_at(&app, "192.0.2.1"), "kim@example.com")
+        .await;
+    app.clock.advance(HOUR); // the owner's own registration is forgotten
+
+    let mut answers: Vec<(String, Vec<StatusCode>)> = Vec::new();
+    for email in ["kim@example.com", "nobody-yet@example.com"] {
+        let mut statuses = Vec::new();
+        for i in 0..6 {
+            // A different source every time: only the address counter can refuse.
+            let r = register(&client_at(&app, &format!("198.51.100.{}", 100 + i)), email).await;
+            statuses.push(r.status);
+        }
+        answers.push((email.to_owned(), statuses));
+    }
+    let mut expected = vec![StatusCode::ACCEPTED; 5];
+    expected.push(StatusCode::TOO_MANY_REQUESTS);
+    for (email, statuses) in &answers {
+        assert_eq!(statuses, &expected, "{email}");
+    }
+    assert!(audit_actions(&app, "kim@example.com")
+        .await
+        .contains(&"account.registration_throttled".to_owned()));
+}
+
+#[tokio::test]
+async fn an_owner_hears_of_repeated_registrations_once_a_day() {
+    let app = spawn_behind_proxy().await;
+    let email = "lou@example.com";
+    app.register_confirmed(&client_at(&app, "192.0.2.1"), email)
+        .await;
+    let stranger = client_at(&app, "203.0.113.77");
+    for _ in 0..2 {
+        assert_eq!(
+            register(&stranger, email).await.status,
+            StatusCode::ACCEPTED
+        );
+    }
+    assert_eq!(count_mails(&app, email, &["tried to register"]).await, 1);
+    app.clock.advance(HOUR);
+    for _ in 0..2 {
+        assert_eq!(
+            register(&stranger, email).await.status,
+            StatusCode::ACCEPTED
+        );
+    }
+    assert_eq!(
+        count_mails(&app, email, &["tried to register"]).await,
+        1,
+        "still the same day"
+    );
+    app.clock.advance(DAY);
+    assert_eq!(
+        register(&stranger, email).await.status,
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(count_mails(&app, email, &["tried to register"]).await, 2);
+    // Every attempt is in the owner's audit trail, mailed or not.
+    let repeated = audit_actions(&app, email)
+        .await
+        .into_iter()
+        .filter(|a| a == "account.registration_repeated")
+        .count();
+    assert_eq!(repeated, 5);
+}
+
+#[tokio::test]
+async fn confirming_answers_alike_for_unknown_confirmed_and_waiting_addresses() {
+    let app = spawn_app().await;
+    app.register_confirmed(&app.client(), "done@example.com")
+        .await;
+    assert_eq!(
+        register(&app.client(), "waiting@example.com").await.status,
+        StatusCode::ACCEPTED
+    );
+    let real = app.confirmation_code("waiting@example.com").await;
+    let wrong = if real == "000000" { "000001" } else { "000000" };
+    let addresses = [
+        "nobody@example.com",
+        "done@example.com",
+        "waiting@example.com",
+    ];
+    let c = app.client();
+    let mut transcripts = Vec::new();
+    for email in addresses {
+        let mut answers = Vec::new();
+        for _ in 0..6 {
+            let r = c
+                .post(
+                    "/api/v1/accounts/confirm",
+                    json!({"email": email, "code": wrong}),
+                )
+                .await;
+            answers.push((
+                r.status,
+                r.body.clone(),
+                r.headers.get("retry-after").cloned(),
+            ));
+        }
+        // A new code gives every address its tries back, known or not.
+        let r = c
+            .post("/api/v1/accounts/confirm/resend", json!({"email": email}))
+            .await;
+        answers.push((r.status, r.body.clone(), None));
+        let r = c
+            .post(
+                "/api/v1/accounts/confirm",
+                json!({"email": email, "code": wrong}),
+            )
+            .await;
+        answers.push((r.status, r.body.clone(), None));
+        transcripts.push(answers);
+    }
+    assert_eq!(transcripts[0], transcripts[1], "unknown vs confirmed");
+    assert_eq!(transcripts[0], transcripts[2], "unknown vs waiting");
+    let first = &transcripts[0];
+    assert_eq!(first[0].0, StatusCode::BAD_REQUEST);
+    assert!(first[0].1.contains("4 tries left"), "{}", first[0].1);
+    assert!(first[3].1.contains("1 tries left"), "{}", first[3].1);
+    assert_eq!(first[5].0, StatusCode::TOO_MANY_REQUESTS, "{}", first[5].1);
+    assert_eq!(first[7].0, StatusCode::BAD_REQUEST);
+    assert!(first[7].1.contains("4 tries left"), "{}", first[7].1);
+
+    // The waiting owner's new code still works.
+    let fresh = app.confirmation_code("waiting@example.com").await;
+    let r = c
+        .post(
+            "/api/v1/accounts/confirm",
+            json!({"email": "waiting@example.com", "code": fresh}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
 }
