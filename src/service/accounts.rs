@@ -176,7 +176,7 @@ impl Core {
     ) -> ServiceResult<Registered> {
         // At most one mail a day per address, however often strangers try it.
         let mailed = self
-            .may_alert(
+            .may_send(
                 &format!("mail:registration_repeated:{}", account.id),
                 REGISTRATION_REPEATED_MAIL_INTERVAL,
             )
@@ -311,7 +311,7 @@ impl Core {
             "confirm_resend:{}",
             self.key.mac("throttle", email.as_str())
         );
-        if !self.may_alert(&mark, RESEND_INTERVAL).await? {
+        if !self.may_send(&mark, RESEND_INTERVAL).await? {
             return Ok(());
         }
         self.store

@@ -423,7 +423,7 @@ impl Core {
             }
             None => {
                 let alert = self
-                    .may_alert(
+                    .may_send(
                         &format!("alert:step_up_wrong_code:{}", account.id),
                         STEP_UP_ALERT_INTERVAL,
                     )
@@ -984,7 +984,7 @@ impl Core {
             // One "someone has your password" mail an hour, shared with the wrong-code alert:
             // an attacker opening challenge after challenge must not flood the owner.
             let alert = self
-                .may_alert(
+                .may_send(
                     &format!("alert:password_known:{}", account.id),
                     PASSWORD_KNOWN_ALERT_INTERVAL,
                 )

@@ -113,9 +113,9 @@ impl Core {
         Ok(key)
     }
 
-    /// Whether an alert of this kind may be mailed now (at most one per `interval` per
-    /// key, agreed through the database by every instance).
-    pub(crate) async fn may_alert(&self, key: &str, interval: Millis) -> ServiceResult<bool> {
+    /// Whether the mail (or resend) behind `key` may go out now: at most one per
+    /// `interval` per key, agreed through the database by every instance.
+    pub(crate) async fn may_send(&self, key: &str, interval: Millis) -> ServiceResult<bool> {
         Ok(self
             .store
             .once_per_interval(key, interval, self.now())
@@ -573,7 +573,7 @@ impl Core {
             None => {
                 let attempts = self.store.signin_challenge_failed(&challenge.id).await?;
                 let alert = self
-                    .may_alert(
+                    .may_send(
                         &format!("alert:password_known:{}", account.id),
                         PASSWORD_KNOWN_ALERT_INTERVAL,
                     )
