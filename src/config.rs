@@ -26,6 +26,12 @@ pub struct Rules {
     pub signin_window_minutes: i64,
     /// The longest a throttled client ever waits: throttling delays, it never locks out.
     pub signin_max_delay_minutes: i64,
+    /// Registrations per source IP allowed in the registration window before each further
+    /// one has to wait (doubling from a second, capped at the window).
+    pub register_ip_free_attempts: i64,
+    /// Registrations per email address (new or existing alike) allowed in the window.
+    pub register_address_free_attempts: i64,
+    pub register_window_minutes: i64,
     pub session_idle_minutes: i64,
     pub session_absolute_hours: i64,
     pub device_history_days: i64,
@@ -49,6 +55,9 @@ impl Default for Rules {
             signin_ip_free_failures: 20,
             signin_window_minutes: 15,
             signin_max_delay_minutes: 15,
+            register_ip_free_attempts: 10,
+            register_address_free_attempts: 5,
+            register_window_minutes: 60,
             session_idle_minutes: 30,
             session_absolute_hours: 12,
             device_history_days: 90,

@@ -4,10 +4,11 @@ use rand::Rng;
 use serde_json::json;
 
 use super::{Client, Core, ServiceError, ServiceResult};
-use crate::clock::{format_utc, MINUTE};
+use crate::clock::{format_utc, Millis, DAY, MINUTE};
 use crate::domain::email::Email;
 use crate::domain::password::{self, NewPassword};
 use crate::domain::secret::{constant_time_eq, six_digit_code};
+use crate::domain::throttle::ThrottlePolicy;
 use crate::domain::AntiPhishingCode;
 use crate::store::{Account, Confirmation, Effects, SessionAuth, StoreError};
 
@@ -17,7 +18,9 @@ use crate::store::{Account, Confirmation, Effects, SessionAuth, StoreError};
 pub struct Registered;
 
 /// A new code may be mailed at most this often.
-const RESEND_INTERVAL: i64 = MINUTE;
+const RESEND_INTERVAL: Millis = MINUTE;
+/// "Someone tried to register with your address" goes to an owner at most this often.
+pub const REGISTRATION_REPEATED_MAIL_INTERVAL: Millis = DAY;
 
 fn new_uid() -> String {
     // Ten digits, never starting with 0: what support reads back on the phone.
@@ -67,6 +70,9 @@ impl Core {
         client: &Client,
     ) -> ServiceResult<Registered> {
         let email = Email::parse(email)?;
+        // Throttled per source and per address before any costly work (the strength
+        // estimate, argon2), alike for new and existing addresses.
+        self.throttle_registration(&email, client).await?;
         let password = NewPassword::parse(password, &email, &self.rules)?;
         // Hash first, whatever happens next, so both paths take the same time.
         let hash = self
@@ -122,11 +128,70 @@ impl Core {
         )))
     }
 
+    fn registration_policy(&self, free: i64) -> ThrottlePolicy {
+        ThrottlePolicy {
+            free_failures: free,
+            window: self.rules.register_window_minutes * MINUTE,
+            max_delay: self.rules.register_window_minutes * MINUTE,
+        }
+    }
+
+    /// Charges one registration to the source address and to the email address. A refusal
+    /// (429 with the wait) says nothing about whether the address has an account; it is
+    /// audited on the account when there is one, as throttled sign-ins are.
+    async fn throttle_registration(&self, email: &Email, client: &Client) -> ServiceResult<()> {
+        let keys = [
+            (
+                format!("register:ip:{}", client.ip),
+                self.registration_policy(self.rules.register_ip_free_attempts),
+            ),
+            (
+                format!("register:addr:{}", self.key.mac("throttle", email.as_str())),
+                self.registration_policy(self.rules.register_address_free_attempts),
+            ),
+        ];
+        let Err((which, retry_after_ms)) = self.store.throttle_attempts(&keys, self.now()).await?
+        else {
+            return Ok(());
+        };
+        if which == 1 {
+            if let Some(account) = self.store.account_by_email(email.as_str()).await? {
+                let fx = Effects::audit(self.event(
+                    Some(client),
+                    Some(&account.id),
+                    "anonymous".into(),
+                    "account.registration_throttled",
+                    json!({ "retry_after_ms": retry_after_ms }),
+                ));
+                self.store.append_audit(&fx).await?;
+            }
+        }
+        Err(ServiceError::TooManyAttempts { retry_after_ms })
+    }
+
     async fn registration_attempt_on_existing(
         &self,
         account: &Account,
         client: &Client,
     ) -> ServiceResult<Registered> {
+        // At most one mail a day per address, however often strangers try it.
+        let mailed = self
+            .may_send(
+                &format!("mail:registration_repeated:{}", account.id),
+                REGISTRATION_REPEATED_MAIL_INTERVAL,
+            )
+            .await?;
+        let mut fx = Effects::audit(self.event(
+            Some(client),
+            Some(&account.id),
+            "anonymous".into(),
+            "account.registration_repeated",
+            json!({ "owner_mailed": mailed }),
+        ));
+        if !mailed {
+            self.store.append_audit(&fx).await?;
+            return Ok(Registered);
+        }
         let mail = self.composer.compose(
             Some(&account.id),
             &account.email,
@@ -142,21 +207,22 @@ impl Core {
             ),
             self.now(),
         );
-        let fx = Effects::audit(self.event(
-            Some(client),
-            Some(&account.id),
-            "anonymous".into(),
-            "account.registration_repeated",
-            json!({}),
-        ))
-        .with_mail(mail);
+        fx = fx.with_mail(mail);
         self.store.append_audit(&fx).await?;
         Ok(Registered)
     }
 
-    /// Checks a confirmation code. Wrong codes count; after the allowed number the code is
-    /// dead and a new one must be requested. An unknown or already confirmed address gets
-    /// the same answer as a wrong code.
+    /// The wrong-code counter of an address. It exists for every address, registered or
+    /// not, so the answers (tries left, too many tries) are the same whoever asks about
+    /// whichever address and cannot be used to find out who is registered.
+    fn confirm_attempts_key(&self, email: &Email) -> String {
+        format!("confirm:{}", self.key.mac("throttle", email.as_str()))
+    }
+
+    /// Checks a confirmation code. Wrong codes count per address; after the allowed number
+    /// the code is dead until a new one is requested (or the code's lifetime has passed).
+    /// Unknown, already confirmed and awaiting addresses get the same answers: tries left,
+    /// then too many tries. Only the right code can learn that it has expired.
     pub async fn confirm_email(
         &self,
         email: &str,
@@ -165,18 +231,45 @@ impl Core {
     ) -> ServiceResult<()> {
         let email = Email::parse(email)?;
         let max = self.rules.confirm_code_max_attempts;
-        let Some(account) = self.store.account_by_email(email.as_str()).await? else {
-            return Err(ServiceError::InvalidCode { attempts_left: max });
+        let ttl = self.rules.confirm_code_ttl_minutes * MINUTE;
+        let key = self.confirm_attempts_key(&email);
+        // `max` tries in a code's lifetime; the window starts at the first wrong try, after
+        // the code was made, so it outlives the code.
+        let policy = ThrottlePolicy {
+            free_failures: max,
+            window: ttl,
+            max_delay: ttl,
+        };
+        let account = self.store.account_by_email(email.as_str()).await?;
+        let tries = match self
+            .store
+            .throttle_attempt(&key, &policy, self.now())
+            .await?
+        {
+            Ok(n) if n <= max => n,
+            _ => {
+                if let Some(a) = &account {
+                    let fx = Effects::audit(self.event(
+                        Some(client),
+                        Some(&a.id),
+                        "anonymous".into(),
+                        "account.confirmation_throttled",
+                        json!({}),
+                    ));
+                    self.store.append_audit(&fx).await?;
+                }
+                return Err(ServiceError::TooManyAttempts { retry_after_ms: 0 });
+            }
+        };
+        let wrong = ServiceError::InvalidCode {
+            attempts_left: (max - tries).max(0),
+        };
+        let Some(account) = account.filter(|a| a.email_confirmed_at.is_none()) else {
+            return Err(wrong);
         };
         let Some(pending) = self.store.confirmation(&account.id).await? else {
-            return Err(ServiceError::InvalidCode { attempts_left: max });
+            return Err(wrong);
         };
-        if pending.attempts >= max {
-            return Err(ServiceError::TooManyAttempts { retry_after_ms: 0 });
-        }
-        if self.now() >= pending.expires_at {
-            return Err(ServiceError::CodeExpired);
-        }
         let code = code.trim();
         let given = self.code_mac(&account.id, code);
         if !(code.len() == 6 && constant_time_eq(&given, &pending.code_mac)) {
@@ -185,12 +278,13 @@ impl Core {
                 Some(&account.id),
                 "anonymous".into(),
                 "account.confirmation_failed",
-                json!({"attempt": pending.attempts + 1}),
+                json!({"attempt": tries}),
             ));
-            let attempts = self.store.confirmation_failed(&account.id, &fx).await?;
-            return Err(ServiceError::InvalidCode {
-                attempts_left: (max - attempts).max(0),
-            });
+            self.store.confirmation_failed(&account.id, &fx).await?;
+            return Err(wrong);
+        }
+        if self.now() >= pending.expires_at {
+            return Err(ServiceError::CodeExpired);
         }
         let fx = Effects::audit(self.event(
             Some(client),
@@ -202,23 +296,32 @@ impl Core {
         self.store
             .confirm_email(&account.id, self.now(), &fx)
             .await?;
+        // The right code's try is given back, so the counter holds wrong codes only;
+        // clearing it instead would tell a prober that the address was just confirmed.
+        self.store.throttle_refund(&key).await?;
         Ok(())
     }
 
-    /// Mails a fresh code to an unconfirmed account (at most once a minute). Answers the
-    /// same for every address.
+    /// Mails a fresh code to an unconfirmed account, at most once a minute per address,
+    /// and gives the address its tries back. Answers the same for every address, and
+    /// treats every address alike (the tries come back for unknown ones too).
     pub async fn resend_confirmation(&self, email: &str, client: &Client) -> ServiceResult<()> {
         let email = Email::parse(email)?;
+        let mark = format!(
+            "confirm_resend:{}",
+            self.key.mac("throttle", email.as_str())
+        );
+        if !self.may_send(&mark, RESEND_INTERVAL).await? {
+            return Ok(());
+        }
+        self.store
+            .throttle_clear(&self.confirm_attempts_key(&email))
+            .await?;
         let Some(account) = self.store.account_by_email(email.as_str()).await? else {
             return Ok(());
         };
         if account.email_confirmed_at.is_some() {
             return Ok(());
-        }
-        if let Some(pending) = self.store.confirmation(&account.id).await? {
-            if self.now() - pending.created_at < RESEND_INTERVAL {
-                return Ok(());
-            }
         }
         let (confirmation, code) = self.new_confirmation(&account.id);
         let fx = Effects::audit(self.event(

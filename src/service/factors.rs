@@ -4,7 +4,7 @@
 
 use serde_json::json;
 
-use super::sessions::ChallengeClient;
+use super::sessions::{ChallengeClient, PASSWORD_KNOWN_ALERT_INTERVAL};
 use super::{Client, Core, ServiceError, ServiceResult};
 use crate::clock::{format_utc, Millis, HOUR, MINUTE};
 use crate::domain::password::{self, NewPassword};
@@ -29,6 +29,8 @@ pub const INCOMPLETE_SIGNIN_ALERT_AFTER: Millis = 3 * MINUTE;
 pub const PASSWORD_HISTORY: i64 = 5;
 /// The `action_codes` purpose of the mailed step-up code.
 const STEP_UP_PURPOSE: &str = "step_up";
+/// The "wrong code in your signed-in session" mail goes out at most this often per account.
+pub const STEP_UP_ALERT_INTERVAL: Millis = HOUR;
 
 /// Which second factors an account has.
 #[derive(Debug, Clone, Copy, Default)]
@@ -315,8 +317,8 @@ impl Core {
         };
         self.require_step_up(auth, SensitiveAction::AddSecondFactor)
             .await?;
-        let key = format!("2fa:{}", account.id);
-        self.throttle(&[(key.clone(), self.account_policy())])
+        let key = self
+            .throttle_session_factor(auth, client, "totp.enrolment")
             .await?;
         let secret = self.secret_box.open(&pending.secret_enc, &account.id)?;
         let Some(step) = totp::verify(&secret, code, self.now(), 0) else {
@@ -430,8 +432,8 @@ impl Core {
                 "This account requires a passkey for important actions.".into(),
             ));
         }
-        let key = format!("2fa:{}", account.id);
-        self.throttle(&[(key.clone(), self.account_policy())])
+        let key = self
+            .throttle_session_factor(auth, client, "step_up")
             .await?;
         match self.check_second_factor_code(account, code).await? {
             Some(method) => {
@@ -439,12 +441,27 @@ impl Core {
                 self.mark_stepped_up(auth, method, client).await
             }
             None => {
-                let fx = Effects::audit(self.event(Some(client), Some(&account.id), Self::account_actor(account), "step_up.failed", json!({})))
-                    .with_mail(self.notice(
+                let alert = self
+                    .may_send(
+                        &format!("alert:step_up_wrong_code:{}", account.id),
+                        STEP_UP_ALERT_INTERVAL,
+                    )
+                    .await?;
+                let mut fx = Effects::audit(self.event(
+                    Some(client),
+                    Some(&account.id),
+                    Self::account_actor(account),
+                    "step_up.failed",
+                    json!({ "owner_alerted": alert }),
+                ));
+                if alert {
+                    fx = fx.with_mail(self.notice(
                         account,
                         "A wrong confirmation code was entered",
-                        &format!("A wrong second-factor code was entered in your signed-in session on {} ({}).", client.device.summary(), client.ip),
+                        &format!("A wrong second-factor code was entered in your signed-in session on {} ({}). \
+                                  Further wrong codes within the hour are recorded without another mail.", client.device.summary(), client.ip),
                     ));
+                }
                 self.store.append_audit(&fx).await?;
                 Err(ServiceError::InvalidCode { attempts_left: 0 })
             }
@@ -553,11 +570,11 @@ impl Core {
                 json!({"method": "password_and_email_code", "reason": reason}),
             ))
         };
-        let key = format!("stepup-mail:{}", account.id);
-        if let Err(e) = self.throttle(&[(key.clone(), self.account_policy())]).await {
-            self.store.append_audit(&failed("throttled")).await?;
-            return Err(e);
-        }
+        // Charged to this session only: a thief guessing in a stolen session slows himself,
+        // never the owner's own sessions.
+        let key = self
+            .throttle_session_factor(auth, client, "step_up")
+            .await?;
         let stored = account.password_hash.clone();
         let attempt = password.to_owned();
         if !self
@@ -1037,8 +1054,8 @@ impl Core {
                 "No authenticator app is set up.".into(),
             ));
         }
-        let key = format!("2fa:{}", account.id);
-        self.throttle(&[(key.clone(), self.account_policy())])
+        let key = self
+            .throttle_session_factor(auth, client, "totp.reset")
             .await?;
         let normalized = normalize_backup_code(backup_code);
         let ok = normalized.len() == 10
@@ -1162,8 +1179,23 @@ impl Core {
                 location: "unknown".into(),
             });
             let url = self.composer.public_url.trim_end_matches('/');
-            let fx = Effects::audit(self.event(None, Some(&account.id), "system".into(), "signin.incomplete_alerted", json!({"challenge_created_at": c.created_at, "ip": who.ip})))
-                .with_mail(self.notice(
+            // One "someone has your password" mail an hour, shared with the wrong-code alert:
+            // an attacker opening challenge after challenge must not flood the owner.
+            let alert = self
+                .may_send(
+                    &format!("alert:password_known:{}", account.id),
+                    PASSWORD_KNOWN_ALERT_INTERVAL,
+                )
+                .await?;
+            let mut fx = Effects::audit(self.event(
+                None,
+                Some(&account.id),
+                "system".into(),
+                "signin.incomplete_alerted",
+                json!({"challenge_created_at": c.created_at, "ip": who.ip, "owner_alerted": alert}),
+            ));
+            if alert {
+                fx = fx.with_mail(self.notice(
                     &account,
                     "Someone has your password",
                     &format!(
@@ -1176,7 +1208,8 @@ impl Core {
                         who.ip
                     ),
                 ));
-            if self.store.signin_alerted(&c.id, now, &fx).await? {
+            }
+            if self.store.signin_alerted(&c.id, now, &fx).await? && alert {
                 n += 1;
             }
         }

@@ -20,6 +20,10 @@ const TOUCH_INTERVAL: Millis = MINUTE;
 pub const CHALLENGE_TTL: Millis = 5 * MINUTE;
 /// Wrong second-factor codes allowed on one challenge.
 pub const CHALLENGE_MAX_ATTEMPTS: i64 = 5;
+/// "Someone has your password" mails (a wrong code after the right password, a sign-in
+/// left unfinished) go to an account at most this often, however many tries an attacker
+/// makes; every try is still audited and listed in the login history.
+pub const PASSWORD_KNOWN_ALERT_INTERVAL: Millis = HOUR;
 
 /// What a successful sign-in hands back to the edge, which sets the cookies.
 #[derive(Debug, Clone)]
@@ -66,6 +70,56 @@ impl Core {
             free_failures: self.rules.signin_ip_free_failures,
             ..self.account_policy()
         }
+    }
+
+    /// The second-factor counter for a sign-in: per account for browsers the account has
+    /// never seen, and one per known device (by its device cookie), so strangers holding
+    /// the password cannot slow down the owner's own devices. Separate from the password
+    /// counters, which a right password clears.
+    pub(crate) fn signin_factor_key(account_id: &str, known_device: Option<&Device>) -> String {
+        match known_device {
+            Some(d) => format!("2fa:{account_id}:dev:{}", d.id),
+            None => format!("2fa:{account_id}"),
+        }
+    }
+
+    /// Charges one second-factor try made from a signed-in session (step-up, authenticator
+    /// enrolment or reset) against that session's own counter, never the account's sign-in
+    /// counters: a thief guessing in a stolen session slows only that session, and
+    /// strangers guessing at the sign-in never stop the owner's live session. A refusal is
+    /// audited (`{action}.throttled`). Returns the key to clear after a success.
+    pub(crate) async fn throttle_session_factor(
+        &self,
+        auth: &SessionAuth,
+        client: &Client,
+        action: &str,
+    ) -> ServiceResult<String> {
+        let key = format!("2fa:session:{}", auth.session.id);
+        if let Err(retry_after_ms) = self
+            .store
+            .throttle_attempt(&key, &self.account_policy(), self.now())
+            .await?
+        {
+            let fx = Effects::audit(self.event(
+                Some(client),
+                Some(&auth.account.id),
+                Self::account_actor(&auth.account),
+                &format!("{action}.throttled"),
+                json!({ "retry_after_ms": retry_after_ms }),
+            ));
+            self.store.append_audit(&fx).await?;
+            return Err(ServiceError::TooManyAttempts { retry_after_ms });
+        }
+        Ok(key)
+    }
+
+    /// Whether the mail (or resend) behind `key` may go out now: at most one per
+    /// `interval` per key, agreed through the database by every instance.
+    pub(crate) async fn may_send(&self, key: &str, interval: Millis) -> ServiceResult<bool> {
+        Ok(self
+            .store
+            .once_per_interval(key, interval, self.now())
+            .await?)
     }
 
     pub(crate) fn login_row(
@@ -118,7 +172,7 @@ impl Core {
     /// account (per known device). Charged before the secret is checked.
     pub(crate) async fn throttle(&self, keys: &[(String, ThrottlePolicy)]) -> ServiceResult<()> {
         match self.store.throttle_attempts(keys, self.now()).await? {
-            Ok(()) => Ok(()),
+            Ok(_) => Ok(()),
             Err((_, wait)) => Err(ServiceError::TooManyAttempts {
                 retry_after_ms: wait,
             }),
@@ -467,18 +521,40 @@ impl Core {
                     .into(),
             ));
         }
-        let key = format!("2fa:{}", account.id);
-        self.throttle(&[
-            (format!("ip:{}", client.ip), self.ip_policy()),
-            (key.clone(), self.account_policy()),
-        ])
-        .await?;
         let known_device = self.known_device(&account.id, client).await?;
+        let device_id = known_device.as_ref().map(|d| d.id.clone());
+        let ip_key = format!("ip:{}", client.ip);
+        let key = Self::signin_factor_key(&account.id, known_device.as_ref());
+        let keys = [
+            (ip_key.clone(), self.ip_policy()),
+            (key.clone(), self.account_policy()),
+        ];
+        if let Err((which, retry_after_ms)) =
+            self.store.throttle_attempts(&keys, self.now()).await?
+        {
+            if which == 1 {
+                let fx = Effects::audit(self.event(
+                    Some(client),
+                    Some(&account.id),
+                    "anonymous".into(),
+                    "signin.second_factor_throttled",
+                    json!({ "retry_after_ms": retry_after_ms }),
+                ));
+                let row = self.login_row(
+                    &account.id,
+                    client,
+                    device_id.as_deref(),
+                    false,
+                    "throttled",
+                    "password",
+                );
+                self.store.record_failed_login(&row, &fx).await?;
+            }
+            return Err(ServiceError::TooManyAttempts { retry_after_ms });
+        }
         match self.check_second_factor_code(&account, code).await? {
             Some(method) => {
-                self.store
-                    .throttle_settle(&[key], &[format!("ip:{}", client.ip)])
-                    .await?;
+                self.store.throttle_settle(&[key], &[ip_key]).await?;
                 let mail = self.factor_used_mail(&account, method, client);
                 let extra = Effects {
                     audit: vec![],
@@ -496,24 +572,39 @@ impl Core {
             }
             None => {
                 let attempts = self.store.signin_challenge_failed(&challenge.id).await?;
-                let fx = Effects::audit(self.event(Some(client), Some(&account.id), "anonymous".into(), "signin.second_factor_failed", json!({"attempt": attempts})))
-                    .with_mail(self.composer.compose(
+                let alert = self
+                    .may_send(
+                        &format!("alert:password_known:{}", account.id),
+                        PASSWORD_KNOWN_ALERT_INTERVAL,
+                    )
+                    .await?;
+                let mut fx = Effects::audit(self.event(
+                    Some(client),
+                    Some(&account.id),
+                    "anonymous".into(),
+                    "signin.second_factor_failed",
+                    json!({"attempt": attempts, "owner_alerted": alert}),
+                ));
+                if alert {
+                    fx = fx.with_mail(self.composer.compose(
                         Some(&account.id),
                         &account.email,
                         account.anti_phishing_code.as_deref(),
                         "A wrong sign-in code was entered",
                         &format!(
                             "Someone entered your correct password and then a wrong second-factor code, from {} ({}).\n\n\
-                             If this was not you, your password is known to someone else: change it now and review your devices.",
+                             If this was not you, your password is known to someone else: change it now and review your devices. \
+                             (Further wrong codes within the hour are recorded in your login history without another mail.)",
                             client.device.summary(),
                             client.ip
                         ),
                         self.now(),
                     ));
+                }
                 let row = self.login_row(
                     &account.id,
                     client,
-                    known_device.as_ref().map(|d| d.id.as_str()),
+                    device_id.as_deref(),
                     false,
                     "wrong_second_factor",
                     "password",

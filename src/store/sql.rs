@@ -489,11 +489,15 @@ macro_rules! sql_store {
 
         #[async_trait]
         impl ThrottleStore for $store {
-            async fn throttle_attempt(&self, key: &str, policy: &ThrottlePolicy, now: Millis) -> StoreResult<Result<(), Millis>> {
-                Ok(self.throttle_attempts(&[(key.to_owned(), *policy)], now).await?.map_err(|(_, wait)| wait))
+            async fn throttle_attempt(&self, key: &str, policy: &ThrottlePolicy, now: Millis) -> StoreResult<Result<i64, Millis>> {
+                Ok(self
+                    .throttle_attempts(&[(key.to_owned(), *policy)], now)
+                    .await?
+                    .map(|failures| failures.first().copied().unwrap_or(0))
+                    .map_err(|(_, wait)| wait))
             }
 
-            async fn throttle_attempts(&self, keys: &[(String, ThrottlePolicy)], now: Millis) -> StoreResult<Result<(), (usize, Millis)>> {
+            async fn throttle_attempts(&self, keys: &[(String, ThrottlePolicy)], now: Millis) -> StoreResult<Result<Vec<i64>, (usize, Millis)>> {
                 let mut tx = self.write.begin().await?;
                 let mut next = Vec::with_capacity(keys.len());
                 for (i, (key, policy)) in keys.iter().enumerate() {
@@ -524,6 +528,7 @@ macro_rules! sql_store {
                     }
                     next.push((key, policy.fail(state, now)));
                 }
+                let mut counted = Vec::with_capacity(next.len());
                 for (key, n) in next {
                     sqlx::query("UPDATE throttle SET failures = $1, window_start = $2, last_failure = $3 WHERE key = $4")
                         .bind(n.failures)
@@ -532,9 +537,10 @@ macro_rules! sql_store {
                         .bind(key)
                         .execute(&mut *tx)
                         .await?;
+                    counted.push(n.failures);
                 }
                 tx.commit().await?;
-                Ok(Ok(()))
+                Ok(Ok(counted))
             }
 
             async fn throttle_settle(&self, clear: &[String], refund: &[String]) -> StoreResult<()> {
@@ -563,6 +569,23 @@ macro_rules! sql_store {
                     .execute(&self.write)
                     .await?;
                 Ok(())
+            }
+
+            async fn once_per_interval(&self, key: &str, interval: Millis, now: Millis) -> StoreResult<bool> {
+                // One statement: a new key is inserted; an existing one is moved to `now` only
+                // if its last mark is old enough. A concurrent caller waits for the row and
+                // then sees the fresh mark, so it changes nothing and loses.
+                let done = sqlx::query(
+                    "INSERT INTO send_marks (key, last_at) VALUES ($1, $2) \
+                     ON CONFLICT (key) DO UPDATE SET last_at = excluded.last_at \
+                     WHERE send_marks.last_at <= $3",
+                )
+                .bind(key)
+                .bind(now)
+                .bind(now - interval)
+                .execute(&self.write)
+                .await?;
+                Ok(done.rows_affected() == 1)
             }
         }
 

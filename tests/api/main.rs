@@ -9,6 +9,7 @@ mod audit;
 mod bad_input;
 mod factors;
 mod gateway_nginx;
+mod lockout;
 mod outbox;
 mod pages;
 mod protection;

@@ -82,6 +82,48 @@ async fn throttle_charges_are_atomic_under_concurrency() {
 }
 
 #[tokio::test]
+async fn once_per_interval_lets_exactly_one_concurrent_caller_through() {
+    let (url, _dir) = fresh_database().await;
+    // Two stores with their own pools, as two instances would have.
+    let a = connect(&url).await.expect("connect");
+    let b = connect(&url).await.expect("connect");
+    let race = |now: i64| {
+        let mut tasks = Vec::new();
+        for i in 0..20 {
+            let s = if i % 2 == 0 { a.clone() } else { b.clone() };
+            tasks.push(tokio::spawn(async move {
+                s.once_per_interval("alert:k", 60 * MINUTE, now)
+                    .await
+                    .expect("claim")
+            }));
+        }
+        tasks
+    };
+    let mut yes = 0;
+    for t in race(1_000_000) {
+        yes += usize::from(t.await.expect("task"));
+    }
+    assert_eq!(yes, 1, "exactly one caller may send");
+    assert!(
+        !a.once_per_interval("alert:k", 60 * MINUTE, 1_000_000 + 60 * MINUTE - 1)
+            .await
+            .expect("claim"),
+        "not again within the interval"
+    );
+    assert!(
+        a.once_per_interval("alert:other", 60 * MINUTE, 1_000_001)
+            .await
+            .expect("claim"),
+        "keys are independent"
+    );
+    let mut yes = 0;
+    for t in race(1_000_000 + 60 * MINUTE) {
+        yes += usize::from(t.await.expect("task"));
+    }
+    assert_eq!(yes, 1, "once the interval has passed, exactly one again");
+}
+
+#[tokio::test]
 async fn concurrent_writers_extend_one_unbroken_audit_chain() {
     let (s, _dir) = store().await;
     let mut tasks = Vec::new();
