@@ -348,3 +348,36 @@ async fn the_demo_starts_from_its_known_state_every_time() {
         r.body
     );
 }
+
+#[tokio::test]
+async fn a_weakening_takes_effect_from_serve_s_own_timed_loop() {
+    let (db, dir) = fresh_database().await;
+    let app = spawn_served_from(test_settings(&db), dir).await;
+    let email = "tim@example.com";
+    let c = app.signed_in(email).await;
+    app.step_up_by_email(&c, email).await;
+    let r = c
+        .put(
+            "/api/v1/me/notification-preferences",
+            json!({"kind": "signin", "enabled": false}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    let account = app
+        .store()
+        .account_by_email(email)
+        .await
+        .expect("read")
+        .expect("account");
+    app.clock.advance(48 * rampart::clock::HOUR);
+    // Nobody calls `timed::step` here: the loop `serve` started must apply it (every 5 s).
+    let mut mutes = Vec::new();
+    for _ in 0..100 {
+        mutes = app.store().mail_mutes(&account.id).await.expect("mutes");
+        if !mutes.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(mutes, vec!["signin".to_owned()]);
+}
