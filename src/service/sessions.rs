@@ -122,6 +122,34 @@ impl Core {
             .await?)
     }
 
+    /// A throttled sign-in step: in the login history (the owner sees it) and audited.
+    async fn record_throttled_signin(
+        &self,
+        account_id: &str,
+        client: &Client,
+        device_id: Option<&str>,
+        action: &str,
+        retry_after_ms: Millis,
+    ) -> ServiceResult<()> {
+        let fx = Effects::audit(self.event(
+            Some(client),
+            Some(account_id),
+            "anonymous".into(),
+            action,
+            json!({ "retry_after_ms": retry_after_ms }),
+        ));
+        let row = self.login_row(
+            account_id,
+            client,
+            device_id,
+            false,
+            "throttled",
+            "password",
+        );
+        self.store.record_failed_login(&row, &fx).await?;
+        Ok(())
+    }
+
     pub(crate) fn login_row(
         &self,
         account_id: &str,
@@ -211,22 +239,14 @@ impl Core {
             self.store.throttle_attempts(&keys, self.now()).await?
         {
             if let (1, Some(a)) = (which, &account) {
-                let fx = Effects::audit(self.event(
-                    Some(client),
-                    Some(&a.id),
-                    "anonymous".into(),
-                    "signin.throttled",
-                    json!({ "retry_after_ms": retry_after_ms }),
-                ));
-                let row = self.login_row(
+                self.record_throttled_signin(
                     &a.id,
                     client,
                     device_id.as_deref(),
-                    false,
-                    "throttled",
-                    "password",
-                );
-                self.store.record_failed_login(&row, &fx).await?;
+                    "signin.throttled",
+                    retry_after_ms,
+                )
+                .await?;
             }
             return Err(ServiceError::TooManyAttempts { retry_after_ms });
         }
@@ -533,22 +553,14 @@ impl Core {
             self.store.throttle_attempts(&keys, self.now()).await?
         {
             if which == 1 {
-                let fx = Effects::audit(self.event(
-                    Some(client),
-                    Some(&account.id),
-                    "anonymous".into(),
-                    "signin.second_factor_throttled",
-                    json!({ "retry_after_ms": retry_after_ms }),
-                ));
-                let row = self.login_row(
+                self.record_throttled_signin(
                     &account.id,
                     client,
                     device_id.as_deref(),
-                    false,
-                    "throttled",
-                    "password",
-                );
-                self.store.record_failed_login(&row, &fx).await?;
+                    "signin.second_factor_throttled",
+                    retry_after_ms,
+                )
+                .await?;
             }
             return Err(ServiceError::TooManyAttempts { retry_after_ms });
         }

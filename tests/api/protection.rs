@@ -420,7 +420,7 @@ async fn a_new_device_is_announced_and_unusable_until_confirmed() {
 }
 
 /// A webhook receiver that records what it gets and fails the first `fail` calls.
-async fn receiver(fail: usize) -> (String, Arc<Mutex<Vec<(String, String, String)>>>) {
+pub async fn receiver(fail: usize) -> (String, Arc<Mutex<Vec<(String, String, String)>>>) {
     let got = Arc::new(Mutex::new(Vec::new()));
     let seen = got.clone();
     let calls = Arc::new(Mutex::new(0usize));

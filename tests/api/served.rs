@@ -242,39 +242,12 @@ async fn configured_routes_from_rampart_toml_are_what_the_gateway_enforces() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
 }
 
-/// An HTTP listener that records every webhook it receives: signature header and body.
-async fn webhook_receiver() -> (String, Arc<Mutex<Vec<(String, String)>>>) {
-    let got: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
-    let seen = got.clone();
-    let app = axum::Router::new().route(
-        "/hook",
-        axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
-            let seen = seen.clone();
-            async move {
-                let sig = headers
-                    .get("x-rampart-signature")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("")
-                    .to_owned();
-                seen.lock().expect("seen").push((sig, body));
-                axum::http::StatusCode::NO_CONTENT
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
-    tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
-    (url, got)
-}
-
 #[tokio::test]
 async fn a_freeze_reaches_a_webhook_added_with_the_cli_within_seconds() {
     let (db, dir) = fresh_database().await;
     let settings = test_settings(&db);
     let key = settings.secret_key.clone().expect("key");
-    let (url, got) = webhook_receiver().await;
+    let (url, got) = crate::protection::receiver(0).await;
     let work = tempfile::tempdir().expect("dir");
     let mut cli = rampart(
         work.path(),
@@ -298,14 +271,14 @@ async fn a_freeze_reaches_a_webhook_added_with_the_cli_within_seconds() {
     let mut received = Vec::new();
     for _ in 0..100 {
         received = got.lock().expect("got").clone();
-        if received.iter().any(|(_, b)| b.contains("frozen")) {
+        if received.iter().any(|(_, _, b)| b.contains("frozen")) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let (sig, body) = received
+    let (sig, _, body) = received
         .iter()
-        .find(|(_, b)| b.contains("frozen"))
+        .find(|(_, _, b)| b.contains("frozen"))
         .unwrap_or_else(|| panic!("no freeze event within 10 s: {received:?}"));
     assert_eq!(
         sig,
