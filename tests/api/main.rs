@@ -9,6 +9,7 @@ mod audit;
 mod bad_input;
 mod factors;
 mod gateway_nginx;
+mod origin;
 mod outbox;
 mod pages;
 mod protection;

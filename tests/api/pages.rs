@@ -101,6 +101,8 @@ async fn the_whole_flow_works_through_the_pages_with_csrf() {
     assert!(page.body.contains("Success"));
     assert!(page.body.contains("You have no anti-phishing code yet"));
 
+    // Signed in, forms carry a token bound to this session (the sign-in page's is stale).
+    let csrf = csrf_in(&page.body);
     let r = c
         .post_form(
             "/security/anti-phishing-code",
