@@ -493,7 +493,10 @@ async fn my_logins(
 pub struct AntiPhishingRequest {
     /// 8–32 letters, digits, '-' or '_' (surrounding spaces are ignored). 8 and 32 are the
     /// defaults of the `anti_phishing_min_chars` and `anti_phishing_max_chars` rules.
-    #[schema(example = "Blue-Falcon7", pattern = "^[\\t-\\r \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]*[A-Za-z0-9_-]{8,32}[\\t-\\r \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]*$")]
+    #[schema(
+        example = "Blue-Falcon7",
+        pattern = "^[\\t-\\r \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]*[A-Za-z0-9_-]{8,32}[\\t-\\r \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]*$"
+    )]
     code: String,
 }
 

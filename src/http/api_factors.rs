@@ -505,7 +505,10 @@ async fn step_up_passkey_finish(
 pub struct NameRequest {
     /// Up to 64 characters (longer names are cut); at least one that is not a space or a
     /// control character.
-    #[schema(pattern = "[^\\x00-\\x20\\x7f-\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]", example = "YubiKey")]
+    #[schema(
+        pattern = "[^\\x00-\\x20\\x7f-\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]",
+        example = "YubiKey"
+    )]
     name: String,
 }
 

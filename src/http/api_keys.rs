@@ -56,7 +56,10 @@ pub fn routes() -> Router<AppState> {
 pub struct CreateKeyRequest {
     /// Up to 64 characters (longer labels are cut); at least one that is not a space or a
     /// control character.
-    #[schema(pattern = "[^\\x00-\\x20\\x7f-\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]", example = "trading bot")]
+    #[schema(
+        pattern = "[^\\x00-\\x20\\x7f-\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]",
+        example = "trading bot"
+    )]
     label: String,
     /// `hmac` (Rampart generates the secret), `ed25519` or `rsa` (send `public_key`).
     #[serde(rename = "type")]
