@@ -202,8 +202,12 @@ async fn our_own_pages_and_clients_without_browser_headers_are_accepted() {
         Some("Owl-Lantern-9")
     );
 
-    // A form from our own page.
-    let csrf = csrf_in(&c.get("/security").await.body);
+    // A form from our own page. Under `Referrer-Policy: no-referrer` browsers would send
+    // `Origin: null` with it (refused: a sandboxed frame sends that too); `same-origin`
+    // keeps our own origin in our own requests and still sends nothing to other sites.
+    let page = c.get("/security").await;
+    assert_eq!(page.headers["referrer-policy"], "same-origin");
+    let csrf = csrf_in(&page.body);
     browser_headers(
         &c,
         &[
