@@ -642,7 +642,6 @@ async fn cancel_change(
 /// Mails the 6-digit code a password change needs.
 #[utoipa::path(post, path = "/api/v1/me/password/code", responses(
     (status = 202, description = "A code was mailed"),
-    (status = 429, body = ErrorBody, description = "too_many_attempts: one code a minute"),
 ))]
 async fn password_code(
     State(s): State<AppState>,
