@@ -65,12 +65,103 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/me/anti-phishing-code", put(set_anti_phishing_code))
 }
 
-async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+async fn openapi() -> Json<serde_json::Value> {
+    Json(document())
+}
+
+/// The OpenAPI document: the handlers' annotations, plus the answers that every operation
+/// of a kind can give whatever its handler does (they come from the extractors and the
+/// middleware, not from the handler), so the document lists every status a client can get.
+pub fn document() -> serde_json::Value {
     let mut doc = ApiDoc::openapi();
     doc.merge(super::api_factors::FactorsDoc::openapi());
     doc.merge(super::api_keys::KeysDoc::openapi());
     doc.merge(super::api_protection::ProtectionDoc::openapi());
-    Json(doc)
+    let mut doc = serde_json::to_value(doc).unwrap_or_default();
+    add_common_answers(&mut doc);
+    doc
+}
+
+/// Whether an operation acts as the signed-in account (needs the session cookie).
+fn signed_in(path: &str) -> bool {
+    path.starts_with("/api/v1/me") || path == "/api/v1/sessions/current"
+}
+
+fn add_common_answers(doc: &mut serde_json::Value) {
+    use serde_json::{json, Value};
+    let error = |description: &str| {
+        json!({
+            "description": description,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+        })
+    };
+    doc["components"]["securitySchemes"]["session"] = json!({
+        "type": "apiKey",
+        "in": "cookie",
+        "name": SESSION_COOKIE,
+        "description": "The session cookie set by a sign-in."
+    });
+    let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for (path, item) in paths.iter_mut() {
+        if !path.starts_with("/api/") {
+            continue;
+        }
+        let Some(item) = item.as_object_mut() else {
+            continue;
+        };
+        for (method, op) in item.iter_mut() {
+            let state_changing = matches!(method.as_str(), "post" | "put" | "patch" | "delete");
+            let has_body = op.get("requestBody").is_some();
+            let has_path_params = path.contains('{');
+            let has_query = op["parameters"]
+                .as_array()
+                .is_some_and(|ps| ps.iter().any(|p| p["in"] == "query"));
+            let mut add = Vec::new();
+            if has_body {
+                add.push(("400", "malformed_json: the body is not JSON"));
+                add.push(("413", "body_too_large"));
+                add.push((
+                    "422",
+                    "invalid_body: the body does not have the expected fields",
+                ));
+            }
+            if has_query {
+                add.push(("400", "invalid_query"));
+            }
+            if state_changing {
+                add.push((
+                    "415",
+                    "unsupported_media_type: a body or Content-Type that is not JSON",
+                ));
+            }
+            if has_path_params {
+                add.push(("404", "not_found"));
+            }
+            if signed_in(path) {
+                add.push((
+                    "401",
+                    "unauthenticated, session_expired, account_frozen: sign in (again)",
+                ));
+                add.push((
+                    "403",
+                    if state_changing {
+                        "device_confirmation_required; cross_origin_request (sent from another origin)"
+                    } else {
+                        "device_confirmation_required"
+                    },
+                ));
+                op["security"] = json!([{"session": []}]);
+            }
+            let responses = &mut op["responses"];
+            for (status, description) in add {
+                if responses.get(status).is_none() {
+                    responses[status] = error(description);
+                }
+            }
+        }
+    }
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -375,8 +466,9 @@ pub struct LoginsResponse {
 
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct LoginsQuery {
-    /// 1–500, default 100.
+    /// How many, newest first: default 100; values outside 1–500 count as 1 or 500.
     limit: Option<i64>,
 }
 
@@ -399,8 +491,12 @@ async fn my_logins(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AntiPhishingRequest {
-    /// 8–32 letters, digits, '-' or '_'.
-    #[schema(example = "Blue-Falcon7")]
+    /// 8–32 letters, digits, '-' or '_' (surrounding spaces are ignored). 8 and 32 are the
+    /// defaults of the `anti_phishing_min_chars` and `anti_phishing_max_chars` rules.
+    #[schema(
+        example = "Blue-Falcon7",
+        pattern = "^[\\t-\\r \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]*[A-Za-z0-9_-]{8,32}[\\t-\\r \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]*$"
+    )]
     code: String,
 }
 

@@ -178,7 +178,10 @@ fn credential<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Result<T,
 
 /// Starts a passkey sign-in. Answers `{ceremony_id, options}`; pass `options` to
 /// `navigator.credentials.get()`.
-#[utoipa::path(post, path = "/api/v1/sessions/passkey/start", request_body = PasskeyStartRequest, responses((status = 200, description = "{ceremony_id, options}")))]
+#[utoipa::path(post, path = "/api/v1/sessions/passkey/start", request_body = PasskeyStartRequest, responses(
+    (status = 200, description = "{ceremony_id, options}"),
+    (status = 401, body = ErrorBody, description = "challenge_expired"),
+))]
 async fn passkey_signin_start(
     State(s): State<AppState>,
     ApiJson(req): ApiJson<PasskeyStartRequest>,
@@ -256,7 +259,11 @@ pub struct BackupCodes {
 #[utoipa::path(post, path = "/api/v1/me/totp/confirm", request_body = CodeRequest, responses(
     (status = 200, body = BackupCodes),
     (status = 403, body = ErrorBody, description = "step_up_required"),
+    (status = 400, body = ErrorBody, description = "invalid_code"),
+    (status = 404, body = ErrorBody, description = "not_found: no enrolment started"),
+    (status = 409, body = ErrorBody, description = "totp_already_enabled"),
     (status = 422, body = ErrorBody, description = "invalid_code"),
+    (status = 429, body = ErrorBody, description = "too_many_attempts (see Retry-After)"),
 ))]
 async fn totp_confirm(
     State(s): State<AppState>,
@@ -289,7 +296,12 @@ impl From<PendingChange> for Scheduled {
 }
 
 /// Turns the authenticator app off, 48 hours from now (cancellable; announced by mail).
-#[utoipa::path(delete, path = "/api/v1/me/totp", responses((status = 202, body = Scheduled), (status = 403, body = ErrorBody, description = "step_up_required")))]
+#[utoipa::path(delete, path = "/api/v1/me/totp", responses(
+    (status = 202, body = Scheduled),
+    (status = 403, body = ErrorBody, description = "step_up_required"),
+    (status = 404, body = ErrorBody, description = "not_found: no authenticator app is set up"),
+    (status = 409, body = ErrorBody, description = "a change is already pending"),
+))]
 async fn totp_disable(
     State(s): State<AppState>,
     Authed(auth): Authed,
@@ -313,7 +325,12 @@ pub struct ResetDone {
 
 /// Resets (removes) the authenticator app at once with a backup code; withdrawals are
 /// locked for 48 hours.
-#[utoipa::path(post, path = "/api/v1/me/totp/reset", request_body = ResetRequest, responses((status = 200, body = ResetDone), (status = 400, body = ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/me/totp/reset", request_body = ResetRequest, responses(
+    (status = 200, body = ResetDone),
+    (status = 400, body = ErrorBody, description = "invalid_code"),
+    (status = 404, body = ErrorBody, description = "not_found: no authenticator app is set up"),
+    (status = 429, body = ErrorBody, description = "too_many_attempts (see Retry-After)"),
+))]
 async fn totp_reset(
     State(s): State<AppState>,
     Authed(auth): Authed,
@@ -331,7 +348,11 @@ async fn totp_reset(
 }
 
 /// Makes ten new backup codes; the old ones stop working.
-#[utoipa::path(post, path = "/api/v1/me/backup-codes", responses((status = 200, body = BackupCodes), (status = 403, body = ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/me/backup-codes", responses(
+    (status = 200, body = BackupCodes),
+    (status = 403, body = ErrorBody, description = "step_up_required"),
+    (status = 409, body = ErrorBody, description = "no_second_factor"),
+))]
 async fn regenerate_backup_codes(
     State(s): State<AppState>,
     Authed(auth): Authed,
@@ -465,7 +486,7 @@ pub struct EmailStepUpRequest {
     (status = 403, body = ErrorBody, description = "wrong_password, passkey_required"),
     (status = 409, body = ErrorBody, description = "no_second_factor ({code} on an account without one: use {password, email_code}), use_second_factor ({password, email_code} on an account with one)"),
     (status = 422, body = ErrorBody, description = "invalid_body"),
-    (status = 429, body = ErrorBody, description = "too_many_attempts (throttled per account, or 5 wrong mailed codes: ask for a new one)"),
+    (status = 429, body = ErrorBody, description = "too_many_attempts (throttled per session, or 5 wrong mailed codes: ask for a new one)"),
 ))]
 async fn step_up(
     State(s): State<AppState>,
@@ -513,7 +534,10 @@ async fn step_up_email_code(
 }
 
 /// Starts a step-up with a passkey.
-#[utoipa::path(post, path = "/api/v1/me/step-up/passkey/start", responses((status = 200, description = "{ceremony_id, options}")))]
+#[utoipa::path(post, path = "/api/v1/me/step-up/passkey/start", responses(
+    (status = 200, description = "{ceremony_id, options}"),
+    (status = 409, body = ErrorBody, description = "no_passkey"),
+))]
 async fn step_up_passkey_start(
     State(s): State<AppState>,
     Authed(auth): Authed,
@@ -522,7 +546,10 @@ async fn step_up_passkey_start(
 }
 
 /// Finishes a step-up with a passkey.
-#[utoipa::path(post, path = "/api/v1/me/step-up/passkey/finish", request_body = CeremonyFinish, responses((status = 200, body = SteppedUp)))]
+#[utoipa::path(post, path = "/api/v1/me/step-up/passkey/finish", request_body = CeremonyFinish, responses(
+    (status = 200, body = SteppedUp),
+    (status = 401, body = ErrorBody, description = "passkey_failed, challenge_expired"),
+))]
 async fn step_up_passkey_finish(
     State(s): State<AppState>,
     Authed(auth): Authed,
@@ -543,6 +570,12 @@ async fn step_up_passkey_finish(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NameRequest {
+    /// Up to 64 characters (longer names are cut); at least one that is not a space or a
+    /// control character.
+    #[schema(
+        pattern = "[^\\x00-\\x20\\x7f-\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]",
+        example = "YubiKey"
+    )]
     name: String,
 }
 
@@ -551,6 +584,7 @@ pub struct NameRequest {
 #[utoipa::path(post, path = "/api/v1/me/passkeys/register/start", request_body = NameRequest, responses(
     (status = 200, description = "{ceremony_id, options}"),
     (status = 403, body = ErrorBody, description = "step_up_required (the second factor, or without one the password and a mailed code, proved in the last 5 minutes)"),
+    (status = 409, body = ErrorBody, description = "too many passkeys"),
 ))]
 async fn passkey_register_start(
     State(s): State<AppState>,
@@ -596,7 +630,7 @@ async fn passkey_register_finish(
 }
 
 /// Renames a passkey.
-#[utoipa::path(patch, path = "/api/v1/me/passkeys/{id}", request_body = NameRequest, responses((status = 204), (status = 404, body = ErrorBody)))]
+#[utoipa::path(patch, path = "/api/v1/me/passkeys/{id}", request_body = NameRequest, params(("id" = String, Path, description = "The passkey's id, from `GET /api/v1/me/second-factors`.")), responses((status = 204, description = "Renamed"), (status = 404, body = ErrorBody)))]
 async fn rename_passkey(
     State(s): State<AppState>,
     Authed(auth): Authed,
@@ -611,7 +645,11 @@ async fn rename_passkey(
 }
 
 /// Removes a passkey 48 hours from now (cancellable; announced by mail).
-#[utoipa::path(delete, path = "/api/v1/me/passkeys/{id}", responses((status = 202, body = Scheduled), (status = 404, body = ErrorBody)))]
+#[utoipa::path(delete, path = "/api/v1/me/passkeys/{id}", params(("id" = String, Path, description = "The passkey's id, from `GET /api/v1/me/second-factors`.")), responses(
+    (status = 202, body = Scheduled),
+    (status = 403, body = ErrorBody, description = "step_up_required"),
+    (status = 404, body = ErrorBody),
+))]
 async fn remove_passkey(
     State(s): State<AppState>,
     Authed(auth): Authed,
@@ -630,7 +668,12 @@ pub struct RequirePasskeyRequest {
 
 /// "Require a passkey for important actions" (sign-in and withdrawals). On applies at once;
 /// off takes 48 hours.
-#[utoipa::path(put, path = "/api/v1/me/require-passkey", request_body = RequirePasskeyRequest, responses((status = 200), (status = 202, body = Scheduled)))]
+#[utoipa::path(put, path = "/api/v1/me/require-passkey", request_body = RequirePasskeyRequest, responses(
+    (status = 200, description = "Required from now on (or already as asked)"),
+    (status = 202, body = Scheduled),
+    (status = 403, body = ErrorBody, description = "step_up_required"),
+    (status = 409, body = ErrorBody, description = "no_passkey"),
+))]
 async fn require_passkey(
     State(s): State<AppState>,
     Authed(auth): Authed,
@@ -651,7 +694,7 @@ async fn require_passkey(
 }
 
 /// Cancels a pending weakening change.
-#[utoipa::path(delete, path = "/api/v1/me/pending-changes/{id}", responses((status = 204), (status = 404, body = ErrorBody)))]
+#[utoipa::path(delete, path = "/api/v1/me/pending-changes/{id}", params(("id" = String, Path, description = "The change's id, from `GET /api/v1/me/second-factors` or the mail's cancel link.")), responses((status = 204, description = "Cancelled"), (status = 404, body = ErrorBody)))]
 async fn cancel_change(
     State(s): State<AppState>,
     Authed(auth): Authed,
@@ -665,7 +708,9 @@ async fn cancel_change(
 // ---- password change -------------------------------------------------------------------
 
 /// Mails the 6-digit code a password change needs.
-#[utoipa::path(post, path = "/api/v1/me/password/code", responses((status = 202)))]
+#[utoipa::path(post, path = "/api/v1/me/password/code", responses(
+    (status = 202, description = "A code was mailed"),
+))]
 async fn password_code(
     State(s): State<AppState>,
     Authed(auth): Authed,
@@ -694,8 +739,10 @@ pub struct PasswordChanged {
 /// mailed code. Every other session ends; withdrawals are locked for 24 hours.
 #[utoipa::path(put, path = "/api/v1/me/password", request_body = PasswordChangeRequest, responses(
     (status = 200, body = PasswordChanged),
+    (status = 400, body = ErrorBody, description = "invalid_code, code_expired (the mailed code)"),
     (status = 403, body = ErrorBody, description = "step_up_required, wrong_password"),
     (status = 422, body = ErrorBody, description = "weak_password, password_reused"),
+    (status = 429, body = ErrorBody, description = "too_many_attempts (see Retry-After)"),
 ))]
 async fn change_password(
     State(s): State<AppState>,
@@ -730,7 +777,10 @@ pub struct RecoveryRequestBody {
 
 /// Asks for an authenticator reset through the recovery review (lost phone and lost
 /// backup codes). The answer is the same whatever the address or password.
-#[utoipa::path(post, path = "/api/v1/recovery/authenticator-reset", request_body = RecoveryRequestBody, responses((status = 202)))]
+#[utoipa::path(post, path = "/api/v1/recovery/authenticator-reset", request_body = RecoveryRequestBody, responses(
+    (status = 202, description = "Received (the same answer whether or not the details matched an account)"),
+    (status = 429, body = ErrorBody, description = "too_many_attempts (see Retry-After)"),
+))]
 async fn authenticator_reset_request(
     State(s): State<AppState>,
     client: Client,

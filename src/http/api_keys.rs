@@ -54,17 +54,41 @@ pub fn routes() -> Router<AppState> {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKeyRequest {
+    /// Up to 64 characters (longer labels are cut); at least one that is not a space or a
+    /// control character.
+    #[schema(
+        pattern = "[^\\x00-\\x20\\x7f-\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]",
+        example = "trading bot"
+    )]
     label: String,
     /// `hmac` (Rampart generates the secret), `ed25519` or `rsa` (send `public_key`).
     #[serde(rename = "type")]
+    #[schema(pattern = "^(hmac|ed25519|rsa)$", example = "hmac")]
     key_type: String,
     /// PEM (`-----BEGIN PUBLIC KEY-----`) for Ed25519 and RSA 2048/4096 keys.
     public_key: Option<String>,
-    /// `read`, `spot_trade`, `margin`, `futures`, `withdraw`, `internal_transfer`.
+    /// At least one of `read`, `spot_trade`, `margin`, `futures`, `withdraw`,
+    /// `internal_transfer`.
+    #[schema(value_type = Vec<PermissionName>, min_items = 1)]
     permissions: Vec<String>,
     /// Up to 30 addresses or CIDRs; required for withdraw and trading permissions.
     #[serde(default)]
+    #[schema(max_items = 30)]
     ip_allowlist: Vec<String>,
+}
+
+/// One permission of an API key.
+#[derive(ToSchema)]
+#[schema(as = PermissionName)]
+#[allow(dead_code)]
+#[allow(non_camel_case_types)]
+pub enum PermissionName {
+    read,
+    spot_trade,
+    margin,
+    futures,
+    withdraw,
+    internal_transfer,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -174,12 +198,21 @@ async fn list_keys(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateKeyRequest {
+    /// The new permissions (at least one); absent: unchanged.
+    #[schema(value_type = Option<Vec<PermissionName>>, min_items = 1)]
     permissions: Option<Vec<String>>,
+    /// The new allowlist, up to 30 addresses or CIDRs; absent: unchanged.
+    #[schema(max_items = 30)]
     ip_allowlist: Option<Vec<String>>,
 }
 
 /// Edits permissions and allowlist; widening needs step-up and is announced by mail.
-#[utoipa::path(patch, path = "/api/v1/me/api-keys/{api_key}", request_body = UpdateKeyRequest, responses((status = 200, body = KeyView), (status = 403, body = ErrorBody, description = "step_up_required (adding permissions or addresses)"), (status = 404, body = ErrorBody)))]
+#[utoipa::path(patch, path = "/api/v1/me/api-keys/{api_key}", request_body = UpdateKeyRequest, params(("api_key" = String, Path, description = "The API key itself (its public part).")), responses(
+    (status = 200, body = KeyView),
+    (status = 403, body = ErrorBody, description = "step_up_required (adding permissions or addresses)"),
+    (status = 404, body = ErrorBody),
+    (status = 422, body = ErrorBody, description = "invalid_permission, allowlist_required, invalid_allowlist"),
+))]
 async fn update_key(
     State(s): State<AppState>,
     Authed(auth): Authed,
@@ -196,7 +229,7 @@ async fn update_key(
 }
 
 /// Deletes one key (step-up required); it is refused on the very next request.
-#[utoipa::path(delete, path = "/api/v1/me/api-keys/{api_key}", responses((status = 204), (status = 403, body = ErrorBody, description = "step_up_required"), (status = 404, body = ErrorBody)))]
+#[utoipa::path(delete, path = "/api/v1/me/api-keys/{api_key}", params(("api_key" = String, Path, description = "The API key itself (its public part).")), responses((status = 204, description = "Deleted"), (status = 403, body = ErrorBody, description = "step_up_required"), (status = 404, body = ErrorBody)))]
 async fn delete_key(
     State(s): State<AppState>,
     Authed(auth): Authed,
@@ -345,13 +378,15 @@ async fn decide(
 }
 
 /// The gateway hook (nginx `auth_request` style). Answers 200 with `X-Rampart-Uid`,
-/// `X-Rampart-Key`, `X-Rampart-Permissions`, or 400/401/403 with the reason.
-#[utoipa::path(get, path = "/authz", params(
+/// `X-Rampart-Key`, `X-Rampart-Permissions`, or 400/401/403 with the reason. Any method:
+/// the gateway may forward the original one.
+#[utoipa::path(method(get, post, put, patch, delete, head, options, trace), path = "/authz", params(
     ("X-Original-Method" = Option<String>, Header, description = "the original request's method"),
     ("X-Original-URI" = Option<String>, Header, description = "the original path and query string"),
     ("X-MBX-APIKEY" = Option<String>, Header, description = "the API key"),
 ), responses(
     (status = 200, description = "allowed; identity in X-Rampart-* headers"),
+    (status = 400, body = ErrorBody, description = "bad_parameter (a malformed signed parameter), bad_forwarded_for"),
     (status = 401, body = ErrorBody, description = "unknown_key, bad_signature, timestamp_outside_window, key_expired, account_frozen"),
     (status = 403, body = ErrorBody, description = "ip_not_allowed, permission_missing"),
 ))]

@@ -23,9 +23,21 @@ use crate::store::{FreezeOutcome, Notification};
         sign_out_others,
         trust_device,
         notifications,
-        read_notifications
+        read_notifications,
+        preferences,
+        set_preference
     ),
-    components(schemas(Frozen, Ended, TrustRequest, NotificationView, NotificationsResponse))
+    components(schemas(
+        Frozen,
+        Ended,
+        TrustRequest,
+        NotificationView,
+        NotificationsResponse,
+        PreferenceRequest,
+        PreferencesResponse,
+        PreferenceView,
+        PreferenceSet
+    ))
 )]
 pub struct ProtectionDoc;
 
@@ -85,6 +97,7 @@ async fn freeze(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RemoveQuery {
     /// Also refuse this device's fingerprint at sign-in from now on.
     block: Option<bool>,
@@ -98,7 +111,10 @@ pub struct Ended {
 /// Removes a device (step-up required); its sessions end at once. `?block=true` also refuses
 /// its fingerprint at sign-in (a delay for an attacker, not a wall: another browser has
 /// another fingerprint).
-#[utoipa::path(delete, path = "/api/v1/me/devices/{id}", params(RemoveQuery), responses(
+#[utoipa::path(delete, path = "/api/v1/me/devices/{id}", params(
+    ("id" = String, Path, description = "The device's id, from `GET /api/v1/me/devices`."),
+    RemoveQuery,
+), responses(
     (status = 200, body = Ended),
     (status = 403, body = ErrorBody, description = "step_up_required"),
     (status = 404, body = ErrorBody),
@@ -140,7 +156,14 @@ pub struct TrustRequest {
 }
 
 /// Puts a device on the trusted list (at most 3; step-up required) or takes it off.
-#[utoipa::path(put, path = "/api/v1/me/devices/{id}/trusted", request_body = TrustRequest, responses((status = 204), (status = 403, body = ErrorBody, description = "step_up_required (trusting a device)"), (status = 409, body = ErrorBody)))]
+#[utoipa::path(put, path = "/api/v1/me/devices/{id}/trusted", request_body = TrustRequest,
+    params(("id" = String, Path, description = "The device's id, from `GET /api/v1/me/devices`.")),
+    responses(
+        (status = 204, description = "Saved"),
+        (status = 403, body = ErrorBody, description = "step_up_required (trusting a device)"),
+        (status = 404, body = ErrorBody, description = "not_found"),
+        (status = 409, body = ErrorBody, description = "too_many_trusted_devices"),
+    ))]
 async fn trust_device(
     State(s): State<AppState>,
     Authed(auth): Authed,
@@ -204,7 +227,23 @@ async fn read_notifications(
 }
 
 /// The optional security mails: `signin` and `api_keys`, on or off.
-#[utoipa::path(get, path = "/api/v1/me/notification-preferences", responses((status = 200, description = "{preferences: [{kind, description, enabled, turning_off_at}]}")))]
+#[derive(Serialize, ToSchema)]
+pub struct PreferencesResponse {
+    preferences: Vec<PreferenceView>,
+}
+
+/// One optional mail kind (`crate::service::protection::MailPreference`, as sent).
+#[derive(Serialize, ToSchema)]
+pub struct PreferenceView {
+    #[schema(example = "signin")]
+    kind: String,
+    description: String,
+    enabled: bool,
+    /// When a switch-off that is waiting its 48 hours takes effect (Unix ms).
+    turning_off_at: Option<i64>,
+}
+
+#[utoipa::path(get, path = "/api/v1/me/notification-preferences", responses((status = 200, body = PreferencesResponse)))]
 async fn preferences(
     State(s): State<AppState>,
     Authed(auth): Authed,
@@ -217,13 +256,27 @@ async fn preferences(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PreferenceRequest {
+    #[schema(pattern = "^(signin|api_keys)$", example = "signin")]
     kind: String,
     enabled: bool,
 }
 
 /// Switches a security mail on (at once) or off (after 48 hours, cancellable; step-up
 /// required). The inbox keeps every event either way.
-#[utoipa::path(put, path = "/api/v1/me/notification-preferences", request_body = PreferenceRequest, responses((status = 200), (status = 202), (status = 403, body = ErrorBody, description = "step_up_required (switching a mail off)")))]
+#[derive(Serialize, ToSchema)]
+pub struct PreferenceSet {
+    /// `enabled` (at once) or `scheduled` (switching off, after 48 hours).
+    status: String,
+    change_id: Option<String>,
+    effective_at: Option<i64>,
+}
+
+#[utoipa::path(put, path = "/api/v1/me/notification-preferences", request_body = PreferenceRequest, responses(
+    (status = 200, body = PreferenceSet, description = "Switched on"),
+    (status = 202, body = PreferenceSet, description = "Switching off in 48 hours (cancellable)"),
+    (status = 403, body = ErrorBody, description = "step_up_required (switching a mail off)"),
+    (status = 422, body = ErrorBody, description = "invalid_kind"),
+))]
 async fn set_preference(
     State(s): State<AppState>,
     Authed(auth): Authed,

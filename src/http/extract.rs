@@ -101,17 +101,32 @@ impl FromRequestParts<AppState> for Authed {
     }
 }
 
-/// `axum::Json` with every rejection turned into the API's error shape.
+/// `axum::Json` with every rejection turned into the API's error shape. Every request body
+/// of the API is a JSON object: anything else (an array, which serde would otherwise map
+/// onto a struct's fields in order) is refused as `invalid_body`.
 pub struct ApiJson<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(v)) => Ok(Self(v)),
-            Err(rejection) => Err(json_rejection(rejection)),
+        let value = match axum::Json::<serde_json::Value>::from_request(req, state).await {
+            Ok(axum::Json(v)) => v,
+            Err(rejection) => return Err(json_rejection(rejection)),
+        };
+        let invalid = |why: String| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_body",
+                format!("The request body does not have the expected fields: {why}"),
+            )
+        };
+        if !value.is_object() {
+            return Err(invalid("it must be a JSON object".to_owned()));
         }
+        serde_json::from_value(value)
+            .map(Self)
+            .map_err(|e| invalid(e.to_string()))
     }
 }
 

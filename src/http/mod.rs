@@ -103,13 +103,22 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         (header::X_FRAME_OPTIONS, "DENY"),
-        (header::REFERRER_POLICY, "no-referrer"),
+        // Nothing leaves for other sites; our own requests keep their origin, so that
+        // browsers send `Origin` on our forms (under `no-referrer` they send `null`).
+        (header::REFERRER_POLICY, "same-origin"),
         (header::CACHE_CONTROL, "no-store"),
         (
             HeaderName::from_static("cross-origin-opener-policy"),
             "same-origin",
         ),
     ];
+    let origin = Arc::new(SameOrigin::from_public_url(&state.core.composer.public_url));
+    let hsts = state
+        .core
+        .composer
+        .public_url
+        .to_ascii_lowercase()
+        .starts_with("https://");
     let mut app = Router::new()
         .merge(api::routes())
         .merge(api_factors::routes())
@@ -123,6 +132,10 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(
+            origin,
+            same_origin_guard,
+        ))
         .layer(axum::middleware::from_fn(track_metrics))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(CatchPanicLayer::custom(|_| {
@@ -135,7 +148,133 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
             HeaderValue::from_static(value),
         ));
     }
+    if hsts {
+        // Served over https: browsers must never again try plain http for this host.
+        app = app.layer(SetResponseHeaderLayer::overriding(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static(HSTS),
+        ));
+    }
     app
+}
+
+/// Sent on every answer when `public_url` is https: one year, subdomains included.
+pub const HSTS: &str = "max-age=31536000; includeSubDomains";
+
+/// What a state-changing browser request must show to come from our own pages.
+pub struct SameOrigin {
+    /// `public_url`'s origin (`scheme://host[:port]`, default port left out), as browsers
+    /// send it in `Origin`.
+    origin: String,
+}
+
+impl SameOrigin {
+    pub fn from_public_url(public_url: &str) -> Self {
+        let origin = url::Url::parse(public_url).map_or_else(
+            |_| public_url.trim_end_matches('/').to_ascii_lowercase(),
+            |u| u.origin().ascii_serialization(),
+        );
+        Self { origin }
+    }
+
+    /// A browser's request from another site: `Origin` (when sent) is not ours, or
+    /// `Sec-Fetch-Site` (when sent) is neither `same-origin` nor `none` (typed or
+    /// bookmarked). Clients that send neither header (not browsers) pass.
+    pub fn is_cross_origin(&self, headers: &axum::http::HeaderMap) -> bool {
+        let foreign_origin = headers.get(header::ORIGIN).is_some_and(|o| {
+            !o.to_str()
+                .is_ok_and(|o| o.trim_end_matches('/').eq_ignore_ascii_case(&self.origin))
+        });
+        let foreign_fetch = headers.get("sec-fetch-site").is_some_and(|v| {
+            !matches!(
+                v.to_str().map(|v| v.trim().to_ascii_lowercase()).as_deref(),
+                Ok("same-origin" | "none")
+            )
+        });
+        foreign_origin || foreign_fetch
+    }
+}
+
+/// Whether the request carries a (non-empty) session cookie.
+fn has_session_cookie(headers: &axum::http::HeaderMap) -> bool {
+    axum_extra::extract::CookieJar::from_headers(headers)
+        .get(SESSION_COOKIE)
+        .is_some_and(|c| !c.value().is_empty())
+}
+
+/// `application/json` or `application/…+json`, parameters allowed.
+fn is_json(content_type: &str) -> bool {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// Guards every state-changing request (POST, PUT, PATCH, DELETE) except the gateway's
+/// `/authz` (signed by API keys, forwarded by the gateway):
+/// - when the session cookie comes along (the request acts as someone), a request from
+///   another origin (`Origin`, `Sec-Fetch-Site`) is refused with 403 `cross_origin_request`,
+///   as JSON under `/api/` and as a page elsewhere. `SameSite=Lax` stops other sites, not
+///   other origins of the same site (a sibling subdomain); this does;
+/// - under `/api/`, a body or a `Content-Type` that is not JSON is refused with 415
+///   `unsupported_media_type`, so a form (`text/plain`, `application/x-www-form-urlencoded`,
+///   `multipart/form-data`) cannot reach the API even where the endpoint reads no body
+///   (freeze).
+async fn same_origin_guard(
+    State(same): State<Arc<SameOrigin>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    use axum::http::Method;
+    let state_changing = matches!(
+        *req.method(),
+        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+    );
+    let path = req.uri().path();
+    if !state_changing || path == "/authz" || path.starts_with("/authz/") {
+        return next.run(req).await;
+    }
+    let api = path.starts_with("/api/");
+    let headers = req.headers();
+    if has_session_cookie(headers) && same.is_cross_origin(headers) {
+        tracing::warn!(path, "refused a signed-in request from another origin");
+        if api {
+            return ApiError::new(
+                StatusCode::FORBIDDEN,
+                "cross_origin_request",
+                "This request came from another site, so it was not carried out.",
+            )
+            .into_response();
+        }
+        return web::message(
+            StatusCode::FORBIDDEN,
+            "Request refused",
+            "This form was sent from another site, so it was not carried out. If you meant to do this, open Rampart yourself and try again there.",
+            "/security",
+            "Go to the Security Center",
+        );
+    }
+    if api {
+        let content_type = headers.get(header::CONTENT_TYPE);
+        let has_body = headers.contains_key(header::TRANSFER_ENCODING)
+            || headers
+                .get(header::CONTENT_LENGTH)
+                .is_some_and(|l| l.to_str().map_or(true, |l| l.trim() != "0"));
+        let json = content_type.is_some_and(|t| t.to_str().is_ok_and(is_json));
+        if (content_type.is_some() || has_body) && !json {
+            return ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "Send the body as JSON with Content-Type: application/json.",
+            )
+            .into_response();
+        }
+    }
+    next.run(req).await
 }
 
 async fn healthz(State(state): State<AppState>) -> Response {

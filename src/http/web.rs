@@ -1,6 +1,7 @@
 //! Server-rendered pages (askama): sign up, confirm, sign in, the Security Center, and the
 //! local mailbox. No JavaScript. Every form carries a CSRF token: an HMAC (keyed by the
-//! server key) of a random per-browser cookie, checked in constant time on every POST.
+//! server key) of a random per-browser cookie and, when signed in, of the session cookie,
+//! checked in constant time on every POST.
 
 use askama::Template;
 use axum::extract::rejection::{FormRejection, QueryRejection};
@@ -96,23 +97,39 @@ pub(crate) fn message(
 pub(crate) fn csrf(state: &AppState, jar: CookieJar) -> (CookieJar, String) {
     match jar.get(CSRF_COOKIE).map(|c| c.value().to_owned()) {
         Some(v) if !v.is_empty() && v.len() <= 64 => {
-            let token = state.core.key.mac("csrf", &v);
+            let token = csrf_token(state, &jar, &v);
             (jar, token)
         }
         _ => {
             let v = random_token();
-            let token = state.core.key.mac("csrf", &v);
-            (
-                jar.add(state.cookie(CSRF_COOKIE, v, time::Duration::days(1))),
-                token,
-            )
+            let jar = jar.add(state.cookie(CSRF_COOKIE, v.clone(), time::Duration::days(1)));
+            let token = csrf_token(state, &jar, &v);
+            (jar, token)
         }
+    }
+}
+
+/// The token for a CSRF cookie value: an HMAC of it, and, when the browser holds a session
+/// cookie, of that session too. A token from before sign-in, or from another session, does
+/// not pass once signed in (so a token leaked or planted before sign-in is worthless).
+fn csrf_token(state: &AppState, jar: &CookieJar, csrf_cookie: &str) -> String {
+    match jar
+        .get(SESSION_COOKIE)
+        .map(|c| c.value())
+        .filter(|v| !v.is_empty())
+    {
+        Some(session) => state
+            .core
+            .key
+            .mac("csrf-session", &format!("{csrf_cookie}\0{session}")),
+        None => state.core.key.mac("csrf", csrf_cookie),
     }
 }
 
 pub(crate) fn csrf_ok(state: &AppState, jar: &CookieJar, submitted: &str) -> bool {
     jar.get(CSRF_COOKIE)
-        .is_some_and(|c| constant_time_eq(&state.core.key.mac("csrf", c.value()), submitted))
+        .filter(|c| !c.value().is_empty() && c.value().len() <= 64)
+        .is_some_and(|c| constant_time_eq(&csrf_token(state, jar, c.value()), submitted))
 }
 
 pub(crate) fn csrf_refused() -> Response {

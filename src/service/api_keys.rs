@@ -347,13 +347,9 @@ impl Core {
     ) -> ServiceResult<(ApiKeyRecord, Option<String>)> {
         self.require_step_up(auth, SensitiveAction::AddApiKey)
             .await?;
-        let label: String = new
-            .label
-            .trim()
-            .chars()
-            .filter(|c| !c.is_control())
-            .take(64)
-            .collect();
+        // Control characters go first, so what is left is trimmed of every space they hid.
+        let label: String = new.label.chars().filter(|c| !c.is_control()).collect();
+        let label: String = label.trim().chars().take(64).collect();
         if label.is_empty() {
             return Err(crate::domain::Invalid::new(
                 "invalid_label",

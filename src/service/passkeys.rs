@@ -46,12 +46,9 @@ fn b64(bytes: &[u8]) -> String {
 }
 
 fn clean_name(name: &str) -> ServiceResult<String> {
-    let name: String = name
-        .trim()
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(MAX_NAME_CHARS)
-        .collect();
+    // Control characters go first, so what is left is trimmed of every space they hid.
+    let name: String = name.chars().filter(|c| !c.is_control()).collect();
+    let name: String = name.trim().chars().take(MAX_NAME_CHARS).collect();
     if name.is_empty() {
         return Err(crate::domain::Invalid::new(
             "invalid_name",

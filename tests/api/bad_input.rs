@@ -251,3 +251,47 @@ async fn fifty_concurrent_registrations_of_one_address_make_one_account() {
         .await;
     assert_eq!(r.status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn bodies_must_be_objects_and_names_must_show_something() {
+    let app = spawn_app().await;
+    // serde maps an array onto a struct's fields in order; the API takes objects only.
+    let c = app.client();
+    for body in ["[null]", "[]", "null", "\"x\"", "1"] {
+        let r = c
+            .post_raw("/api/v1/sessions/passkey/start", "application/json", body)
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{body}: {}",
+            r.body
+        );
+        assert_eq!(r.code(), "invalid_body");
+    }
+    let r = c
+        .post_raw("/api/v1/sessions/passkey/start", "application/json", "{}")
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+
+    // Names and labels made only of control characters and (Unicode) spaces are empty.
+    let me = app.signed_in("nam@example.com").await;
+    app.step_up_by_email(&me, "nam@example.com").await;
+    let blank = "\u{9b}\u{2029}\u{17}\u{93} \u{3000}\u{4}";
+    let r = me
+        .post(
+            "/api/v1/me/passkeys/register/start",
+            serde_json::json!({ "name": blank }),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    assert_eq!(r.code(), "invalid_name");
+    let r = me
+        .post(
+            "/api/v1/me/api-keys",
+            serde_json::json!({"label": blank, "type": "hmac", "permissions": ["read"]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    assert_eq!(r.code(), "invalid_label");
+}

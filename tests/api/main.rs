@@ -10,6 +10,7 @@ mod bad_input;
 mod factors;
 mod gateway_nginx;
 mod lockout;
+mod origin;
 mod outbox;
 mod pages;
 mod protection;

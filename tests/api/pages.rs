@@ -101,6 +101,8 @@ async fn the_whole_flow_works_through_the_pages_with_csrf() {
     assert!(page.body.contains("Success"));
     assert!(page.body.contains("You have no anti-phishing code yet"));
 
+    // Signed in, forms carry a token bound to this session (the sign-in page's is stale).
+    let csrf = csrf_in(&page.body);
     let r = c
         .post_form(
             "/security/anti-phishing-code",
@@ -181,4 +183,61 @@ async fn health_metrics_openapi_and_mailbox() {
     assert_eq!(mailbox.status, StatusCode::OK);
     assert!(mailbox.body.contains("data-to=\"vic@example.com\""));
     assert!(mailbox.body.contains("confirmation code is"));
+}
+
+#[tokio::test]
+async fn the_openapi_document_declares_what_each_operation_takes_and_answers() {
+    let app = spawn_app().await;
+    let doc = app.client().get("/api/v1/openapi.json").await.json();
+    let paths = doc["paths"].as_object().expect("paths");
+    assert!(paths.len() > 30, "every route is documented");
+    for path in [
+        "/api/v1/me/notification-preferences",
+        "/api/v1/me/devices/{id}/trusted",
+        "/api/v1/me/api-keys/{api_key}",
+    ] {
+        assert!(paths.contains_key(path), "{path} documented");
+    }
+    assert_eq!(
+        doc["components"]["securitySchemes"]["session"]["in"],
+        "cookie"
+    );
+    for (path, item) in paths {
+        let templated: Vec<&str> = path
+            .split('/')
+            .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
+            .collect();
+        for (method, op) in item.as_object().expect("path item") {
+            let params = op["parameters"].as_array().cloned().unwrap_or_default();
+            let declared = |name: &str, place: &str| {
+                params.iter().any(|p| p["name"] == name && p["in"] == place)
+            };
+            for name in &templated {
+                assert!(
+                    declared(name, "path"),
+                    "{method} {path}: path parameter {name}"
+                );
+            }
+            for p in &params {
+                if p["in"] == "path" {
+                    assert!(
+                        templated.contains(&p["name"].as_str().expect("name")),
+                        "{method} {path}: {} is not in the path",
+                        p["name"]
+                    );
+                }
+            }
+            let responses = op["responses"].as_object().expect("responses");
+            if path.starts_with("/api/v1/me") {
+                assert!(responses.contains_key("401"), "{method} {path}: 401");
+                assert_eq!(op["security"][0]["session"], serde_json::json!([]));
+            }
+            if path.starts_with("/api/") && method != "get" {
+                assert!(responses.contains_key("415"), "{method} {path}: 415");
+            }
+            if op.get("requestBody").is_some() {
+                assert!(responses.contains_key("422"), "{method} {path}: 422");
+            }
+        }
+    }
 }
