@@ -184,6 +184,7 @@ pub struct StatusResponse {
 #[utoipa::path(post, path = "/api/v1/accounts", request_body = RegisterRequest, responses(
     (status = 202, body = StatusResponse, description = "A confirmation code was mailed (if the address is new)"),
     (status = 422, body = ErrorBody, description = "invalid_email, weak_password, invalid_body"),
+    (status = 429, body = ErrorBody, description = "too_many_attempts: too many registrations from this address or for this email (see Retry-After); the same for new and existing addresses"),
 ))]
 async fn register(
     State(s): State<AppState>,
