@@ -725,10 +725,10 @@ pub fn canonical_path(path: &str) -> Result<&str, Refusal> {
         }
         i += 1;
     }
-    let segments: Vec<&str> = path[1..].split('/').collect();
-    let last = segments.len() - 1;
-    for (k, seg) in segments.iter().enumerate() {
-        if (seg.is_empty() && k != last) || *seg == "." || *seg == ".." {
+    let mut segments = path[1..].split('/').peekable();
+    while let Some(seg) = segments.next() {
+        let last = segments.peek().is_none();
+        if (seg.is_empty() && !last) || seg == "." || seg == ".." {
             return bad;
         }
     }
