@@ -646,10 +646,14 @@ pub fn validate_routes(rules: &[RouteRule]) -> Result<(), String> {
                 ));
             }
         }
-        if !rule.path_prefix.starts_with('/') || canonical_path(&rule.path_prefix).is_err() {
+        if !rule.path_prefix.starts_with('/')
+            || rule.path_prefix.contains(['?', '#'])
+            || canonical_path(&rule.path_prefix).is_err()
+        {
             return Err(format!(
                 "gateway_routes rule {n}: path_prefix {:?} must start with / and be a canonical path \
-                 (no . or .. or empty segments, no backslashes, no %-encoded letters, digits or slashes)",
+                 (no . or .. or empty segments, no backslashes, no %-encoded letters, digits or slashes, \
+                 no ? or #: the query string is not part of the route)",
                 rule.path_prefix
             ));
         }
@@ -708,7 +712,12 @@ pub fn canonical_path(path: &str) -> Result<&str, Refusal> {
                     return bad;
                 };
                 let decoded = u8::try_from(h * 16 + l).unwrap_or(0);
-                let unreserved = decoded.is_ascii_alphanumeric() || b"-._~".contains(&decoded);
+                // Non-ASCII escapes too: exchange paths are ASCII, and an upstream that
+                // decodes overlong UTF-8 (`%c0%ae`) or folds full-width forms (`%ef%bc%8e`)
+                // would see dots.
+                let unreserved = decoded.is_ascii_alphanumeric()
+                    || b"-._~".contains(&decoded)
+                    || !decoded.is_ascii();
                 if unreserved
                     || decoded == b'/'
                     || decoded == b'\\'
@@ -740,10 +749,11 @@ pub fn canonical_path(path: &str) -> Result<&str, Refusal> {
 /// refused outright (`None`). `path` must have passed [`canonical_path`].
 pub fn required_permission(rules: &[RouteRule], method: &str, path: &str) -> Option<Permission> {
     for rule in rules {
-        let method_ok = rule
-            .method
-            .as_deref()
-            .is_none_or(|m| m.eq_ignore_ascii_case(method));
+        // HEAD runs the GET handler in most frameworks: a GET rule covers it.
+        let method_ok = rule.method.as_deref().is_none_or(|m| {
+            m.eq_ignore_ascii_case(method)
+                || (m.eq_ignore_ascii_case("GET") && method.eq_ignore_ascii_case("HEAD"))
+        });
         if method_ok && starts_with_ignore_case(path, &rule.path_prefix) {
             return Some(rule.permission);
         }
@@ -937,6 +947,16 @@ mod tests {
             Some(Permission::InternalTransfer),
             "prefixes match whatever the case"
         );
+        let get_rule = [RouteRule {
+            method: Some("GET".into()),
+            path_prefix: "/sapi/v1/capital/withdraw/address".into(),
+            permission: Permission::Withdraw,
+        }];
+        assert_eq!(
+            required_permission(&get_rule, "HEAD", "/sapi/v1/capital/withdraw/address"),
+            Some(Permission::Withdraw),
+            "HEAD runs the GET handler"
+        );
     }
 
     #[test]
@@ -955,6 +975,8 @@ mod tests {
             "/sapi/v1/asset/transfer%2",
             "/sapi/v1/asset/transfer%zz",
             "/sapi/v1/asset/%252e%252e/transfer",
+            "/api/v3/order/%c0%ae%c0%ae/sapi/v1/capital/withdraw/apply",
+            "/api/v3/order/%ef%bc%8e%ef%bc%8e/sapi",
             "/..",
             "/.",
             "//",
@@ -993,6 +1015,7 @@ mod tests {
         assert!(err(&[rule(Some("FETCH"), "/x", Read)]).contains("method"));
         assert!(err(&[rule(None, "sapi/v1", Read)]).contains("must start with /"));
         assert!(err(&[rule(None, "/sapi/../x", Read)]).contains("canonical"));
+        assert!(err(&[rule(None, "/sapi/v1/capital/withdraw?x", Read)]).contains("query string"));
         let shadowed = err(&[
             rule(None, "/sapi/v1/capital", Read),
             rule(Some("GET"), "/SAPI/v1/capital/withdraw", Withdraw),

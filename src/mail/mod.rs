@@ -58,6 +58,7 @@ impl Composer {
             to: to.to_owned(),
             subject: format!("[Rampart] {subject}"),
             body_text,
+            event_text: body.to_owned(),
             created_at: now,
             freeze_link: freeze_link.map(|(_, link)| link),
             inbox: account_id.is_some(),

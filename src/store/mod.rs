@@ -146,6 +146,10 @@ pub struct NewMail {
     pub to: String,
     pub subject: String,
     pub body_text: String,
+    /// What the in-app inbox and webhooks show: the message alone, without the mail's
+    /// freeze link (a bearer token that freezes the account) and anti-phishing code, which
+    /// belong in the owner's mailbox, not in the platform's webhook logs.
+    pub event_text: String,
     pub created_at: Millis,
     /// The single-use "Not you? Freeze your account" link this mail carries.
     pub freeze_link: Option<FreezeLink>,

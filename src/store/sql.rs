@@ -101,7 +101,7 @@ macro_rules! sql_store {
                             .bind(&m.id)
                             .bind(account_id)
                             .bind(&m.subject)
-                            .bind(&m.body_text)
+                            .bind(&m.event_text)
                             .bind(m.created_at)
                             .execute(&mut **tx)
                             .await?;
@@ -110,7 +110,7 @@ macro_rules! sql_store {
                             endpoints = Some(rows.iter().map(|r| r.try_get("id")).collect::<Result<_, _>>()?);
                         }
                         let event = serde_json::json!({
-                            "id": m.id, "account_id": account_id, "subject": m.subject, "body": m.body_text, "created_at": m.created_at,
+                            "id": m.id, "account_id": account_id, "subject": m.subject, "body": m.event_text, "created_at": m.created_at,
                         })
                         .to_string();
                         for endpoint in endpoints.iter().flatten() {

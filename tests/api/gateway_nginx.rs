@@ -45,6 +45,7 @@ async fn upstream() -> (SocketAddr, Received) {
             "method": method.as_str(), "uri": uri.to_string(),
             "uid": h("x-rampart-uid"), "key": h("x-rampart-key"), "permissions": h("x-rampart-permissions"),
             "locked_until": h("x-rampart-withdrawals-locked-until"),
+            "method_override": h("x-http-method-override"),
         }))
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -148,11 +149,22 @@ async fn gateway() -> Option<Gateway> {
 /// Sends one request with its path exactly as written (HTTP clients normalise `..` and
 /// `%2e` away before sending, attackers do not); returns the status and the body.
 async fn raw_request(base: &str, method: &str, target: &str, key: &str) -> (u16, String) {
+    raw_request_with(base, method, target, key, "").await
+}
+
+/// [`raw_request`] with extra header lines (each ending in `\r\n`).
+async fn raw_request_with(
+    base: &str,
+    method: &str,
+    target: &str,
+    key: &str,
+    extra_headers: &str,
+) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let addr = base.trim_start_matches("http://");
     let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let request = format!(
-        "{method} {target} HTTP/1.1\r\nHost: {addr}\r\nX-MBX-APIKEY: {key}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        "{method} {target} HTTP/1.1\r\nHost: {addr}\r\nX-MBX-APIKEY: {key}\r\n{extra_headers}Content-Length: 0\r\nConnection: close\r\n\r\n"
     );
     stream.write_all(request.as_bytes()).await.expect("write");
     let mut response = Vec::new();
@@ -238,6 +250,18 @@ async fn paths_that_the_upstream_would_route_elsewhere_are_refused_before_it() {
     assert_eq!(received.lock().expect("log").len(), 1);
     let echoed: serde_json::Value = serde_json::from_str(&body).expect("echo");
     assert_eq!(echoed["locked_until"], "", "no lock, no header");
+    // A method override would make many frameworks run POST where GET was authorised.
+    let (status, body) = raw_request_with(
+        base,
+        "GET",
+        &format!("/api/v3/account?{query}"),
+        &key,
+        "X-HTTP-Method-Override: POST\r\n",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let echoed: serde_json::Value = serde_json::from_str(&body).expect("echo");
+    assert_eq!(echoed["method_override"], "", "blanked by the proxy");
 
     // After a password change the API learns of the 24 h withdrawal lock from nginx.
     crate::api_keys::change_password(app, &c, "ola@example.com", "Fresh-garden-lamp-2031").await;
@@ -249,6 +273,26 @@ async fn paths_that_the_upstream_would_route_elsewhere_are_refused_before_it() {
         .and_then(|s| s.parse().ok())
         .expect("lock end in ms");
     assert!(until > app.clock.now_ms());
+    // And a withdrawal refused through nginx says until when.
+    let w = c.post("/api/v1/me/api-keys", json!({"label": "treasury", "type": "hmac", "permissions": ["read", "withdraw"], "ip_allowlist": ["127.0.0.1"]})).await.json();
+    let (wkey, wsecret) = (
+        w["api_key"].as_str().expect("k").to_owned(),
+        w["secret"].as_str().expect("s").to_owned(),
+    );
+    let wquery = format!("{params}&signature={}", hmac_hex(&wsecret, &params));
+    let (status, body) = raw_request(
+        base,
+        "POST",
+        &format!("/sapi/v1/capital/withdraw/apply?{wquery}"),
+        &wkey,
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("withdrawals_locked"), "{body}");
+    assert!(
+        body.contains(&format!("\"locked_until\":\"{until}\"")),
+        "{body}"
+    );
 }
 
 #[tokio::test]

@@ -285,6 +285,12 @@ async fn a_freeze_reaches_a_webhook_added_with_the_cli_within_seconds() {
         &format!("sha256={}", hmac_hex(&secret, body)),
         "signed as documented with the secret the CLI printed"
     );
+    for (_, _, body) in &received {
+        assert!(
+            !body.contains("/freeze/"),
+            "a freeze link is a bearer token for the owner's mailbox, never for webhook logs: {body}"
+        );
+    }
 }
 
 #[tokio::test]

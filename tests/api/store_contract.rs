@@ -39,6 +39,7 @@ fn mail(i: usize) -> NewMail {
         to: format!("m{i}@example.com"),
         subject: "s".into(),
         body_text: "b".into(),
+        event_text: "b".into(),
         created_at: 1_000,
         freeze_link: None,
         inbox: false,
