@@ -26,6 +26,9 @@ pub enum SensitiveAction {
     AddAllowlistAddress,
     DeleteAllowlistAddress,
     ChangeEmail,
+    /// Replacing an anti-phishing code: a thief's own code in the owner's genuine mails
+    /// would make his phishing mails look genuine. Setting the first one is strengthening.
+    ChangeAntiPhishingCode,
 }
 
 impl SensitiveAction {
@@ -41,6 +44,7 @@ impl SensitiveAction {
             Self::AddAllowlistAddress => "add_allowlist_address",
             Self::DeleteAllowlistAddress => "delete_allowlist_address",
             Self::ChangeEmail => "change_email",
+            Self::ChangeAntiPhishingCode => "change_anti_phishing_code",
         }
     }
 

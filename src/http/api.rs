@@ -504,6 +504,7 @@ pub struct AntiPhishingRequest {
 /// Sets the anti-phishing code shown in every later mail and on the Security Center.
 #[utoipa::path(put, path = "/api/v1/me/anti-phishing-code", request_body = AntiPhishingRequest, responses(
     (status = 200, body = StatusResponse),
+    (status = 403, body = ErrorBody, description = "step_up_required (replacing a code that is set)"),
     (status = 422, body = ErrorBody, description = "invalid_anti_phishing_code"),
 ))]
 async fn set_anti_phishing_code(

@@ -350,15 +350,34 @@ impl Core {
             self.rules.anti_phishing_max_chars,
         )?;
         let account = &auth.account;
+        let replaced = account.anti_phishing_code.is_some();
+        if replaced {
+            self.require_step_up(
+                auth,
+                crate::domain::step_up::SensitiveAction::ChangeAntiPhishingCode,
+            )
+            .await?;
+        }
+        // A replacement is announced under the old code, which the owner trusts; the
+        // first one under the new code, which the owner just chose.
+        let shown = account
+            .anti_phishing_code
+            .as_deref()
+            .unwrap_or(code.as_str());
         let mail = self.composer.compose(
             Some(&account.id),
             &account.email,
-            Some(code.as_str()),
-            "Your anti-phishing code was set",
+            Some(shown),
+            if replaced {
+                "Your anti-phishing code was changed"
+            } else {
+                "Your anti-phishing code was set"
+            },
             &format!(
-                "Your anti-phishing code was set at {} from {} ({}, {}).\n\n\
-                 From now on every genuine mail from Rampart shows it at the top. \
-                 If you did not do this, freeze your account from the Security Center at once.",
+                "Your anti-phishing code was {} at {} from {} ({}, {}).\n\n\
+                 From now on every genuine mail from Rampart shows the new code at the top. \
+                 If you did not do this, freeze your account at once with the link below.",
+                if replaced { "changed" } else { "set" },
                 format_utc(self.now()),
                 client.device.summary(),
                 client.ip,
@@ -374,7 +393,7 @@ impl Core {
             Some(&account.id),
             Self::account_actor(account),
             "anti_phishing_code.set",
-            json!({"replaced": account.anti_phishing_code.is_some()}),
+            json!({ "replaced": replaced }),
         ))
         .with_mail(mail);
         self.store

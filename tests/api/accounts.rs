@@ -320,4 +320,35 @@ async fn anti_phishing_code_is_shown_in_every_later_mail() {
         .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert_eq!(r.code(), "unauthenticated");
+    // Replacing it is a sensitive change: a thief's code in genuine mails would make his
+    // own phishing mails look genuine. The change is announced under the old code.
+    let r = c
+        .put(
+            "/api/v1/me/anti-phishing-code",
+            json!({"code": "Thief-Code-1"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    assert_eq!(r.code(), "step_up_required");
+    app.step_up_by_email(&c, "gus@example.com").await;
+    let r = c
+        .put(
+            "/api/v1/me/anti-phishing-code",
+            json!({"code": "Green-Otter42"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let mails = app.mails_to("gus@example.com").await;
+    let changed = mails
+        .iter()
+        .rev()
+        .find(|m| m.subject.contains("anti-phishing code was changed"))
+        .expect("announced");
+    assert!(
+        changed
+            .body_text
+            .starts_with("Anti-phishing code: Blue-Falcon7"),
+        "{}",
+        changed.body_text
+    );
 }
