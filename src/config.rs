@@ -234,7 +234,8 @@ impl Settings {
     }
 
     /// Why `public_url` will not work for someone on this machine, if it will not: links
-    /// pointing at another local port, or a loopback IP where passkeys refuse to work.
+    /// pointing at another local port. (An IP address, where browsers refuse passkeys, is
+    /// refused at start by the passkey set-up.)
     pub fn public_url_warning(&self, bound: SocketAddr) -> Option<String> {
         let url = url::Url::parse(&self.public_url_for(bound)).ok()?;
         let host = url.host_str()?;
@@ -245,16 +246,12 @@ impl Settings {
         if !local {
             return None;
         }
-        if url.port_or_known_default() != Some(bound.port()) {
+        // Plain http on this machine must be the port served; https on localhost is a
+        // local TLS proxy in front, on its own port.
+        if url.scheme() == "http" && url.port_or_known_default() != Some(bound.port()) {
             return Some(format!(
                 "public_url {url} points at port {} on this machine, but Rampart listens on {bound}: links in mails will not reach it",
                 url.port_or_known_default().unwrap_or(0)
-            ));
-        }
-        if host != "localhost" {
-            return Some(format!(
-                "public_url {url} uses an IP address; browsers refuse passkeys there: use http://localhost:{}",
-                bound.port()
             ));
         }
         None
@@ -351,11 +348,8 @@ mod tests {
             .public_url_warning(bound)
             .expect("warns")
             .contains("port 8080"));
-        s.public_url = Some("http://127.0.0.1:43210".into());
-        assert!(s
-            .public_url_warning(bound)
-            .expect("warns")
-            .contains("passkeys"));
+        s.public_url = Some("https://localhost".into());
+        assert_eq!(s.public_url_warning(bound), None, "a local TLS proxy");
         s.public_url = Some("https://security.exchange.example".into());
         assert_eq!(s.public_url_warning(bound), None);
     }

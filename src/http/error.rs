@@ -86,7 +86,10 @@ impl From<ServiceError> for ApiError {
                     StatusCode::TOO_MANY_REQUESTS,
                     "too_many_attempts",
                     if retry_after_ms > 0 {
-                        format!("Too many attempts. Try again in {secs} seconds.")
+                        format!(
+                            "Too many attempts. Try again in {secs} second{}.",
+                            if secs == 1 { "" } else { "s" }
+                        )
                     } else {
                         "Too many wrong codes. Ask for a new code.".to_owned()
                     },
@@ -100,7 +103,10 @@ impl From<ServiceError> for ApiError {
                 StatusCode::BAD_REQUEST,
                 "invalid_code",
                 if attempts_left > 0 {
-                    format!("That code is not right. {attempts_left} tries left.")
+                    format!(
+                        "That code is not right. {attempts_left} {} left.",
+                        if attempts_left == 1 { "try" } else { "tries" }
+                    )
                 } else {
                     "That code is not right.".to_owned()
                 },

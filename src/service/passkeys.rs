@@ -31,6 +31,16 @@ pub fn relying_party(public_url: &str) -> anyhow::Result<Webauthn> {
         .host_str()
         .ok_or_else(|| anyhow::anyhow!("public_url {public_url:?} has no host"))?
         .to_owned();
+    if origin
+        .host()
+        .is_some_and(|h| !matches!(h, url::Host::Domain(_)))
+    {
+        anyhow::bail!(
+            "public_url {public_url:?} uses an IP address, where browsers refuse passkeys: \
+             set a host name (for this machine: http://localhost:{})",
+            origin.port_or_known_default().unwrap_or(8080)
+        );
+    }
     let local = host == "localhost";
     let builder = WebauthnBuilder::new(&host, &origin)
         .map_err(|e| anyhow::anyhow!("cannot use {public_url:?} as a WebAuthn origin: {e}"))?

@@ -115,7 +115,10 @@ async fn wrong_codes_are_counted_and_the_fifth_kills_the_code() {
             assert!(r.json()["error"]["message"]
                 .as_str()
                 .expect("msg")
-                .contains(&format!("{left} tries left")));
+                .contains(&format!(
+                    "{left} {} left",
+                    if left == 1 { "try" } else { "tries" }
+                )));
         }
     }
     let r = c

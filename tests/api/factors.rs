@@ -180,7 +180,14 @@ async fn wrong_codes_burn_the_challenge_and_warn_the_owner() {
             .await;
         assert_eq!(r.code(), "invalid_code");
         if left > 0 {
-            assert!(r.body.contains(&format!("{left} tries left")), "{}", r.body);
+            assert!(
+                r.body.contains(&format!(
+                    "{left} {} left",
+                    if left == 1 { "try" } else { "tries" }
+                )),
+                "{}",
+                r.body
+            );
         }
     }
     let r = attacker

@@ -487,7 +487,7 @@ async fn confirming_answers_alike_for_unknown_confirmed_and_waiting_addresses() 
     let first = &transcripts[0];
     assert_eq!(first[0].0, StatusCode::BAD_REQUEST);
     assert!(first[0].1.contains("4 tries left"), "{}", first[0].1);
-    assert!(first[3].1.contains("1 tries left"), "{}", first[3].1);
+    assert!(first[3].1.contains("1 try left"), "{}", first[3].1);
     assert_eq!(first[5].0, StatusCode::TOO_MANY_REQUESTS, "{}", first[5].1);
     assert_eq!(first[7].0, StatusCode::BAD_REQUEST);
     assert!(first[7].1.contains("4 tries left"), "{}", first[7].1);

@@ -360,3 +360,23 @@ async fn a_weakening_takes_effect_from_serve_s_own_timed_loop() {
     }
     assert_eq!(mutes, vec!["signin".to_owned()]);
 }
+
+#[tokio::test]
+async fn a_public_url_on_an_ip_address_is_refused_with_the_fix() {
+    let (db, _keep) = fresh_database().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let mut r = rampart(
+        dir.path(),
+        &serve_args(&db),
+        &[
+            ("RAMPART_DEV_MAILBOX", "true"),
+            ("RAMPART_PUBLIC_URL", "http://127.0.0.1:8091"),
+        ],
+    );
+    let (status, text) = r.exit().await;
+    assert!(!status.success(), "{text}");
+    assert!(
+        text.contains("IP address") && text.contains("http://localhost:8091"),
+        "{text}"
+    );
+}

@@ -363,7 +363,14 @@ async fn wrong_codes_and_passwords_are_limited() {
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
         assert_eq!(r.code(), "invalid_code");
         if left > 0 {
-            assert!(r.body.contains(&format!("{left} tries left")), "{}", r.body);
+            assert!(
+                r.body.contains(&format!(
+                    "{left} {} left",
+                    if left == 1 { "try" } else { "tries" }
+                )),
+                "{}",
+                r.body
+            );
         }
     }
     // After five wrong codes even the right one is refused: ask for a new code. (The
