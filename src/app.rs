@@ -90,8 +90,24 @@ fn write_private(path: &std::path::Path, content: &str) -> anyhow::Result<()> {
 }
 
 pub async fn build(settings: Settings, clock: SharedClock) -> anyhow::Result<App> {
+    // A server that will refuse to start must not leave a key file or a database behind.
+    preflight(&settings)?;
     let store = store::connect(&settings.database_url).await?;
     build_with_store(settings, clock, store).await
+}
+
+/// The settings that can be refused before anything is written: the route table, a way
+/// to send mail, a public URL that passkeys accept.
+fn preflight(settings: &Settings) -> anyhow::Result<()> {
+    crate::domain::api_key::validate_routes(&settings.gateway_routes)
+        .map_err(|e| anyhow::anyhow!("invalid gateway route table in the settings: {e}"))?;
+    Transport::from_settings(
+        settings.smtp_url.as_deref(),
+        &settings.mail_from,
+        settings.dev_mailbox || settings.demo,
+    )?;
+    crate::service::passkeys::relying_party(&settings.public_url_for(settings.listen))?;
+    Ok(())
 }
 
 /// The one place where settings become services. Every field of [`Settings`] is named
@@ -121,9 +137,8 @@ pub async fn build_with_store(
         gateway_routes,
         rules,
     } = settings.clone();
+    preflight(&settings)?;
     let public_url = settings.public_url_for(listen);
-    crate::domain::api_key::validate_routes(&gateway_routes)
-        .map_err(|e| anyhow::anyhow!("invalid gateway route table in the settings: {e}"))?;
     let key = load_or_create_key(&settings)?;
     let geo = Arc::new(Geo::open(&geoip_paths)?);
     let transport = Transport::from_settings(smtp_url.as_deref(), &mail_from, dev_mailbox || demo)?;

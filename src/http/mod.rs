@@ -137,6 +137,7 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
             same_origin_guard,
         ))
         .layer(axum::middleware::from_fn(track_metrics))
+        .layer(axum::middleware::map_response(too_large_as_json))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::internal().into_response()
@@ -308,6 +309,20 @@ async fn method_not_allowed() -> ApiError {
         "method_not_allowed",
         "This address does not accept that method.",
     )
+}
+
+/// The body-limit refusal of axum's own extractors is plain text; every error of ours is
+/// `{"error": {code, message}}`, so a 413 that is not JSON yet is made so here.
+async fn too_large_as_json(response: Response) -> Response {
+    let json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(is_json);
+    if response.status() != StatusCode::PAYLOAD_TOO_LARGE || json {
+        return response;
+    }
+    extract::body_too_large().into_response()
 }
 
 /// Counts requests and their latency per route (the route pattern, never the raw path, so

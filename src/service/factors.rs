@@ -482,7 +482,7 @@ impl Core {
             "A second factor was added to your account",
             &format!(
                 "A second factor ({what}) was added to your account at {} from {} ({}, {}). From now on, signing in needs it.\n\n\
-                 Not you? Someone is in your account and could lock you out: freeze it now with the link below.",
+                 If this was not you, someone is in your account and could lock you out: freeze it now with the link below.",
                 format_utc(self.now()),
                 client.device.summary(),
                 client.ip,

@@ -73,6 +73,16 @@ async fn malformed_bodies_get_clear_4xx_codes() {
         app.mails_to("a@example.com").await.is_empty(),
         "nothing written"
     );
+    // The same answer where the body is read raw (the gateway hook), not as JSON.
+    let r = c
+        .post_raw(
+            "/authz/api/v3/order",
+            "application/x-www-form-urlencoded",
+            vec![b'a'; 200 * 1024],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.body);
+    assert_eq!(r.code(), "body_too_large");
 }
 
 #[tokio::test]

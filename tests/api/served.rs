@@ -122,6 +122,10 @@ async fn without_smtp_or_the_dev_mailbox_serve_refuses_to_start_and_says_how() {
         text.contains("RAMPART_SMTP_URL") && text.contains("--dev-mailbox"),
         "says both ways out: {text}"
     );
+    assert!(
+        !dir.path().join("rampart.key").exists(),
+        "a refused start leaves no key file behind"
+    );
 }
 
 #[tokio::test]
