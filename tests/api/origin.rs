@@ -279,6 +279,19 @@ async fn the_gateway_hook_is_not_judged_by_origin() {
     assert!(!r.body.contains("cross_origin_request"), "{}", r.body);
 }
 
+/// Signs in through the sign-in form; returns the token the form carried.
+async fn sign_in_on_the_page(c: &TestClient, email: &str) -> String {
+    let token = csrf_in(&c.get("/signin").await.body);
+    let r = c
+        .post_form(
+            "/signin",
+            &[("csrf", &token), ("email", email), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(r.headers["location"], "/security");
+    token
+}
+
 #[tokio::test]
 async fn a_form_token_from_before_sign_in_or_from_another_session_is_refused() {
     let app = spawn_app().await;
@@ -287,18 +300,7 @@ async fn a_form_token_from_before_sign_in_or_from_another_session_is_refused() {
     app.register_confirmed(&owner, owner_email).await;
 
     // Signed out: the sign-in page's token signs in.
-    let before = csrf_in(&owner.get("/signin").await.body);
-    let r = owner
-        .post_form(
-            "/signin",
-            &[
-                ("csrf", &before),
-                ("email", owner_email),
-                ("password", PASSWORD),
-            ],
-        )
-        .await;
-    assert_eq!(r.headers["location"], "/security");
+    let before = sign_in_on_the_page(&owner, owner_email).await;
     // Signed in: that token no longer passes, the Security Center's does.
     let r = owner
         .post_form(
@@ -343,18 +345,7 @@ async fn a_form_token_from_before_sign_in_or_from_another_session_is_refused() {
     assert_eq!(r.headers["location"], "/security?saved=anti_phishing");
     let r = owner.post_form("/signout", &[("csrf", &own)]).await;
     assert_eq!(r.headers["location"], "/signin?notice=signed_out");
-    let fresh = csrf_in(&owner.get("/signin").await.body);
-    let r = owner
-        .post_form(
-            "/signin",
-            &[
-                ("csrf", &fresh),
-                ("email", owner_email),
-                ("password", PASSWORD),
-            ],
-        )
-        .await;
-    assert_eq!(r.headers["location"], "/security");
+    sign_in_on_the_page(&owner, owner_email).await;
     let r = owner
         .post_form(
             "/security/anti-phishing-code",
