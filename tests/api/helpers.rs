@@ -90,59 +90,46 @@ pub async fn spawn_second_instance(first: &TestApp, key: &str) -> TestApp {
 }
 
 pub async fn spawn_app_from(settings: Settings, dir: Option<tempfile::TempDir>) -> TestApp {
-    let database_url = settings.database_url.clone();
-    let clock = ManualClock::new(SystemClock.now());
-    let app: App = rampart::app::build(settings, Arc::new(clock.clone()))
-        .await
-        .expect("app builds");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let service = app
-        .router
-        .clone()
-        .into_make_service_with_connect_info::<SocketAddr>();
-    tokio::spawn(async move {
-        axum::serve(listener, service)
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            })
-            .await
-            .expect("server runs");
-    });
-    TestApp {
-        base: format!("http://{addr}"),
-        clock,
-        state: app.state.clone(),
-        worker: app.worker.clone(),
-        database_url,
-        _dir: dir,
-        _stop: stop,
-    }
+    spawn(settings, dir, false).await
 }
 
 /// The app under `rampart::app::serve`, exactly as `rampart serve` runs it: every
 /// background job (outbox, timed work, webhooks) runs on its own loop beside the server.
 pub async fn spawn_served_from(settings: Settings, dir: Option<tempfile::TempDir>) -> TestApp {
+    spawn(settings, dir, true).await
+}
+
+/// Builds the app on a manual clock and serves it on a fresh port: the router alone (the
+/// test drives the jobs), or `app::serve` with its background loops.
+async fn spawn(settings: Settings, dir: Option<tempfile::TempDir>, with_jobs: bool) -> TestApp {
     let database_url = settings.database_url.clone();
     let clock = ManualClock::new(SystemClock.now());
+    let app: App = rampart::app::build(settings, Arc::new(clock.clone()))
+        .await
+        .expect("app builds");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let app: App = rampart::app::build(settings, Arc::new(clock.clone()))
-        .await
-        .expect("app builds");
     let (state, worker) = (app.state.clone(), app.worker.clone());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let stopped = async {
+        let _ = stopped.await;
+    };
     tokio::spawn(async move {
-        rampart::app::serve(app, listener, async {
-            let _ = stopped.await;
-        })
-        .await
-        .expect("server runs");
+        if with_jobs {
+            rampart::app::serve(app, listener, stopped)
+                .await
+                .expect("server runs");
+        } else {
+            let service = app
+                .router
+                .into_make_service_with_connect_info::<SocketAddr>();
+            axum::serve(listener, service)
+                .with_graceful_shutdown(stopped)
+                .await
+                .expect("server runs");
+        }
     });
     TestApp {
         base: format!("http://{addr}"),
