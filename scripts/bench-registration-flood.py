@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Sign-in latency while one address floods registrations (issue 8's measurement).
 usage: scripts/bench-registration-flood.py BINARY [extra serve args, e.g. --dev-mailbox]"""
-import json, re, socket, statistics, subprocess, sys, tempfile, threading, time, urllib.request
+import json, os, re, socket, statistics, subprocess, sys, tempfile, threading, time, urllib.request
 
-binary, extra = sys.argv[1], sys.argv[2:]
+binary, extra = os.path.abspath(sys.argv[1]), sys.argv[2:]
 work = tempfile.mkdtemp()
 s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close()
 proc = subprocess.Popen([binary, "serve", "--listen", f"127.0.0.1:{port}", "--database-url", f"sqlite://{work}/b.db", *extra],
