@@ -110,9 +110,10 @@ fn preflight(settings: &Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The one place where settings become services. Every field of [`Settings`] is named
-/// here (the destructuring has no `..`), so a setting that nothing uses does not compile.
-pub async fn build_with_store(
+/// The one place where settings become services, after [`preflight`] (only `build` calls
+/// it). Every field of [`Settings`] is named here (the destructuring has no `..`), so a
+/// setting that nothing uses does not compile.
+async fn build_with_store(
     settings: Settings,
     clock: SharedClock,
     store: SharedStore,
@@ -137,7 +138,6 @@ pub async fn build_with_store(
         gateway_routes,
         rules,
     } = settings.clone();
-    preflight(&settings)?;
     let public_url = settings.public_url_for(listen);
     let key = load_or_create_key(&settings)?;
     let geo = Arc::new(Geo::open(&geoip_paths)?);
