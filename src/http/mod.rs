@@ -3,14 +3,9 @@
 //! through (security headers, body limit, panic catching, request metrics and logs).
 
 pub mod api;
-pub mod api_factors;
-pub mod api_keys;
-pub mod api_protection;
 pub mod error;
 pub mod extract;
 pub mod web;
-pub mod web_factors;
-pub mod web_protection;
 
 use std::ops::Deref;
 use std::sync::Arc;
@@ -121,12 +116,7 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         .starts_with("https://");
     let mut app = Router::new()
         .merge(api::routes())
-        .merge(api_factors::routes())
-        .merge(api_keys::routes())
-        .merge(api_protection::routes())
         .merge(web::routes(state.mailbox_enabled))
-        .merge(web_factors::routes())
-        .merge(web_protection::routes())
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_page))
         .fallback(fallback)

@@ -11,12 +11,12 @@ use axum::Router;
 use axum_extra::extract::CookieJar;
 use serde::Deserialize;
 
-use super::web::{
+use super::{
     ask_to_confirm, csrf, csrf_ok, csrf_refused, error_text, finish, guarded, link_refused,
     message, render, security_center, signed_in_jar, urlencode, CsrfOnly, PageForm,
 };
-use super::{AppState, CHALLENGE_COOKIE};
 use crate::clock::format_utc;
+use crate::http::{AppState, CHALLENGE_COOKIE};
 use crate::service::Client;
 
 pub fn routes() -> Router<AppState> {
@@ -42,7 +42,7 @@ pub fn routes() -> Router<AppState> {
         .route("/static/passkeys.js", get(script))
 }
 
-static PASSKEYS_JS: &str = include_str!("../../static/passkeys.js");
+static PASSKEYS_JS: &str = include_str!("../../../static/passkeys.js");
 
 async fn script() -> Response {
     (

@@ -10,12 +10,12 @@ use axum::Router;
 use axum_extra::extract::CookieJar;
 use serde::Deserialize;
 
-use super::web::{
+use super::{
     ask_to_confirm, csrf_ok, csrf_refused, error_text, finish, guarded, link_refused, message,
     security_center, urlencode, CsrfOnly, PageForm,
 };
-use super::{AppState, SESSION_COOKIE};
 use crate::clock::format_utc;
+use crate::http::{AppState, SESSION_COOKIE};
 use crate::service::Client;
 use crate::store::FreezeOutcome;
 

@@ -9,9 +9,13 @@ use axum_extra::extract::CookieJar;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
-use super::error::{ApiError, ErrorBody};
-use super::extract::{ApiJson, Authed};
-use super::{AppState, SESSION_COOKIE};
+pub mod factors;
+pub mod keys;
+pub mod protection;
+
+use crate::http::error::{ApiError, ErrorBody};
+use crate::http::extract::{ApiJson, Authed};
+use crate::http::{AppState, SESSION_COOKIE};
 use crate::service::sessions::{SignInOutcome, SignedIn};
 use crate::service::Client;
 use crate::store::{Device, Login};
@@ -63,6 +67,9 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/me/devices", get(my_devices))
         .route("/api/v1/me/logins", get(my_logins))
         .route("/api/v1/me/anti-phishing-code", put(set_anti_phishing_code))
+        .merge(factors::routes())
+        .merge(keys::routes())
+        .merge(protection::routes())
 }
 
 async fn openapi() -> Json<serde_json::Value> {
@@ -74,9 +81,9 @@ async fn openapi() -> Json<serde_json::Value> {
 /// middleware, not from the handler), so the document lists every status a client can get.
 pub fn document() -> serde_json::Value {
     let mut doc = ApiDoc::openapi();
-    doc.merge(super::api_factors::FactorsDoc::openapi());
-    doc.merge(super::api_keys::KeysDoc::openapi());
-    doc.merge(super::api_protection::ProtectionDoc::openapi());
+    doc.merge(factors::FactorsDoc::openapi());
+    doc.merge(keys::KeysDoc::openapi());
+    doc.merge(protection::ProtectionDoc::openapi());
     let mut doc = serde_json::to_value(doc).unwrap_or_default();
     add_common_answers(&mut doc);
     doc

@@ -15,10 +15,10 @@ use axum_extra::extract::CookieJar;
 use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
 
-use super::error::{ApiError, ErrorBody, ErrorDetail};
-use super::extract::{client_ip, ApiJson, Authed, Peer};
-use super::{AppState, SESSION_COOKIE};
 use crate::domain::api_key::Refusal;
+use crate::http::error::{ApiError, ErrorBody, ErrorDetail};
+use crate::http::extract::{client_ip, ApiJson, Authed, Peer};
+use crate::http::{AppState, SESSION_COOKIE};
 use crate::service::api_keys::{AuthzError, Identity, NewKey};
 use crate::service::Client;
 use crate::store::ApiKeyRecord;

@@ -9,9 +9,9 @@ use axum_extra::extract::CookieJar;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
-use super::error::{ApiError, ErrorBody};
-use super::extract::{ApiJson, Authed};
-use super::{AppState, SESSION_COOKIE};
+use crate::http::error::{ApiError, ErrorBody};
+use crate::http::extract::{ApiJson, Authed};
+use crate::http::{AppState, SESSION_COOKIE};
 use crate::service::Client;
 use crate::store::{FreezeOutcome, Notification};
 

@@ -14,11 +14,14 @@ use axum_extra::extract::CookieJar;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-use super::error::ApiError;
-use super::{AppState, CHALLENGE_COOKIE, CSRF_COOKIE, SESSION_COOKIE};
+pub mod factors;
+pub mod protection;
+
 use crate::clock::format_utc;
 use crate::domain::secret::{constant_time_eq, random_token};
 use crate::geo::Location;
+use crate::http::error::ApiError;
+use crate::http::{AppState, CHALLENGE_COOKIE, CSRF_COOKIE, SESSION_COOKIE};
 use crate::service::sessions::{SignInOutcome, SignedIn};
 use crate::service::{Client, ServiceError};
 use crate::store::SessionAuth;
@@ -35,7 +38,9 @@ pub fn routes(mailbox: bool) -> Router<AppState> {
         .route("/security", get(security_page))
         .route("/security/anti-phishing-code", post(set_anti_phishing_code))
         .route("/static/rampart.css", get(stylesheet))
-        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }));
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
+        .merge(factors::routes())
+        .merge(protection::routes());
     if mailbox {
         r.route("/dev/mailbox", get(mailbox_page))
     } else {
@@ -43,7 +48,7 @@ pub fn routes(mailbox: bool) -> Router<AppState> {
     }
 }
 
-static CSS: &str = include_str!("../../static/rampart.css");
+static CSS: &str = include_str!("../../../static/rampart.css");
 
 async fn stylesheet() -> Response {
     (
@@ -761,7 +766,7 @@ async fn security_page(
     let notice = query
         .ok()
         .and_then(|Query(q)| q.saved)
-        .map(|key| super::web_factors::notice_text(&key).to_owned());
+        .map(|key| factors::notice_text(&key).to_owned());
     security_center(&state, jar, auth, notice, None).await
 }
 

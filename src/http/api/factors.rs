@@ -11,10 +11,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
 use webauthn_rs::prelude::{PublicKeyCredential, RegisterPublicKeyCredential};
 
-use super::api::signed_in_response;
-use super::error::{ApiError, ErrorBody};
-use super::extract::{ApiJson, Authed};
-use super::AppState;
+use super::signed_in_response;
+use crate::http::error::{ApiError, ErrorBody};
+use crate::http::extract::{ApiJson, Authed};
+use crate::http::AppState;
 use crate::service::factors::FactorOverview;
 use crate::service::Client;
 use crate::store::PendingChange;
@@ -131,7 +131,7 @@ pub struct SecondFactorRequest {
 
 /// Finishes a sign-in with an authenticator-app code or a backup code.
 #[utoipa::path(post, path = "/api/v1/sessions/second-factor", request_body = SecondFactorRequest, responses(
-    (status = 200, body = super::api::SignedInResponse),
+    (status = 200, body = super::SignedInResponse),
     (status = 400, body = ErrorBody, description = "invalid_code"),
     (status = 401, body = ErrorBody, description = "challenge_expired"),
     (status = 403, body = ErrorBody, description = "passkey_required"),
@@ -196,7 +196,7 @@ async fn passkey_signin_start(
 
 /// Finishes a passkey sign-in (passwordless, or the second step) and sets the session cookie.
 #[utoipa::path(post, path = "/api/v1/sessions/passkey/finish", request_body = CeremonyFinish, responses(
-    (status = 200, body = super::api::SignedInResponse),
+    (status = 200, body = super::SignedInResponse),
     (status = 401, body = ErrorBody, description = "passkey_failed, challenge_expired"),
 ))]
 async fn passkey_signin_finish(
