@@ -1,17 +1,16 @@
-//! The JSON API of second factors: authenticator app, backup codes, passkeys, step-up,
-//! delayed weakening, password change, authenticator reset and the second sign-in step.
+//! The JSON API of second factors: authenticator app, backup codes, passkeys, the
+//! overview, and delayed weakening (`require-passkey`, cancelling a pending change).
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, patch, post, put};
 use axum::{Json, Router};
-use axum_extra::extract::CookieJar;
 use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
-use webauthn_rs::prelude::{PublicKeyCredential, RegisterPublicKeyCredential};
+use webauthn_rs::prelude::RegisterPublicKeyCredential;
 
-use super::signed_in_response;
+use super::{credential, CeremonyFinish, CodeRequest};
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::extract::{ApiJson, Authed};
 use crate::http::AppState;
@@ -22,37 +21,23 @@ use crate::store::PendingChange;
 #[derive(OpenApi)]
 #[openapi(
     paths(
-        second_factor,
-        passkey_signin_start,
-        passkey_signin_finish,
         totp_begin,
         totp_confirm,
         totp_disable,
         totp_reset,
         regenerate_backup_codes,
         overview,
-        step_up,
-        step_up_email_code,
-        step_up_passkey_start,
-        step_up_passkey_finish,
         passkey_register_start,
         passkey_register_finish,
         rename_passkey,
         remove_passkey,
         require_passkey,
-        cancel_change,
-        password_code,
-        change_password,
-        authenticator_reset_request
+        cancel_change
     ),
     components(schemas(
         ResetRequest,
         PasskeyAdded,
-        SecondFactorRequest,
-        PasskeyStartRequest,
-        CeremonyFinish,
         TotpBegun,
-        CodeRequest,
         BackupCodes,
         Scheduled,
         ResetDone,
@@ -60,42 +45,19 @@ use crate::store::PendingChange;
         PasskeyView,
         ChangeView,
         LockView,
-        SteppedUp,
-        StepUpRequest,
-        EmailStepUpRequest,
-        StepUpCodeSent,
         NameRequest,
-        RequirePasskeyRequest,
-        PasswordChangeRequest,
-        PasswordChanged,
-        RecoveryRequestBody
+        RequirePasskeyRequest
     ))
 )]
 pub struct FactorsDoc;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/api/v1/sessions/second-factor", post(second_factor))
-        .route("/api/v1/sessions/passkey/start", post(passkey_signin_start))
-        .route(
-            "/api/v1/sessions/passkey/finish",
-            post(passkey_signin_finish),
-        )
         .route("/api/v1/me/totp", post(totp_begin).delete(totp_disable))
         .route("/api/v1/me/totp/confirm", post(totp_confirm))
         .route("/api/v1/me/totp/reset", post(totp_reset))
         .route("/api/v1/me/backup-codes", post(regenerate_backup_codes))
         .route("/api/v1/me/second-factors", axum::routing::get(overview))
-        .route("/api/v1/me/step-up", post(step_up))
-        .route("/api/v1/me/step-up/email-code", post(step_up_email_code))
-        .route(
-            "/api/v1/me/step-up/passkey/start",
-            post(step_up_passkey_start),
-        )
-        .route(
-            "/api/v1/me/step-up/passkey/finish",
-            post(step_up_passkey_finish),
-        )
         .route(
             "/api/v1/me/passkeys/register/start",
             post(passkey_register_start),
@@ -110,107 +72,6 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/api/v1/me/require-passkey", put(require_passkey))
         .route("/api/v1/me/pending-changes/{id}", delete(cancel_change))
-        .route("/api/v1/me/password/code", post(password_code))
-        .route("/api/v1/me/password", put(change_password))
-        .route(
-            "/api/v1/recovery/authenticator-reset",
-            post(authenticator_reset_request),
-        )
-}
-
-// ---- the second sign-in step -------------------------------------------------------------
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SecondFactorRequest {
-    /// From the `second_factor_required` answer of `POST /api/v1/sessions`.
-    challenge: String,
-    /// A current authenticator-app code or an unused backup code.
-    code: String,
-}
-
-/// Finishes a sign-in with an authenticator-app code or a backup code.
-#[utoipa::path(post, path = "/api/v1/sessions/second-factor", request_body = SecondFactorRequest, responses(
-    (status = 200, body = super::SignedInResponse),
-    (status = 400, body = ErrorBody, description = "invalid_code"),
-    (status = 401, body = ErrorBody, description = "challenge_expired"),
-    (status = 403, body = ErrorBody, description = "passkey_required"),
-))]
-async fn second_factor(
-    State(s): State<AppState>,
-    jar: CookieJar,
-    client: Client,
-    ApiJson(req): ApiJson<SecondFactorRequest>,
-) -> Result<Response, ApiError> {
-    let signed = s
-        .core
-        .sign_in_second_factor(&req.challenge, &req.code, &client)
-        .await?;
-    Ok(signed_in_response(&s, jar, signed))
-}
-
-#[derive(Deserialize, ToSchema, Default)]
-#[serde(deny_unknown_fields)]
-pub struct PasskeyStartRequest {
-    /// The password step's challenge, to use the passkey as the second step; omit for a
-    /// passwordless sign-in.
-    challenge: Option<String>,
-}
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CeremonyFinish {
-    ceremony_id: String,
-    /// The `PublicKeyCredential` from `navigator.credentials`, binary fields base64url.
-    #[schema(value_type = Object)]
-    credential: serde_json::Value,
-}
-
-fn credential<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Result<T, ApiError> {
-    serde_json::from_value(v).map_err(|e| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_credential",
-            format!("The credential is malformed: {e}"),
-        )
-    })
-}
-
-/// Starts a passkey sign-in. Answers `{ceremony_id, options}`; pass `options` to
-/// `navigator.credentials.get()`.
-#[utoipa::path(post, path = "/api/v1/sessions/passkey/start", request_body = PasskeyStartRequest, responses(
-    (status = 200, description = "{ceremony_id, options}"),
-    (status = 401, body = ErrorBody, description = "challenge_expired"),
-))]
-async fn passkey_signin_start(
-    State(s): State<AppState>,
-    ApiJson(req): ApiJson<PasskeyStartRequest>,
-) -> Result<Response, ApiError> {
-    Ok(Json(
-        s.core
-            .passkey_signin_start(req.challenge.as_deref())
-            .await?,
-    )
-    .into_response())
-}
-
-/// Finishes a passkey sign-in (passwordless, or the second step) and sets the session cookie.
-#[utoipa::path(post, path = "/api/v1/sessions/passkey/finish", request_body = CeremonyFinish, responses(
-    (status = 200, body = super::SignedInResponse),
-    (status = 401, body = ErrorBody, description = "passkey_failed, challenge_expired"),
-))]
-async fn passkey_signin_finish(
-    State(s): State<AppState>,
-    jar: CookieJar,
-    client: Client,
-    ApiJson(req): ApiJson<CeremonyFinish>,
-) -> Result<Response, ApiError> {
-    let cred: PublicKeyCredential = credential(req.credential)?;
-    let signed = s
-        .core
-        .passkey_signin_finish(&req.ceremony_id, &cred, &client)
-        .await?;
-    Ok(signed_in_response(&s, jar, signed))
 }
 
 // ---- authenticator app -----------------------------------------------------------------
@@ -238,12 +99,6 @@ async fn totp_begin(
         secret: e.secret,
         otpauth_uri: e.otpauth_uri,
     }))
-}
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CodeRequest {
-    code: String,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -363,7 +218,7 @@ async fn regenerate_backup_codes(
     }))
 }
 
-// ---- overview and step-up --------------------------------------------------------------
+// ---- overview ---------------------------------------------------------------------------
 
 #[derive(Serialize, ToSchema)]
 pub struct PasskeyView {
@@ -448,121 +303,6 @@ async fn overview(
     Authed(auth): Authed,
 ) -> Result<Json<Overview>, ApiError> {
     Ok(Json(s.core.factor_overview(&auth).await?.into()))
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct SteppedUp {
-    stepped_up_until: i64,
-}
-
-/// The proof of a step-up: a second-factor code, or (on an account without a second
-/// factor) the password plus the mailed code.
-#[derive(Deserialize, ToSchema)]
-#[serde(untagged)]
-pub enum StepUpRequest {
-    /// An account with an authenticator app or backup codes: a current code from the app
-    /// or an unused backup code.
-    Code(CodeRequest),
-    /// An account without a second factor: its password and the code mailed by
-    /// `POST /api/v1/me/step-up/email-code`.
-    PasswordAndEmailCode(EmailStepUpRequest),
-}
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct EmailStepUpRequest {
-    password: String,
-    /// The 6-digit code from the mail.
-    email_code: String,
-}
-
-/// Proves it is the owner for this session: sensitive actions (second factors, backup
-/// codes, API keys, devices, allowlist, email, turning protections off) are allowed for
-/// the next five minutes. With a second factor: `{code}` (or the passkey step-up). Without
-/// one: `{password, email_code}`.
-#[utoipa::path(post, path = "/api/v1/me/step-up", request_body = StepUpRequest, responses(
-    (status = 200, body = SteppedUp),
-    (status = 400, body = ErrorBody, description = "invalid_code, code_expired"),
-    (status = 403, body = ErrorBody, description = "wrong_password, passkey_required"),
-    (status = 409, body = ErrorBody, description = "no_second_factor ({code} on an account without one: use {password, email_code}), use_second_factor ({password, email_code} on an account with one)"),
-    (status = 422, body = ErrorBody, description = "invalid_body"),
-    (status = 429, body = ErrorBody, description = "too_many_attempts (throttled per session, or 5 wrong mailed codes: ask for a new one)"),
-))]
-async fn step_up(
-    State(s): State<AppState>,
-    Authed(auth): Authed,
-    client: Client,
-    ApiJson(req): ApiJson<StepUpRequest>,
-) -> Result<Json<SteppedUp>, ApiError> {
-    let stepped_up_until = match req {
-        StepUpRequest::Code(r) => s.core.step_up_with_code(&auth, &r.code, &client).await?,
-        StepUpRequest::PasswordAndEmailCode(r) => {
-            s.core
-                .step_up_with_email_code(&auth, &r.password, &r.email_code, &client)
-                .await?
-        }
-    };
-    Ok(Json(SteppedUp { stepped_up_until }))
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct StepUpCodeSent {
-    /// `false` when a code was sent less than a minute ago: that one still works, and no
-    /// new mail went out.
-    sent: bool,
-    /// When the current code stops working (Unix ms).
-    expires_at: i64,
-}
-
-/// Mails a 6-digit code to the account's address, for `POST /api/v1/me/step-up` with
-/// `{password, email_code}` (accounts without a second factor only). Valid 10 minutes,
-/// once, 5 tries; at most one new code a minute.
-#[utoipa::path(post, path = "/api/v1/me/step-up/email-code", responses(
-    (status = 202, body = StepUpCodeSent),
-    (status = 409, body = ErrorBody, description = "use_second_factor (the account has a second factor)"),
-))]
-async fn step_up_email_code(
-    State(s): State<AppState>,
-    Authed(auth): Authed,
-    client: Client,
-) -> Result<(StatusCode, Json<StepUpCodeSent>), ApiError> {
-    let (sent, expires_at) = s.core.send_step_up_code(&auth, &client).await?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(StepUpCodeSent { sent, expires_at }),
-    ))
-}
-
-/// Starts a step-up with a passkey.
-#[utoipa::path(post, path = "/api/v1/me/step-up/passkey/start", responses(
-    (status = 200, description = "{ceremony_id, options}"),
-    (status = 409, body = ErrorBody, description = "no_passkey"),
-))]
-async fn step_up_passkey_start(
-    State(s): State<AppState>,
-    Authed(auth): Authed,
-) -> Result<Response, ApiError> {
-    Ok(Json(s.core.passkey_step_up_start(&auth).await?).into_response())
-}
-
-/// Finishes a step-up with a passkey.
-#[utoipa::path(post, path = "/api/v1/me/step-up/passkey/finish", request_body = CeremonyFinish, responses(
-    (status = 200, body = SteppedUp),
-    (status = 401, body = ErrorBody, description = "passkey_failed, challenge_expired"),
-))]
-async fn step_up_passkey_finish(
-    State(s): State<AppState>,
-    Authed(auth): Authed,
-    client: Client,
-    ApiJson(req): ApiJson<CeremonyFinish>,
-) -> Result<Json<SteppedUp>, ApiError> {
-    let cred: PublicKeyCredential = credential(req.credential)?;
-    Ok(Json(SteppedUp {
-        stepped_up_until: s
-            .core
-            .passkey_step_up_finish(&auth, &req.ceremony_id, &cred, &client)
-            .await?,
-    }))
 }
 
 // ---- passkeys --------------------------------------------------------------------------
@@ -703,95 +443,4 @@ async fn cancel_change(
 ) -> Result<StatusCode, ApiError> {
     s.core.cancel_pending_change(&auth, &id, &client).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-// ---- password change -------------------------------------------------------------------
-
-/// Mails the 6-digit code a password change needs.
-#[utoipa::path(post, path = "/api/v1/me/password/code", responses(
-    (status = 202, description = "A code was mailed"),
-))]
-async fn password_code(
-    State(s): State<AppState>,
-    Authed(auth): Authed,
-    client: Client,
-) -> Result<StatusCode, ApiError> {
-    s.core.send_password_change_code(&auth, &client).await?;
-    Ok(StatusCode::ACCEPTED)
-}
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PasswordChangeRequest {
-    current_password: String,
-    new_password: String,
-    /// From `POST /api/v1/me/password/code`.
-    email_code: String,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct PasswordChanged {
-    status: &'static str,
-    other_sessions_ended: u64,
-}
-
-/// Changes the password: current password, a fresh second factor (if enrolled) and the
-/// mailed code. Every other session ends; withdrawals are locked for 24 hours.
-#[utoipa::path(put, path = "/api/v1/me/password", request_body = PasswordChangeRequest, responses(
-    (status = 200, body = PasswordChanged),
-    (status = 400, body = ErrorBody, description = "invalid_code, code_expired (the mailed code)"),
-    (status = 403, body = ErrorBody, description = "step_up_required, wrong_password"),
-    (status = 422, body = ErrorBody, description = "weak_password, password_reused"),
-    (status = 429, body = ErrorBody, description = "too_many_attempts (see Retry-After)"),
-))]
-async fn change_password(
-    State(s): State<AppState>,
-    Authed(auth): Authed,
-    client: Client,
-    ApiJson(req): ApiJson<PasswordChangeRequest>,
-) -> Result<Json<PasswordChanged>, ApiError> {
-    let ended = s
-        .core
-        .change_password(
-            &auth,
-            &req.current_password,
-            &req.new_password,
-            &req.email_code,
-            &client,
-        )
-        .await?;
-    Ok(Json(PasswordChanged {
-        status: "changed",
-        other_sessions_ended: ended,
-    }))
-}
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RecoveryRequestBody {
-    email: String,
-    password: String,
-    /// What happened, for the reviewer.
-    reason: String,
-}
-
-/// Asks for an authenticator reset through the recovery review (lost phone and lost
-/// backup codes). The answer is the same whatever the address or password.
-#[utoipa::path(post, path = "/api/v1/recovery/authenticator-reset", request_body = RecoveryRequestBody, responses(
-    (status = 202, description = "Received (the same answer whether or not the details matched an account)"),
-    (status = 429, body = ErrorBody, description = "too_many_attempts (see Retry-After)"),
-))]
-async fn authenticator_reset_request(
-    State(s): State<AppState>,
-    client: Client,
-    ApiJson(req): ApiJson<RecoveryRequestBody>,
-) -> Result<Response, ApiError> {
-    s.core
-        .request_authenticator_reset(&req.email, &req.password, &req.reason, &client)
-        .await?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(serde_json::json!({"status": "received", "message": "If the details match an account, the request is recorded for review and its owner is told by mail."})),
-    )
-        .into_response())
 }
