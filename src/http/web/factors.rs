@@ -1,22 +1,22 @@
 //! Pages for second factors: set up the authenticator app (QR code), backup codes,
-//! passkeys, step-up, delayed weakening and its cancel links, password change, and the
-//! second step of signing in.
+//! passkeys, step-up, delayed weakening and its cancel links, password change.
 
 use askama::Template;
 use axum::extract::{Path, State};
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use axum_extra::extract::CookieJar;
 use serde::Deserialize;
 
+use super::security::{finish, security_center};
 use super::{
-    ask_to_confirm, csrf, csrf_ok, csrf_refused, error_text, finish, guarded, link_refused,
-    message, render, security_center, signed_in_jar, urlencode, CsrfOnly, PageForm,
+    ask_to_confirm, csrf, csrf_ok, csrf_refused, error_text, guarded, link_refused, message,
+    render, urlencode, CsrfOnly, PageForm,
 };
 use crate::clock::format_utc;
-use crate::http::{AppState, CHALLENGE_COOKIE};
+use crate::http::AppState;
 use crate::service::Client;
 
 pub fn routes() -> Router<AppState> {
@@ -34,48 +34,7 @@ pub fn routes() -> Router<AppState> {
         .route("/security/pending/{id}/cancel", post(cancel_pending))
         .route("/security/password/code", post(password_code))
         .route("/security/password", post(change_password))
-        .route(
-            "/signin/second-factor",
-            get(second_factor_page).post(second_factor),
-        )
         .route("/cancel/{token}", get(cancel_link_page).post(cancel_link))
-        .route("/static/passkeys.js", get(script))
-}
-
-static PASSKEYS_JS: &str = include_str!("../../../static/passkeys.js");
-
-async fn script() -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
-            (header::CACHE_CONTROL, "no-cache"),
-        ],
-        PASSKEYS_JS,
-    )
-        .into_response()
-}
-
-/// The sentence shown after a Security Center action (`/security?saved=KEY`).
-pub fn notice_text(key: &str) -> &'static str {
-    match key {
-        "anti_phishing" => "Saved. Every mail from now on shows your anti-phishing code.",
-        "totp" => "The authenticator app is on. Signing in now needs a code from it.",
-        "scheduled" => "Scheduled: for your protection this takes effect in 48 hours. You can cancel it below until then.",
-        "cancelled" => "Cancelled. Nothing changes.",
-        "stepped_up" => "Confirmed. You can make sensitive changes for the next 5 minutes.",
-        "step_up_code" => "We mailed you a 6-digit code. Enter it with your password below.",
-        "require_passkey" => "Done. Signing in and withdrawals now need your passkey.",
-        "password_code" => "We mailed you a 6-digit code to confirm the password change.",
-        "password" => "Your password was changed. Every other device was signed out; withdrawals are locked for 24 hours.",
-        "totp_reset" => "The authenticator app was removed and withdrawals are locked for 48 hours. Set it up again below.",
-        "device_removed" => "The device was removed; its sessions ended.",
-        "device_blocked" => "The device was removed and blocked; its sessions ended and sign-ins from it are refused.",
-        "trusted" => "The trusted-devices list was updated.",
-        "signed_out_others" => "Every other device was signed out.",
-        "read" => "All notifications marked as read.",
-        "mail_on" => "That mail is on again.",
-        _ => "Saved.",
-    }
 }
 
 #[derive(Deserialize)]
@@ -356,84 +315,6 @@ async fn change_password(
         .await
         .map(|_| ());
     finish(&state, jar, auth, r, "password").await
-}
-
-// ---- second sign-in step ---------------------------------------------------------------
-
-#[derive(Template)]
-#[template(path = "second_factor.html")]
-struct SecondFactorPage {
-    csrf: String,
-    challenge: String,
-    error: Option<String>,
-}
-
-async fn second_factor_page(State(state): State<AppState>, jar: CookieJar) -> Response {
-    let Some(challenge) = jar.get(CHALLENGE_COOKIE).map(|c| c.value().to_owned()) else {
-        return Redirect::to("/signin").into_response();
-    };
-    let (jar, csrf) = csrf(&state, jar);
-    (
-        jar,
-        render(
-            StatusCode::OK,
-            &SecondFactorPage {
-                csrf,
-                challenge,
-                error: None,
-            },
-        ),
-    )
-        .into_response()
-}
-
-#[derive(Deserialize)]
-struct SecondFactorForm {
-    csrf: String,
-    challenge: String,
-    code: String,
-}
-
-async fn second_factor(
-    State(state): State<AppState>,
-    jar: CookieJar,
-    client: Client,
-    PageForm(f): PageForm<SecondFactorForm>,
-) -> Response {
-    if !csrf_ok(&state, &jar, &f.csrf) {
-        return csrf_refused();
-    }
-    match state
-        .core
-        .sign_in_second_factor(&f.challenge, &f.code, &client)
-        .await
-    {
-        Ok(signed) => (
-            signed_in_jar(&state, jar, signed),
-            Redirect::to("/security"),
-        )
-            .into_response(),
-        Err(e) => {
-            let expired = matches!(e, crate::service::ServiceError::ChallengeExpired);
-            let (status, text) = error_text(e);
-            if expired {
-                return message(status, "Sign in again", &text, "/signin", "Back to sign-in");
-            }
-            let (jar, csrf) = csrf(&state, jar);
-            (
-                jar,
-                render(
-                    status,
-                    &SecondFactorPage {
-                        csrf,
-                        challenge: f.challenge,
-                        error: Some(text),
-                    },
-                ),
-            )
-                .into_response()
-        }
-    }
 }
 
 // ---- cancel links from mails -------------------------------------------------------------

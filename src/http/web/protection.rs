@@ -10,9 +10,10 @@ use axum::Router;
 use axum_extra::extract::CookieJar;
 use serde::Deserialize;
 
+use super::security::{finish, security_center};
 use super::{
-    ask_to_confirm, csrf_ok, csrf_refused, error_text, finish, guarded, link_refused, message,
-    security_center, urlencode, CsrfOnly, PageForm,
+    ask_to_confirm, csrf_ok, csrf_refused, error_text, guarded, link_refused, message, urlencode,
+    CsrfOnly, PageForm,
 };
 use crate::clock::format_utc;
 use crate::http::{AppState, SESSION_COOKIE};
