@@ -17,8 +17,12 @@ use crate::clock::format_utc;
 use crate::geo::Location;
 use crate::http::error::ApiError;
 use crate::http::AppState;
-use crate::service::Client;
-use crate::store::SessionAuth;
+use crate::service::factors::FactorOverview;
+use crate::service::protection::MailPreference;
+use crate::service::{Client, ServiceResult};
+use crate::store::{
+    Device, Login, Notification, PasskeyRecord, PendingChange, SessionAuth, WithdrawalLock,
+};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -107,6 +111,8 @@ struct LockRow {
     until: String,
 }
 
+/// The Security Center page, after an action with its notice, or with the error (status
+/// and sentence) that refused it.
 pub(crate) async fn security_center(
     state: &AppState,
     jar: CookieJar,
@@ -114,79 +120,143 @@ pub(crate) async fn security_center(
     notice: Option<String>,
     error: Option<(StatusCode, String)>,
 ) -> Response {
-    let devices = match state.core.devices(&auth).await {
-        Ok(d) => d,
+    let shown = match Shown::load(state, &auth).await {
+        Ok(shown) => shown,
         Err(e) => return ApiError::from(e).into_response(),
     };
-    let overview = match state.core.factor_overview(&auth).await {
-        Ok(o) => o,
-        Err(e) => return ApiError::from(e).into_response(),
-    };
-    let notifications = match state.core.notifications(&auth, 30).await {
-        Ok(n) => n,
-        Err(e) => return ApiError::from(e).into_response(),
-    };
-    let mail_prefs = match state.core.mail_preferences(&auth).await {
-        Ok(p) => p,
-        Err(e) => return ApiError::from(e).into_response(),
-    };
-    let logins = match state.core.logins(&auth, 50).await {
-        Ok(l) => l,
-        Err(e) => return ApiError::from(e).into_response(),
-    };
-    let current = auth.session.device_id.clone();
     let (jar, csrf) = csrf(state, jar);
     let status = error.as_ref().map_or(StatusCode::OK, |(s, _)| *s);
-    let page = SecurityPage {
-        csrf,
-        email: auth.account.email,
-        uid: auth.account.uid,
-        anti_phishing_code: auth.account.anti_phishing_code,
-        notice,
-        error: error.map(|(_, t)| t),
-        history_days: state.core.rules.device_history_days,
-        devices: devices
-            .into_iter()
-            .map(|d| DeviceRow {
-                trusted: d.trusted_at.is_some(),
-                current: d.id == current,
-                id: d.id.clone(),
-                location: Location::label(d.city.as_deref(), d.country.as_deref()),
-                model: d.model,
-                os: d.os,
-                browser: d.browser,
-                ip: d.ip,
-                first_seen: format_utc(d.first_seen),
-                last_active: format_utc(d.last_active),
-            })
-            .collect(),
-        logins: logins
-            .into_iter()
-            .map(|l| LoginRow {
-                success: l.success,
-                result: match l.reason.as_str() {
-                    "signed_in" => format!("Success · {}", method_label(&l.method)),
-                    "wrong_password" => "Failed: wrong password".to_owned(),
-                    "email_not_confirmed" => "Failed: email not confirmed".to_owned(),
-                    "throttled" => "Refused: too many attempts".to_owned(),
-                    "wrong_second_factor" => "Failed: wrong second-factor code".to_owned(),
-                    other => format!("Failed: {other}"),
-                },
-                at: format_utc(l.at),
-                location: Location::label(l.city.as_deref(), l.country.as_deref()),
-                ip: l.ip,
-                device: format!("{} · {} · {}", l.model, l.os, l.browser),
-            })
-            .collect(),
-        geo_attribution: state.core.geo.is_loaded(),
-        totp_enabled: overview.factors.totp,
-        backup_codes_left: overview.factors.backup_codes_left,
-        has_second_factor: overview.factors.any(),
-        require_passkey: overview.require_passkey,
-        passkeys: overview
+    let page = SecurityPage::new(state, auth, shown, csrf, notice, error.map(|(_, t)| t));
+    (jar, render(status, &page)).into_response()
+}
+
+/// What the page shows of the account, read through the services (one read per area).
+struct Shown {
+    devices: Vec<Device>,
+    overview: FactorOverview,
+    notifications: Vec<Notification>,
+    mail_prefs: Vec<MailPreference>,
+    logins: Vec<Login>,
+}
+
+impl Shown {
+    async fn load(state: &AppState, auth: &SessionAuth) -> ServiceResult<Self> {
+        Ok(Self {
+            devices: state.core.devices(auth).await?,
+            overview: state.core.factor_overview(auth).await?,
+            notifications: state.core.notifications(auth, 30).await?,
+            mail_prefs: state.core.mail_preferences(auth).await?,
+            logins: state.core.logins(auth, 50).await?,
+        })
+    }
+}
+
+impl SecurityPage {
+    fn new(
+        state: &AppState,
+        auth: SessionAuth,
+        shown: Shown,
+        csrf: String,
+        notice: Option<String>,
+        error: Option<String>,
+    ) -> Self {
+        let Shown {
+            devices,
+            overview,
+            notifications,
+            mail_prefs,
+            logins,
+        } = shown;
+        let current = auth.session.device_id;
+        Self {
+            csrf,
+            email: auth.account.email,
+            uid: auth.account.uid,
+            anti_phishing_code: auth.account.anti_phishing_code,
+            notice,
+            error,
+            history_days: state.core.rules.device_history_days,
+            devices: devices
+                .into_iter()
+                .map(|d| DeviceRow::new(d, &current))
+                .collect(),
+            logins: logins.into_iter().map(LoginRow::from).collect(),
+            geo_attribution: state.core.geo.is_loaded(),
+            totp_enabled: overview.factors.totp,
+            backup_codes_left: overview.factors.backup_codes_left,
+            has_second_factor: overview.factors.any(),
+            require_passkey: overview.require_passkey,
+            passkeys: PasskeyRow::all(&overview),
+            pending: overview
+                .pending
+                .iter()
+                .map(|c| PendingRow::new(c, &overview.passkeys))
+                .collect(),
+            locks: overview
+                .withdrawal_locks
+                .iter()
+                .map(LockRow::from)
+                .collect(),
+            stepped_up_until: overview.stepped_up_until.map(format_utc),
+            mail_prefs: mail_prefs.into_iter().map(PrefRow::from).collect(),
+            unread: notifications.iter().filter(|n| n.read_at.is_none()).count(),
+            notifications: notifications
+                .into_iter()
+                .map(NotificationRow::from)
+                .collect(),
+        }
+    }
+}
+
+impl DeviceRow {
+    fn new(d: Device, current: &str) -> Self {
+        Self {
+            trusted: d.trusted_at.is_some(),
+            current: d.id == current,
+            id: d.id.clone(),
+            location: Location::label(d.city.as_deref(), d.country.as_deref()),
+            model: d.model,
+            os: d.os,
+            browser: d.browser,
+            ip: d.ip,
+            first_seen: format_utc(d.first_seen),
+            last_active: format_utc(d.last_active),
+        }
+    }
+}
+
+impl From<Login> for LoginRow {
+    fn from(l: Login) -> Self {
+        Self {
+            success: l.success,
+            result: login_result(&l.reason, &l.method),
+            at: format_utc(l.at),
+            location: Location::label(l.city.as_deref(), l.country.as_deref()),
+            ip: l.ip,
+            device: format!("{} · {} · {}", l.model, l.os, l.browser),
+        }
+    }
+}
+
+/// A sign-in attempt's outcome, in words.
+fn login_result(reason: &str, method: &str) -> String {
+    match reason {
+        "signed_in" => format!("Success · {}", method_label(method)),
+        "wrong_password" => "Failed: wrong password".to_owned(),
+        "email_not_confirmed" => "Failed: email not confirmed".to_owned(),
+        "throttled" => "Refused: too many attempts".to_owned(),
+        "wrong_second_factor" => "Failed: wrong second-factor code".to_owned(),
+        other => format!("Failed: {other}"),
+    }
+}
+
+impl PasskeyRow {
+    /// Every passkey, each marked when its removal is pending.
+    fn all(overview: &FactorOverview) -> Vec<Self> {
+        overview
             .passkeys
             .iter()
-            .map(|p| PasskeyRow {
+            .map(|p| Self {
                 id: p.id.clone(),
                 name: p.name.clone(),
                 created: format_utc(p.created_at),
@@ -197,62 +267,64 @@ pub(crate) async fn security_center(
                     c.kind == "passkey.remove" && c.target.as_deref() == Some(p.id.as_str())
                 }),
             })
-            .collect(),
-        pending: overview
-            .pending
-            .iter()
-            .map(|c| PendingRow {
-                id: c.id.clone(),
-                what: match c.kind.as_str() {
-                    "totp.disable" => "Turn off the authenticator app".to_owned(),
-                    "passkey.remove" => format!(
-                        "Remove the passkey \"{}\"",
-                        overview
-                            .passkeys
-                            .iter()
-                            .find(|p| Some(p.id.as_str()) == c.target.as_deref())
-                            .map_or("?", |p| p.name.as_str())
-                    ),
-                    "require_passkey.disable" => "Stop requiring a passkey".to_owned(),
-                    other => other.to_owned(),
-                },
-                effective: format_utc(c.effective_at),
-            })
-            .collect(),
-        locks: overview
-            .withdrawal_locks
-            .iter()
-            .map(|l| LockRow {
-                reason: match l.reason.as_str() {
-                    "password_changed" => "password changed".to_owned(),
-                    "second_factor_reset" => "authenticator reset".to_owned(),
-                    other => other.replace('_', " "),
-                },
-                until: format_utc(l.until),
-            })
-            .collect(),
-        stepped_up_until: overview.stepped_up_until.map(format_utc),
-        mail_prefs: mail_prefs
-            .into_iter()
-            .map(|p| PrefRow {
-                kind: p.kind,
-                description: p.description,
-                enabled: p.enabled,
-                turning_off_at: p.turning_off_at.map(format_utc),
-            })
-            .collect(),
-        unread: notifications.iter().filter(|n| n.read_at.is_none()).count(),
-        notifications: notifications
-            .into_iter()
-            .map(|n| NotificationRow {
-                unread: n.read_at.is_none(),
-                subject: n.subject,
-                body: n.body,
-                at: format_utc(n.created_at),
-            })
-            .collect(),
-    };
-    (jar, render(status, &page)).into_response()
+            .collect()
+    }
+}
+
+impl PendingRow {
+    fn new(c: &PendingChange, passkeys: &[PasskeyRecord]) -> Self {
+        Self {
+            id: c.id.clone(),
+            what: match c.kind.as_str() {
+                "totp.disable" => "Turn off the authenticator app".to_owned(),
+                "passkey.remove" => format!(
+                    "Remove the passkey \"{}\"",
+                    passkeys
+                        .iter()
+                        .find(|p| Some(p.id.as_str()) == c.target.as_deref())
+                        .map_or("?", |p| p.name.as_str())
+                ),
+                "require_passkey.disable" => "Stop requiring a passkey".to_owned(),
+                other => other.to_owned(),
+            },
+            effective: format_utc(c.effective_at),
+        }
+    }
+}
+
+impl From<&WithdrawalLock> for LockRow {
+    fn from(l: &WithdrawalLock) -> Self {
+        Self {
+            reason: match l.reason.as_str() {
+                "password_changed" => "password changed".to_owned(),
+                "second_factor_reset" => "authenticator reset".to_owned(),
+                other => other.replace('_', " "),
+            },
+            until: format_utc(l.until),
+        }
+    }
+}
+
+impl From<MailPreference> for PrefRow {
+    fn from(p: MailPreference) -> Self {
+        Self {
+            kind: p.kind,
+            description: p.description,
+            enabled: p.enabled,
+            turning_off_at: p.turning_off_at.map(format_utc),
+        }
+    }
+}
+
+impl From<Notification> for NotificationRow {
+    fn from(n: Notification) -> Self {
+        Self {
+            unread: n.read_at.is_none(),
+            subject: n.subject,
+            body: n.body,
+            at: format_utc(n.created_at),
+        }
+    }
 }
 
 #[derive(Deserialize)]
