@@ -217,32 +217,71 @@ impl Core {
         client: &Client,
     ) -> ServiceResult<SignInOutcome> {
         let email = Email::parse(email).map_err(|_| ServiceError::InvalidCredentials)?;
-        let ip_key = format!("ip:{}", client.ip);
         let account = self.store.account_by_email(email.as_str()).await?;
         let known_device = match &account {
             Some(a) => self.known_device(&a.id, client).await?,
             None => None,
         };
-        // A browser that already signed in to this account has its own counter: strangers'
-        // guesses cannot slow the owner's known devices down.
-        let mut account_key = format!("acct:{}", self.key.mac("throttle", email.as_str()));
-        if let Some(d) = &known_device {
-            account_key.push_str(&format!(":dev:{}", d.id));
+        let device_id = known_device.as_ref().map(|d| d.id.as_str());
+        let (ip_key, account_key) = self.signin_throttle_keys(&email, client, device_id);
+        self.charge_signin_attempt(&ip_key, &account_key, account.as_ref(), client, device_id)
+            .await?;
+        let account = self
+            .verify_signin_password(account, password, client, device_id)
+            .await?;
+        self.store
+            .throttle_settle(&[account_key], &[ip_key])
+            .await?;
+        self.refuse_unusable_account(&account, client).await?;
+        let factors = self.factors(&account.id).await?;
+        if factors.any() {
+            return self.open_signin_challenge(&account, factors, client).await;
         }
-        let device_id = known_device.as_ref().map(|d| d.id.clone());
-        // Both counters in one transaction, charged before the password is checked.
+        let signed = self
+            .open_session(&account, client, known_device, "password", None, None)
+            .await?;
+        Ok(SignInOutcome::SignedIn(signed))
+    }
+
+    /// The two counters a password try is charged to: the source address, and the
+    /// account. A browser that already signed in to this account has its own account
+    /// counter: strangers' guesses cannot slow the owner's known devices down.
+    fn signin_throttle_keys(
+        &self,
+        email: &Email,
+        client: &Client,
+        known_device: Option<&str>,
+    ) -> (String, String) {
+        let ip_key = format!("ip:{}", client.ip);
+        let mut account_key = format!("acct:{}", self.key.mac("throttle", email.as_str()));
+        if let Some(device_id) = known_device {
+            account_key.push_str(&format!(":dev:{device_id}"));
+        }
+        (ip_key, account_key)
+    }
+
+    /// Charges both counters in one transaction, before the password is checked; a refusal
+    /// on the account's counter is recorded in its history.
+    async fn charge_signin_attempt(
+        &self,
+        ip_key: &str,
+        account_key: &str,
+        account: Option<&Account>,
+        client: &Client,
+        device_id: Option<&str>,
+    ) -> ServiceResult<()> {
         let keys = [
-            (ip_key.clone(), self.ip_policy()),
-            (account_key.clone(), self.account_policy()),
+            (ip_key.to_owned(), self.ip_policy()),
+            (account_key.to_owned(), self.account_policy()),
         ];
         if let Err((which, retry_after_ms)) =
             self.store.throttle_attempts(&keys, self.now()).await?
         {
-            if let (1, Some(a)) = (which, &account) {
+            if let (1, Some(a)) = (which, account) {
                 self.record_throttled_signin(
                     &a.id,
                     client,
-                    device_id.as_deref(),
+                    device_id,
                     "signin.throttled",
                     retry_after_ms,
                 )
@@ -250,6 +289,19 @@ impl Core {
             }
             return Err(ServiceError::TooManyAttempts { retry_after_ms });
         }
+        Ok(())
+    }
+
+    /// The account, if the password is its own. An unknown address costs the same argon2
+    /// verification (against a dummy hash) and gets the same answer as a wrong password;
+    /// both are audited, and a wrong password is listed in the account's history.
+    async fn verify_signin_password(
+        &self,
+        account: Option<Account>,
+        password: &str,
+        client: &Client,
+        device_id: Option<&str>,
+    ) -> ServiceResult<Account> {
         let stored = account
             .as_ref()
             .map_or_else(|| self.dummy_hash.clone(), |a| a.password_hash.clone());
@@ -258,41 +310,40 @@ impl Core {
             .argon2(move || password::verify(&attempt, &stored))
             .await?;
         let account = match account {
-            Some(a) if password_ok => a,
-            account => {
-                let account_id = account.as_ref().map(|a| a.id.as_str());
-                let reason = if account_id.is_some() {
-                    "wrong_password"
-                } else {
-                    "unknown_account"
-                };
-                let fx = Effects::audit(self.event(
-                    Some(client),
-                    account_id,
-                    "anonymous".to_owned(),
-                    "signin.failed",
-                    json!({ "reason": reason }),
-                ));
-                match account_id {
-                    Some(id) => {
-                        let row = self.login_row(
-                            id,
-                            client,
-                            device_id.as_deref(),
-                            false,
-                            "wrong_password",
-                            "password",
-                        );
-                        self.store.record_failed_login(&row, &fx).await?;
-                    }
-                    None => self.store.append_audit(&fx).await?,
-                }
-                return Err(ServiceError::InvalidCredentials);
-            }
+            Some(a) if password_ok => return Ok(a),
+            account => account,
         };
-        self.store
-            .throttle_settle(&[account_key], &[ip_key])
-            .await?;
+        let account_id = account.as_ref().map(|a| a.id.as_str());
+        let reason = if account_id.is_some() {
+            "wrong_password"
+        } else {
+            "unknown_account"
+        };
+        let fx = Effects::audit(self.event(
+            Some(client),
+            account_id,
+            "anonymous".to_owned(),
+            "signin.failed",
+            json!({ "reason": reason }),
+        ));
+        match account_id {
+            Some(id) => {
+                let row =
+                    self.login_row(id, client, device_id, false, "wrong_password", "password");
+                self.store.record_failed_login(&row, &fx).await?;
+            }
+            None => self.store.append_audit(&fx).await?,
+        }
+        Err(ServiceError::InvalidCredentials)
+    }
+
+    /// Refuses a right password on a frozen account, or on one whose address is not
+    /// confirmed yet (recorded in its history).
+    async fn refuse_unusable_account(
+        &self,
+        account: &Account,
+        client: &Client,
+    ) -> ServiceResult<()> {
         if account.frozen_at.is_some() {
             return Err(ServiceError::AccountFrozen);
         }
@@ -315,46 +366,49 @@ impl Core {
             self.store.record_failed_login(&row, &fx).await?;
             return Err(ServiceError::EmailNotConfirmed);
         }
+        Ok(())
+    }
 
-        let factors = self.factors(&account.id).await?;
-        if factors.any() {
-            let token = random_token();
-            let now = self.now();
-            let who = ChallengeClient {
-                ip: client.ip.to_string(),
-                device: client.device.summary(),
-                location: crate::geo::Location::label(
-                    client.location.city.as_deref(),
-                    client.location.country.as_deref(),
-                ),
-            };
-            let challenge = SignInChallenge {
-                id: token_hash(&token),
-                account_id: account.id.clone(),
-                client: serde_json::to_string(&who).map_err(anyhow::Error::from)?,
-                created_at: now,
-                expires_at: now + CHALLENGE_TTL,
-                attempts: 0,
-                completed_at: None,
-                alerted_at: None,
-            };
-            let fx = Effects::audit(self.event(
-                Some(client),
-                Some(&account.id),
-                Self::account_actor(&account),
-                "signin.password_accepted",
-                json!({"second_factor": factors.methods(account.require_passkey)}),
-            ));
-            self.store.put_signin_challenge(&challenge, &fx).await?;
-            return Ok(SignInOutcome::SecondFactorRequired {
-                challenge: token,
-                methods: factors.methods(account.require_passkey),
-            });
-        }
-        let signed = self
-            .open_session(&account, client, known_device, "password", None, None)
-            .await?;
-        Ok(SignInOutcome::SignedIn(signed))
+    /// A right password on an account with a second factor: stores a challenge (hash of a
+    /// random token, with who is signing in for the later alert) and hands the token back.
+    async fn open_signin_challenge(
+        &self,
+        account: &Account,
+        factors: super::factors::Factors,
+        client: &Client,
+    ) -> ServiceResult<SignInOutcome> {
+        let token = random_token();
+        let now = self.now();
+        let who = ChallengeClient {
+            ip: client.ip.to_string(),
+            device: client.device.summary(),
+            location: crate::geo::Location::label(
+                client.location.city.as_deref(),
+                client.location.country.as_deref(),
+            ),
+        };
+        let challenge = SignInChallenge {
+            id: token_hash(&token),
+            account_id: account.id.clone(),
+            client: serde_json::to_string(&who).map_err(anyhow::Error::from)?,
+            created_at: now,
+            expires_at: now + CHALLENGE_TTL,
+            attempts: 0,
+            completed_at: None,
+            alerted_at: None,
+        };
+        let fx = Effects::audit(self.event(
+            Some(client),
+            Some(&account.id),
+            Self::account_actor(account),
+            "signin.password_accepted",
+            json!({"second_factor": factors.methods(account.require_passkey)}),
+        ));
+        self.store.put_signin_challenge(&challenge, &fx).await?;
+        Ok(SignInOutcome::SecondFactorRequired {
+            challenge: token,
+            methods: factors.methods(account.require_passkey),
+        })
     }
 
     /// Writes a new session (and its device and login row) for `account`, consuming the
