@@ -3,9 +3,11 @@
 
 pub mod api_key;
 pub mod audit;
+pub mod backend;
 pub mod device;
 pub mod email;
 pub mod password;
+pub mod rules;
 pub mod secret;
 pub mod step_up;
 pub mod throttle;

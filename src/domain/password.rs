@@ -7,7 +7,7 @@ use argon2::{Algorithm, Argon2, Params, Version};
 
 use super::email::Email;
 use super::Invalid;
-use crate::config::Rules;
+use crate::domain::rules::Rules;
 
 /// A password that passed the policy. Never logged, never stored in clear.
 pub struct NewPassword(String);

@@ -15,8 +15,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::clock::{Millis, SharedClock};
-use crate::config::Rules;
 use crate::domain::device::DeviceInfo;
+use crate::domain::rules::Rules;
 use crate::domain::secret::ServerKey;
 use crate::domain::Invalid;
 use crate::geo::{Geo, Location};

@@ -13,8 +13,8 @@ use async_trait::async_trait;
 use serde::Serialize;
 
 use crate::clock::Millis;
-use crate::config::Backend;
 use crate::domain::audit::AuditRecord;
+use crate::domain::backend::Backend;
 use crate::domain::throttle::ThrottlePolicy;
 
 #[macro_use]

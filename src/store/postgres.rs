@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use sqlx::postgres::PgPoolOptions;
 
-use crate::config::Backend;
+use crate::domain::backend::Backend;
 
 /// The `NOTIFY` channel of cache invalidations.
 const CHANNEL: &str = "rampart_cache";

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
-use crate::config::Backend;
+use crate::domain::backend::Backend;
 
 pub struct SqliteStore {
     write: sqlx::SqlitePool,
