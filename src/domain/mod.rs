@@ -7,6 +7,7 @@ pub mod backend;
 pub mod device;
 pub mod email;
 pub mod password;
+pub mod retry;
 pub mod rules;
 pub mod secret;
 pub mod step_up;

@@ -5,7 +5,8 @@
 
 use std::time::Duration;
 
-use crate::clock::{Millis, SharedClock, HOUR, MINUTE, SECOND};
+use crate::clock::{Millis, SharedClock, MINUTE};
+use crate::domain::retry::backoff;
 use crate::mail::Transport;
 use crate::store::SharedStore;
 
@@ -14,12 +15,6 @@ pub const LEASE: Millis = 2 * MINUTE;
 /// After this many failed tries a mail is given up (and stays visible as dead).
 pub const MAX_ATTEMPTS: i64 = 12;
 const BATCH: i64 = 32;
-
-/// Delay before try `attempts + 1`: 30 s, 1 min, 2 min, … capped at 1 h.
-pub fn backoff(attempts: i64) -> Millis {
-    let doublings = u32::try_from((attempts - 1).clamp(0, 20)).unwrap_or(20);
-    (30 * SECOND).saturating_mul(1 << doublings).min(HOUR)
-}
 
 #[derive(Clone)]
 pub struct OutboxWorker {
@@ -91,18 +86,5 @@ impl OutboxWorker {
                 _ = shutdown.changed() => return,
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_and_caps() {
-        assert_eq!(backoff(1), 30 * SECOND);
-        assert_eq!(backoff(2), MINUTE);
-        assert_eq!(backoff(3), 2 * MINUTE);
-        assert_eq!(backoff(50), HOUR);
     }
 }

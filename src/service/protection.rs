@@ -458,7 +458,7 @@ pub async fn deliver_webhooks(core: &Core, http: &reqwest::Client) -> anyhow::Re
             .send()
             .await;
         let now = core.now();
-        let retry_at = now + crate::jobs::outbox::backoff(d.attempts);
+        let retry_at = now + crate::domain::retry::backoff(d.attempts);
         let dead = d.attempts >= WEBHOOK_MAX_ATTEMPTS;
         match result {
             Ok(r) if r.status().is_success() => {
