@@ -149,7 +149,7 @@ async fn build_with_store(
     let mut core = Core::new(store.clone(), clock.clone(), key, rules, geo, composer)?;
     core.gateway_routes = gateway_routes;
     let state = AppState(Arc::new(Inner {
-        core,
+        core: Arc::new(core),
         trusted_proxies,
         cookie_secure,
         mailbox_enabled: transport.is_local(),
@@ -197,7 +197,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let jobs = crate::jobs::spawn(&app.state, app.worker.clone(), app.intervals, &stop_rx)?;
+    let jobs = crate::jobs::spawn(&app.state.core, app.worker.clone(), app.intervals, &stop_rx)?;
     let service = app
         .router
         .into_make_service_with_connect_info::<SocketAddr>();

@@ -41,7 +41,8 @@ pub const CONTENT_SECURITY_POLICY: &str =
      img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 pub struct Inner {
-    pub core: Core,
+    /// Shared with the background jobs, which `app` starts beside the server.
+    pub core: Arc<Core>,
     pub trusted_proxies: Vec<IpNet>,
     pub cookie_secure: bool,
     /// `/dev/mailbox` exists only when mail is not sent through SMTP.

@@ -6,10 +6,13 @@ pub mod outbox;
 pub mod timed;
 pub mod webhooks;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+
+use crate::service::Core;
 
 /// How often each loop looks for work.
 #[derive(Debug, Clone, Copy)]
@@ -20,17 +23,18 @@ pub struct Intervals {
 }
 
 /// Starts the mail outbox, the timed job and webhook delivery; each stops when `stop`
-/// turns true (after finishing the item in hand).
+/// turns true (after finishing the item in hand). The jobs get the services they call,
+/// never the HTTP edge's state: they run beside the server, not inside it.
 pub fn spawn(
-    state: &crate::http::AppState,
+    core: &Arc<Core>,
     outbox: outbox::OutboxWorker,
     every: Intervals,
     stop: &watch::Receiver<bool>,
 ) -> anyhow::Result<Vec<JoinHandle<()>>> {
-    let webhooks = webhooks::WebhookWorker::new(state.clone())?;
+    let webhooks = webhooks::WebhookWorker::new(core.clone())?;
     Ok(vec![
         tokio::spawn(outbox.run(every.outbox, stop.clone())),
-        tokio::spawn(timed::run(state.clone(), every.timed, stop.clone())),
+        tokio::spawn(timed::run(core.clone(), every.timed, stop.clone())),
         tokio::spawn(webhooks.run(every.webhooks, stop.clone())),
     ])
 }

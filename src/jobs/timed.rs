@@ -2,6 +2,7 @@
 //! password was not followed by a second factor within three minutes are alerted; API-key
 //! last use is written in batches, with address alerts and expiry warnings.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::service::Core;
@@ -25,12 +26,12 @@ pub async fn step(core: &Core) -> anyhow::Result<TimedReport> {
 
 /// Runs `step` every `every` until `shutdown` changes.
 pub async fn run(
-    state: crate::http::AppState,
+    core: Arc<Core>,
     every: Duration,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     loop {
-        if let Err(e) = step(&state.core).await {
+        if let Err(e) = step(&core).await {
             tracing::error!("timed job failed: {e:#}");
         }
         tokio::select! {

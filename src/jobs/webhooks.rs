@@ -1,17 +1,18 @@
 //! Webhook delivery: every security event is POSTed, signed, to each registered endpoint;
 //! claims use a lease like the mail outbox, failures are retried with the same backoff.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::http::AppState;
+use crate::service::Core;
 
 pub struct WebhookWorker {
-    state: AppState,
+    core: Arc<Core>,
     http: reqwest::Client,
 }
 
 impl WebhookWorker {
-    pub fn new(state: AppState) -> anyhow::Result<Self> {
+    pub fn new(core: Arc<Core>) -> anyhow::Result<Self> {
         // No redirects: a signed event goes to the registered URL or nowhere.
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
@@ -19,12 +20,12 @@ impl WebhookWorker {
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("Rampart-Webhooks/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(Self { state, http })
+        Ok(Self { core, http })
     }
 
     /// Delivers one batch of due events; returns how many were delivered.
     pub async fn step(&self) -> anyhow::Result<usize> {
-        crate::service::protection::deliver_webhooks(&self.state.core, &self.http).await
+        crate::service::protection::deliver_webhooks(&self.core, &self.http).await
     }
 
     /// Polls every `poll` until `shutdown` changes; goes on at once while batches are full.
