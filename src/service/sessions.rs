@@ -235,7 +235,8 @@ impl Core {
         self.refuse_unusable_account(&account, client).await?;
         let factors = self.factors(&account.id).await?;
         if factors.any() {
-            return self.open_signin_challenge(&account, factors, client).await;
+            let methods = factors.methods(account.require_passkey);
+            return self.open_signin_challenge(&account, methods, client).await;
         }
         let signed = self
             .open_session(&account, client, known_device, "password", None, None)
@@ -370,11 +371,12 @@ impl Core {
     }
 
     /// A right password on an account with a second factor: stores a challenge (hash of a
-    /// random token, with who is signing in for the later alert) and hands the token back.
+    /// random token, with who is signing in for the later alert) and hands the token back
+    /// with the ways (`methods`) to finish.
     async fn open_signin_challenge(
         &self,
         account: &Account,
-        factors: super::factors::Factors,
+        methods: Vec<&'static str>,
         client: &Client,
     ) -> ServiceResult<SignInOutcome> {
         let token = random_token();
@@ -402,12 +404,12 @@ impl Core {
             Some(&account.id),
             Self::account_actor(account),
             "signin.password_accepted",
-            json!({"second_factor": factors.methods(account.require_passkey)}),
+            json!({ "second_factor": methods }),
         ));
         self.store.put_signin_challenge(&challenge, &fx).await?;
         Ok(SignInOutcome::SecondFactorRequired {
             challenge: token,
-            methods: factors.methods(account.require_passkey),
+            methods,
         })
     }
 
