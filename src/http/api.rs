@@ -191,7 +191,9 @@ async fn register(
     client: Client,
     ApiJson(req): ApiJson<RegisterRequest>,
 ) -> Result<Response, ApiError> {
-    s.core.register(&req.email, &req.password, &client).await?;
+    s.accounts
+        .register(&req.email, &req.password, &client)
+        .await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(StatusResponse {
@@ -221,7 +223,9 @@ async fn confirm(
     client: Client,
     ApiJson(req): ApiJson<ConfirmRequest>,
 ) -> Result<Json<StatusResponse>, ApiError> {
-    s.core.confirm_email(&req.email, &req.code, &client).await?;
+    s.accounts
+        .confirm_email(&req.email, &req.code, &client)
+        .await?;
     Ok(Json(StatusResponse {
         status: "confirmed",
         message: "Your email address is confirmed. You can sign in.",
@@ -243,7 +247,7 @@ async fn resend_confirmation(
     client: Client,
     ApiJson(req): ApiJson<ResendRequest>,
 ) -> Result<Response, ApiError> {
-    s.core.resend_confirmation(&req.email, &client).await?;
+    s.accounts.resend_confirmation(&req.email, &client).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(StatusResponse {
@@ -312,7 +316,7 @@ async fn sign_in(
     client: Client,
     ApiJson(req): ApiJson<SignInRequest>,
 ) -> Result<Response, ApiError> {
-    match s.core.sign_in(&req.email, &req.password, &client).await? {
+    match s.signin.sign_in(&req.email, &req.password, &client).await? {
         SignInOutcome::SignedIn(signed) => Ok(signed_in_response(&s, jar, signed)),
         SignInOutcome::SecondFactorRequired { challenge, methods } => Ok(Json(SignedInResponse {
             status: "second_factor_required",
@@ -335,7 +339,7 @@ async fn sign_out(
     client: Client,
     jar: CookieJar,
 ) -> Result<Response, ApiError> {
-    s.core.sign_out(&auth, &client).await?;
+    s.sessions.sign_out(&auth, &client).await?;
     Ok((
         jar.add(s.expired_cookie(SESSION_COOKIE)),
         StatusCode::NO_CONTENT,
@@ -416,7 +420,7 @@ async fn my_devices(
     Authed(auth): Authed,
 ) -> Result<Json<DevicesResponse>, ApiError> {
     let current = auth.session.device_id.clone();
-    let devices = s.core.devices(&auth).await?;
+    let devices = s.sessions.devices(&auth).await?;
     Ok(Json(DevicesResponse {
         devices: devices
             .into_iter()
@@ -483,7 +487,7 @@ async fn my_logins(
 ) -> Result<Json<LoginsResponse>, ApiError> {
     let Query(q) = query
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
-    let logins = s.core.logins(&auth, q.limit.unwrap_or(100)).await?;
+    let logins = s.sessions.logins(&auth, q.limit.unwrap_or(100)).await?;
     Ok(Json(LoginsResponse {
         logins: logins.into_iter().map(LoginView::from).collect(),
     }))
@@ -513,7 +517,7 @@ async fn set_anti_phishing_code(
     client: Client,
     ApiJson(req): ApiJson<AntiPhishingRequest>,
 ) -> Result<Json<StatusResponse>, ApiError> {
-    s.core
+    s.accounts
         .set_anti_phishing_code(&auth, &req.code, &client)
         .await?;
     Ok(Json(StatusResponse {

@@ -143,7 +143,7 @@ async fn second_factor(
     ApiJson(req): ApiJson<SecondFactorRequest>,
 ) -> Result<Response, ApiError> {
     let signed = s
-        .core
+        .signin
         .sign_in_second_factor(&req.challenge, &req.code, &client)
         .await?;
     Ok(signed_in_response(&s, jar, signed))
@@ -187,7 +187,7 @@ async fn passkey_signin_start(
     ApiJson(req): ApiJson<PasskeyStartRequest>,
 ) -> Result<Response, ApiError> {
     Ok(Json(
-        s.core
+        s.passkeys
             .passkey_signin_start(req.challenge.as_deref())
             .await?,
     )
@@ -207,7 +207,7 @@ async fn passkey_signin_finish(
 ) -> Result<Response, ApiError> {
     let cred: PublicKeyCredential = credential(req.credential)?;
     let signed = s
-        .core
+        .passkeys
         .passkey_signin_finish(&req.ceremony_id, &cred, &client)
         .await?;
     Ok(signed_in_response(&s, jar, signed))
@@ -233,7 +233,7 @@ async fn totp_begin(
     Authed(auth): Authed,
     client: Client,
 ) -> Result<Json<TotpBegun>, ApiError> {
-    let e = s.core.totp_begin(&auth, &client).await?;
+    let e = s.factors.totp_begin(&auth, &client).await?;
     Ok(Json(TotpBegun {
         secret: e.secret,
         otpauth_uri: e.otpauth_uri,
@@ -271,7 +271,7 @@ async fn totp_confirm(
     client: Client,
     ApiJson(req): ApiJson<CodeRequest>,
 ) -> Result<Json<BackupCodes>, ApiError> {
-    let codes = s.core.totp_confirm(&auth, &req.code, &client).await?;
+    let codes = s.factors.totp_confirm(&auth, &req.code, &client).await?;
     Ok(Json(BackupCodes {
         backup_codes: codes.unwrap_or_default(),
     }))
@@ -307,7 +307,7 @@ async fn totp_disable(
     Authed(auth): Authed,
     client: Client,
 ) -> Result<Response, ApiError> {
-    let change = s.core.disable_totp(&auth, &client).await?;
+    let change = s.factors.disable_totp(&auth, &client).await?;
     Ok((StatusCode::ACCEPTED, Json(Scheduled::from(change))).into_response())
 }
 
@@ -338,7 +338,7 @@ async fn totp_reset(
     ApiJson(req): ApiJson<ResetRequest>,
 ) -> Result<Json<ResetDone>, ApiError> {
     let lock = s
-        .core
+        .recovery
         .reset_totp_with_backup_code(&auth, &req.backup_code, &client)
         .await?;
     Ok(Json(ResetDone {
@@ -359,7 +359,7 @@ async fn regenerate_backup_codes(
     client: Client,
 ) -> Result<Json<BackupCodes>, ApiError> {
     Ok(Json(BackupCodes {
-        backup_codes: s.core.regenerate_backup_codes(&auth, &client).await?,
+        backup_codes: s.factors.regenerate_backup_codes(&auth, &client).await?,
     }))
 }
 
@@ -447,7 +447,7 @@ async fn overview(
     State(s): State<AppState>,
     Authed(auth): Authed,
 ) -> Result<Json<Overview>, ApiError> {
-    Ok(Json(s.core.factor_overview(&auth).await?.into()))
+    Ok(Json(s.factors.factor_overview(&auth).await?.into()))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -495,9 +495,9 @@ async fn step_up(
     ApiJson(req): ApiJson<StepUpRequest>,
 ) -> Result<Json<SteppedUp>, ApiError> {
     let stepped_up_until = match req {
-        StepUpRequest::Code(r) => s.core.step_up_with_code(&auth, &r.code, &client).await?,
+        StepUpRequest::Code(r) => s.step_up.step_up_with_code(&auth, &r.code, &client).await?,
         StepUpRequest::PasswordAndEmailCode(r) => {
-            s.core
+            s.step_up
                 .step_up_with_email_code(&auth, &r.password, &r.email_code, &client)
                 .await?
         }
@@ -526,7 +526,7 @@ async fn step_up_email_code(
     Authed(auth): Authed,
     client: Client,
 ) -> Result<(StatusCode, Json<StepUpCodeSent>), ApiError> {
-    let (sent, expires_at) = s.core.send_step_up_code(&auth, &client).await?;
+    let (sent, expires_at) = s.step_up.send_step_up_code(&auth, &client).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(StepUpCodeSent { sent, expires_at }),
@@ -542,7 +542,7 @@ async fn step_up_passkey_start(
     State(s): State<AppState>,
     Authed(auth): Authed,
 ) -> Result<Response, ApiError> {
-    Ok(Json(s.core.passkey_step_up_start(&auth).await?).into_response())
+    Ok(Json(s.passkeys.passkey_step_up_start(&auth).await?).into_response())
 }
 
 /// Finishes a step-up with a passkey.
@@ -559,7 +559,7 @@ async fn step_up_passkey_finish(
     let cred: PublicKeyCredential = credential(req.credential)?;
     Ok(Json(SteppedUp {
         stepped_up_until: s
-            .core
+            .passkeys
             .passkey_step_up_finish(&auth, &req.ceremony_id, &cred, &client)
             .await?,
     }))
@@ -591,7 +591,7 @@ async fn passkey_register_start(
     Authed(auth): Authed,
     ApiJson(req): ApiJson<NameRequest>,
 ) -> Result<Response, ApiError> {
-    Ok(Json(s.core.passkey_register_start(&auth, &req.name).await?).into_response())
+    Ok(Json(s.passkeys.passkey_register_start(&auth, &req.name).await?).into_response())
 }
 
 #[derive(Serialize, ToSchema)]
@@ -614,7 +614,7 @@ async fn passkey_register_finish(
 ) -> Result<Response, ApiError> {
     let cred: RegisterPublicKeyCredential = credential(req.credential)?;
     let (p, codes) = s
-        .core
+        .passkeys
         .passkey_register_finish(&auth, &req.ceremony_id, &cred, &client)
         .await?;
     let body = PasskeyAdded {
@@ -638,7 +638,7 @@ async fn rename_passkey(
     Path(id): Path<String>,
     ApiJson(req): ApiJson<NameRequest>,
 ) -> Result<StatusCode, ApiError> {
-    s.core
+    s.passkeys
         .rename_passkey(&auth, &id, &req.name, &client)
         .await?;
     Ok(StatusCode::NO_CONTENT)
@@ -656,7 +656,7 @@ async fn remove_passkey(
     client: Client,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let change = s.core.remove_passkey(&auth, &id, &client).await?;
+    let change = s.passkeys.remove_passkey(&auth, &id, &client).await?;
     Ok((StatusCode::ACCEPTED, Json(Scheduled::from(change))).into_response())
 }
 
@@ -682,7 +682,7 @@ async fn require_passkey(
 ) -> Result<Response, ApiError> {
     Ok(
         match s
-            .core
+            .factors
             .set_require_passkey(&auth, req.enabled, &client)
             .await?
         {
@@ -701,7 +701,9 @@ async fn cancel_change(
     client: Client,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    s.core.cancel_pending_change(&auth, &id, &client).await?;
+    s.weakening
+        .cancel_pending_change(&auth, &id, &client)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -716,7 +718,7 @@ async fn password_code(
     Authed(auth): Authed,
     client: Client,
 ) -> Result<StatusCode, ApiError> {
-    s.core.send_password_change_code(&auth, &client).await?;
+    s.recovery.send_password_change_code(&auth, &client).await?;
     Ok(StatusCode::ACCEPTED)
 }
 
@@ -751,7 +753,7 @@ async fn change_password(
     ApiJson(req): ApiJson<PasswordChangeRequest>,
 ) -> Result<Json<PasswordChanged>, ApiError> {
     let ended = s
-        .core
+        .recovery
         .change_password(
             &auth,
             &req.current_password,
@@ -786,7 +788,7 @@ async fn authenticator_reset_request(
     client: Client,
     ApiJson(req): ApiJson<RecoveryRequestBody>,
 ) -> Result<Response, ApiError> {
-    s.core
+    s.recovery
         .request_authenticator_reset(&req.email, &req.password, &req.reason, &client)
         .await?;
     Ok((

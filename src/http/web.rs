@@ -119,10 +119,9 @@ fn csrf_token(state: &AppState, jar: &CookieJar, csrf_cookie: &str) -> String {
         .filter(|v| !v.is_empty())
     {
         Some(session) => state
-            .core
             .key
             .mac("csrf-session", &format!("{csrf_cookie}\0{session}")),
-        None => state.core.key.mac("csrf", csrf_cookie),
+        None => state.key.mac("csrf", csrf_cookie),
     }
 }
 
@@ -179,7 +178,7 @@ pub(crate) async fn page_auth(state: &AppState, jar: &CookieJar) -> Result<Sessi
     let Some(token) = jar.get(SESSION_COOKIE) else {
         return Err(to_signin(""));
     };
-    match state.core.authenticate(token.value()).await {
+    match state.sessions.authenticate(token.value()).await {
         Ok(auth) => Ok(auth),
         Err(ServiceError::SessionExpired) => Err(to_signin("expired")),
         Err(ServiceError::AccountFrozen) => Err(to_signin("frozen")),
@@ -254,7 +253,7 @@ async fn signup_page(State(state): State<AppState>, jar: CookieJar) -> Response 
         csrf,
         email: String::new(),
         error: None,
-        min_chars: state.core.rules.password_min_chars,
+        min_chars: state.rules.password_min_chars,
     };
     (jar, render(StatusCode::OK, &page)).into_response()
 }
@@ -275,7 +274,11 @@ async fn signup(
     if !csrf_ok(&state, &jar, &f.csrf) {
         return csrf_refused();
     }
-    match state.core.register(&f.email, &f.password, &client).await {
+    match state
+        .accounts
+        .register(&f.email, &f.password, &client)
+        .await
+    {
         Ok(_) => {
             let email = crate::domain::email::Email::parse(&f.email)
                 .map(|e| e.to_string())
@@ -289,7 +292,7 @@ async fn signup(
                 csrf,
                 email: f.email,
                 error: Some(text),
-                min_chars: state.core.rules.password_min_chars,
+                min_chars: state.rules.password_min_chars,
             };
             (jar, render(status, &page)).into_response()
         }
@@ -342,7 +345,7 @@ async fn confirm_page(
         email,
         notice,
         error: None,
-        ttl_minutes: state.core.rules.confirm_code_ttl_minutes,
+        ttl_minutes: state.rules.confirm_code_ttl_minutes,
     };
     (jar, render(StatusCode::OK, &page)).into_response()
 }
@@ -363,7 +366,11 @@ async fn confirm(
     if !csrf_ok(&state, &jar, &f.csrf) {
         return csrf_refused();
     }
-    match state.core.confirm_email(&f.email, &f.code, &client).await {
+    match state
+        .accounts
+        .confirm_email(&f.email, &f.code, &client)
+        .await
+    {
         Ok(()) => Redirect::to("/signin?notice=confirmed").into_response(),
         Err(e) => {
             let (status, text) = error_text(e);
@@ -373,7 +380,7 @@ async fn confirm(
                 email: f.email,
                 notice: None,
                 error: Some(text),
-                ttl_minutes: state.core.rules.confirm_code_ttl_minutes,
+                ttl_minutes: state.rules.confirm_code_ttl_minutes,
             };
             (jar, render(status, &page)).into_response()
         }
@@ -395,7 +402,7 @@ async fn resend(
     if !csrf_ok(&state, &jar, &f.csrf) {
         return csrf_refused();
     }
-    if let Err(e) = state.core.resend_confirmation(&f.email, &client).await {
+    if let Err(e) = state.accounts.resend_confirmation(&f.email, &client).await {
         let (status, text) = error_text(e);
         return message(status, "No code sent", &text, "/signup", "Back");
     }
@@ -463,7 +470,7 @@ async fn signin(
     if !csrf_ok(&state, &jar, &f.csrf) {
         return csrf_refused();
     }
-    match state.core.sign_in(&f.email, &f.password, &client).await {
+    match state.signin.sign_in(&f.email, &f.password, &client).await {
         Ok(SignInOutcome::SignedIn(signed)) => (
             signed_in_jar(&state, jar, signed),
             Redirect::to("/security"),
@@ -502,7 +509,7 @@ async fn signout(
         return csrf_refused();
     }
     if let Ok(auth) = page_auth(&state, &jar).await {
-        if let Err(e) = state.core.sign_out(&auth, &client).await {
+        if let Err(e) = state.sessions.sign_out(&auth, &client).await {
             return ApiError::from(e).into_response();
         }
     }
@@ -603,23 +610,23 @@ pub(crate) async fn security_center(
     notice: Option<String>,
     error: Option<(StatusCode, String)>,
 ) -> Response {
-    let devices = match state.core.devices(&auth).await {
+    let devices = match state.sessions.devices(&auth).await {
         Ok(d) => d,
         Err(e) => return ApiError::from(e).into_response(),
     };
-    let overview = match state.core.factor_overview(&auth).await {
+    let overview = match state.factors.factor_overview(&auth).await {
         Ok(o) => o,
         Err(e) => return ApiError::from(e).into_response(),
     };
-    let notifications = match state.core.notifications(&auth, 30).await {
+    let notifications = match state.protection.notifications(&auth, 30).await {
         Ok(n) => n,
         Err(e) => return ApiError::from(e).into_response(),
     };
-    let mail_prefs = match state.core.mail_preferences(&auth).await {
+    let mail_prefs = match state.protection.mail_preferences(&auth).await {
         Ok(p) => p,
         Err(e) => return ApiError::from(e).into_response(),
     };
-    let logins = match state.core.logins(&auth, 50).await {
+    let logins = match state.sessions.logins(&auth, 50).await {
         Ok(l) => l,
         Err(e) => return ApiError::from(e).into_response(),
     };
@@ -633,7 +640,7 @@ pub(crate) async fn security_center(
         anti_phishing_code: auth.account.anti_phishing_code,
         notice,
         error: error.map(|(_, t)| t),
-        history_days: state.core.rules.device_history_days,
+        history_days: state.rules.device_history_days,
         devices: devices
             .into_iter()
             .map(|d| DeviceRow {
@@ -667,7 +674,7 @@ pub(crate) async fn security_center(
                 device: format!("{} · {} · {}", l.model, l.os, l.browser),
             })
             .collect(),
-        geo_attribution: state.core.geo.is_loaded(),
+        geo_attribution: state.geo.is_loaded(),
         totp_enabled: overview.factors.totp,
         backup_codes_left: overview.factors.backup_codes_left,
         has_second_factor: overview.factors.any(),
@@ -785,7 +792,7 @@ async fn set_anti_phishing_code(
         Err(r) => return r,
     };
     match state
-        .core
+        .accounts
         .set_anti_phishing_code(&auth, &f.code, &client)
         .await
     {
@@ -846,11 +853,11 @@ struct MailboxPage {
 }
 
 async fn mailbox_page(State(state): State<AppState>) -> Response {
-    let mails = match state.core.store.recent_mails(200).await {
+    let mails = match state.store.recent_mails(200).await {
         Ok(m) => m,
         Err(e) => return ApiError::from(ServiceError::from(e)).into_response(),
     };
-    let public_url = &state.core.composer.public_url;
+    let public_url = &state.composer.public_url;
     let page = MailboxPage {
         mails: mails
             .into_iter()

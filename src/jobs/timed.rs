@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::service::Core;
+use crate::service::Services;
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct TimedReport {
@@ -15,11 +15,11 @@ pub struct TimedReport {
 }
 
 /// One pass over everything that is due.
-pub async fn step(core: &Core) -> anyhow::Result<TimedReport> {
+pub async fn step(services: &Services) -> anyhow::Result<TimedReport> {
     Ok(TimedReport {
-        changes_applied: core.apply_due_changes().await?,
-        signin_alerts: core.alert_incomplete_signins().await?,
-        api_key_mails: core.api_key_housekeeping().await?,
+        changes_applied: services.weakening.apply_due_changes().await?,
+        signin_alerts: services.signin.alert_incomplete_signins().await?,
+        api_key_mails: services.api_keys.api_key_housekeeping().await?,
     })
 }
 
@@ -30,7 +30,7 @@ pub async fn run(
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     loop {
-        if let Err(e) = step(&state.core).await {
+        if let Err(e) = step(&state.services).await {
             tracing::error!("timed job failed: {e:#}");
         }
         tokio::select! {

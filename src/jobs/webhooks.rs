@@ -24,7 +24,7 @@ impl WebhookWorker {
 
     /// Delivers one batch of due events; returns how many were delivered.
     pub async fn step(&self) -> anyhow::Result<usize> {
-        crate::service::protection::deliver_webhooks(&self.state.core, &self.http).await
+        crate::service::protection::deliver_webhooks(&self.state.protection, &self.http).await
     }
 
     /// Polls every `poll` until `shutdown` changes; goes on at once while batches are full.
