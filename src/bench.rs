@@ -213,11 +213,11 @@ async fn bench_authz(
     use base64::Engine;
     println!("seeding {keys} keys...");
     let (key, secret) = seed_keys(app, keys).await?;
-    let core = &app.state.services;
+    let services = &app.state.services;
     let ip: IpAddr = [127, 0, 0, 1].into();
     let (mut bare, mut full, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
     for round in 1..=rounds {
-        let params = format!("{BENCH_PARAMS}&timestamp={}", core.now());
+        let params = format!("{BENCH_PARAMS}&timestamp={}", services.now());
         let query = format!("{params}&signature={}", hmac_hex(&secret, &params));
         // Bare HMAC-SHA256 of the same payload (key setup included, as a verifier would).
         let start = Instant::now();
@@ -231,7 +231,7 @@ async fn bench_authz(
         // expiry, freeze, allowlist, permission.
         let start = Instant::now();
         for _ in 0..iterations {
-            if core
+            if services
                 .gateway
                 .authorize_signed(Some(&key), "POST", "/api/v3/order", &query, "", ip)
                 .await
@@ -259,7 +259,7 @@ async fn bench_authz(
     );
 
     // Public-key verification rates (the payload of a typical order).
-    let payload = format!("{BENCH_PARAMS}&timestamp={}", core.now());
+    let payload = format!("{BENCH_PARAMS}&timestamp={}", services.now());
     let ed = ed25519_dalek::SigningKey::from_bytes(&[9u8; 32]);
     let ed_sig = {
         use ed25519_dalek::Signer;

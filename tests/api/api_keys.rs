@@ -840,10 +840,10 @@ async fn a_cache_fill_that_raced_an_eviction_is_not_kept() {
     )
     .await;
     let key = k["api_key"].as_str().expect("k").to_owned();
-    let core = &app.state.services;
+    let services = &app.state.services;
     // The interleaving: a request reads the key (not frozen yet) ...
-    let ticket = core.key_cache.begin_fill();
-    let before = core
+    let ticket = services.key_cache.begin_fill();
+    let before = services
         .store
         .api_key_auth(&key)
         .await
@@ -856,17 +856,19 @@ async fn a_cache_fill_that_raced_an_eviction_is_not_kept() {
     // ... and then the slow request stores what it read.
     let stale = cached_key(&key, &before.key.account_id, before.frozen);
     assert!(
-        !core.key_cache.fill(ticket, stale),
+        !services.key_cache.fill(ticket, stale),
         "a fill older than the eviction is dropped"
     );
-    assert!(core.key_cache.get(&key).is_none());
+    assert!(services.key_cache.get(&key).is_none());
     let gw = app.client();
     let r = authz(&gw, &key, "GET", "/api/v3/account?timestamp=1&signature=00").await;
     assert_ne!(r.status, StatusCode::OK);
     // Without an eviction in between, a fill is kept.
-    let ticket = core.key_cache.begin_fill();
-    assert!(core.key_cache.fill(ticket, cached_key("other", "x", false)));
-    assert!(core.key_cache.get("other").is_some());
+    let ticket = services.key_cache.begin_fill();
+    assert!(services
+        .key_cache
+        .fill(ticket, cached_key("other", "x", false)));
+    assert!(services.key_cache.get("other").is_some());
 }
 
 fn cached_key(
