@@ -18,7 +18,25 @@ use crate::geo::Geo;
 use crate::http::{AppState, Inner};
 use crate::jobs::outbox::OutboxWorker;
 use crate::mail::{Composer, Transport};
-use crate::service::Core;
+use crate::service::{
+    accounts::Accounts,
+    api_keys::ApiKeys,
+    factors::FactorSettings,
+    gateway::Gateway,
+    hasher::Hasher,
+    key_cache::{CacheInvalidator, KeyCache},
+    notices::Notices,
+    passkeys::Passkeys,
+    protection::Protection,
+    recovery::Recovery,
+    second_factors::SecondFactors,
+    sessions::Sessions,
+    sign_in::SignIn,
+    step_up::StepUp,
+    throttles::Throttles,
+    weakening::Weakening,
+    Services,
+};
 use crate::store::{self, SharedStore};
 
 pub struct App {
@@ -34,7 +52,7 @@ pub struct App {
 
 impl App {
     pub fn store(&self) -> &SharedStore {
-        &self.state.core.store
+        &self.state.store
     }
 }
 
@@ -146,10 +164,17 @@ async fn build_with_store(
     let composer = Composer {
         public_url: public_url.clone(),
     };
-    let mut core = Core::new(store.clone(), clock.clone(), key, rules, geo, composer)?;
-    core.gateway_routes = gateway_routes;
+    let services = services(
+        store.clone(),
+        clock.clone(),
+        key,
+        rules,
+        geo,
+        composer,
+        gateway_routes,
+    )?;
     let state = AppState(Arc::new(Inner {
-        core: Arc::new(core),
+        services,
         trusted_proxies,
         cookie_secure,
         mailbox_enabled: transport.is_local(),
@@ -161,7 +186,7 @@ async fn build_with_store(
     store
         .listen_invalidations(Box::new(move |what: &str| match weak.upgrade() {
             Some(inner) => {
-                inner.core.key_cache.invalidate(what);
+                inner.key_cache.invalidate(what);
                 true
             }
             None => false,
@@ -189,6 +214,174 @@ async fn build_with_store(
     })
 }
 
+/// The composition root: each service gets exactly the store, settings and lower services
+/// it uses. Built bottom-up, so a service can only hold what was built before it and the
+/// dependencies cannot form a circle.
+fn services(
+    store: SharedStore,
+    clock: SharedClock,
+    key: ServerKey,
+    rules: crate::domain::rules::Rules,
+    geo: Arc<Geo>,
+    composer: Composer,
+    gateway_routes: Vec<crate::domain::api_key::RouteRule>,
+) -> anyhow::Result<Services> {
+    let secret_box = Arc::new(crate::domain::secret::SecretBox::new(&key));
+    let webauthn = crate::service::passkeys::relying_party(&composer.public_url)?;
+    // Shared components.
+    let hasher = Arc::new(Hasher::new()?);
+    let throttles = Arc::new(Throttles {
+        store: store.clone(),
+        clock: clock.clone(),
+        rules: rules.clone(),
+    });
+    let notices = Arc::new(Notices {
+        clock: clock.clone(),
+        composer: composer.clone(),
+    });
+    let second_factors = Arc::new(SecondFactors {
+        store: store.clone(),
+        clock: clock.clone(),
+        key: key.clone(),
+        secret_box: secret_box.clone(),
+    });
+    let key_cache = Arc::new(KeyCache::default());
+    let invalidator = Arc::new(CacheInvalidator {
+        store: store.clone(),
+        cache: key_cache.clone(),
+    });
+    // Services, each after the ones it calls.
+    let step_up = Arc::new(StepUp {
+        store: store.clone(),
+        clock: clock.clone(),
+        key: key.clone(),
+        rules: rules.clone(),
+        hasher: hasher.clone(),
+        throttles: throttles.clone(),
+        notices: notices.clone(),
+        second_factors: second_factors.clone(),
+    });
+    let weakening = Arc::new(Weakening {
+        store: store.clone(),
+        clock: clock.clone(),
+        composer: composer.clone(),
+        notices: notices.clone(),
+        step_up: step_up.clone(),
+    });
+    let sessions = Arc::new(Sessions {
+        store: store.clone(),
+        clock: clock.clone(),
+        rules: rules.clone(),
+        notices: notices.clone(),
+    });
+    let signin = Arc::new(SignIn {
+        store: store.clone(),
+        clock: clock.clone(),
+        key: key.clone(),
+        composer: composer.clone(),
+        hasher: hasher.clone(),
+        throttles: throttles.clone(),
+        notices: notices.clone(),
+        second_factors: second_factors.clone(),
+        sessions: sessions.clone(),
+    });
+    let accounts = Arc::new(Accounts {
+        store: store.clone(),
+        clock: clock.clone(),
+        key: key.clone(),
+        rules: rules.clone(),
+        composer: composer.clone(),
+        hasher: hasher.clone(),
+        throttles: throttles.clone(),
+        step_up: step_up.clone(),
+    });
+    let factors = Arc::new(FactorSettings {
+        store: store.clone(),
+        clock: clock.clone(),
+        secret_box: secret_box.clone(),
+        notices: notices.clone(),
+        throttles: throttles.clone(),
+        second_factors: second_factors.clone(),
+        step_up: step_up.clone(),
+        weakening: weakening.clone(),
+    });
+    let recovery = Arc::new(Recovery {
+        store: store.clone(),
+        clock: clock.clone(),
+        key: key.clone(),
+        rules: rules.clone(),
+        hasher,
+        throttles: throttles.clone(),
+        notices: notices.clone(),
+        second_factors: second_factors.clone(),
+        step_up: step_up.clone(),
+        invalidator: invalidator.clone(),
+    });
+    let passkeys = Arc::new(Passkeys {
+        store: store.clone(),
+        clock: clock.clone(),
+        webauthn,
+        composer: composer.clone(),
+        notices: notices.clone(),
+        throttles,
+        second_factors: second_factors.clone(),
+        sessions: sessions.clone(),
+        signin: signin.clone(),
+        step_up: step_up.clone(),
+        weakening: weakening.clone(),
+    });
+    let api_keys = Arc::new(ApiKeys {
+        store: store.clone(),
+        clock: clock.clone(),
+        secret_box: secret_box.clone(),
+        composer: composer.clone(),
+        key_cache: key_cache.clone(),
+        invalidator: invalidator.clone(),
+        step_up: step_up.clone(),
+    });
+    let gateway = Arc::new(Gateway {
+        store: store.clone(),
+        clock: clock.clone(),
+        secret_box: secret_box.clone(),
+        key_cache: key_cache.clone(),
+        gateway_routes,
+        sessions: sessions.clone(),
+    });
+    let protection = Arc::new(Protection {
+        store: store.clone(),
+        clock: clock.clone(),
+        rules: rules.clone(),
+        secret_box: secret_box.clone(),
+        notices,
+        step_up: step_up.clone(),
+        weakening: weakening.clone(),
+        invalidator: invalidator.clone(),
+    });
+    Ok(Services {
+        store,
+        clock,
+        key,
+        rules,
+        geo,
+        composer,
+        secret_box,
+        key_cache,
+        invalidator,
+        accounts,
+        sessions,
+        signin,
+        step_up,
+        weakening,
+        second_factors,
+        factors,
+        recovery,
+        passkeys,
+        api_keys,
+        gateway,
+        protection,
+    })
+}
+
 /// Serves until `shutdown` resolves, with every background job running beside the server
 /// (`jobs::spawn`); on shutdown the jobs finish the item in hand and the store closes.
 pub async fn serve(
@@ -197,7 +390,12 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let jobs = crate::jobs::spawn(&app.state.core, app.worker.clone(), app.intervals, &stop_rx)?;
+    let jobs = crate::jobs::spawn(
+        &app.state.services,
+        app.worker.clone(),
+        app.intervals,
+        &stop_rx,
+    )?;
     let service = app
         .router
         .into_make_service_with_connect_info::<SocketAddr>();
@@ -208,6 +406,6 @@ pub async fn serve(
     for job in jobs {
         let _ = job.await;
     }
-    app.state.core.store.close().await;
+    app.state.store.close().await;
     Ok(())
 }

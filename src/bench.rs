@@ -95,7 +95,7 @@ async fn seed_keys(app: &crate::app::App, n: usize) -> anyhow::Result<(String, S
         ),
     )
     .await?;
-    let now = app.state.core.now();
+    let now = app.state.now();
     let mut last = (String::new(), String::new());
     for _ in 0..n.max(1) {
         let key = crate::domain::api_key::new_key();
@@ -105,7 +105,7 @@ async fn seed_keys(app: &crate::app::App, n: usize) -> anyhow::Result<(String, S
             account_id: account.id.clone(),
             label: "bench".into(),
             key_type: "hmac".into(),
-            secret_enc: Some(app.state.core.secret_box.seal(secret.as_bytes(), &key)?),
+            secret_enc: Some(app.state.secret_box.seal(secret.as_bytes(), &key)?),
             public_key: None,
             permissions: "read,spot_trade".into(),
             ip_allowlist: "127.0.0.1/32".into(),
@@ -156,11 +156,11 @@ async fn bench_propagation(
             .api_key_auth(&key)
             .await?
             .ok_or_else(|| anyhow::anyhow!("seeded key missing"))?;
-        let params = format!("{BENCH_PARAMS}&timestamp={}", b.state.core.now());
+        let params = format!("{BENCH_PARAMS}&timestamp={}", b.state.now());
         let query = format!("{params}&signature={}", hmac_hex(&secret, &params));
         // B has the key in its cache.
         if b.state
-            .core
+            .gateway
             .authorize_signed(Some(&key), "GET", "/api/v3/account", &query, "", ip)
             .await
             .is_err()
@@ -170,17 +170,17 @@ async fn bench_propagation(
         // A freezes exactly as the freeze endpoint does.
         let fx = crate::store::Effects::default();
         a.store()
-            .freeze_account(&auth.key.account_id, a.state.core.now(), &fx)
+            .freeze_account(&auth.key.account_id, a.state.now(), &fx)
             .await?;
         a.state
-            .core
+            .invalidator
             .invalidate_keys(&format!("account:{}", auth.key.account_id))
             .await?;
         let returned = Instant::now();
         loop {
             match b
                 .state
-                .core
+                .gateway
                 .authorize_signed(Some(&key), "GET", "/api/v3/account", &query, "", ip)
                 .await
             {
@@ -213,11 +213,11 @@ async fn bench_authz(
     use base64::Engine;
     println!("seeding {keys} keys...");
     let (key, secret) = seed_keys(app, keys).await?;
-    let core = &app.state.core;
+    let services = &app.state.services;
     let ip: IpAddr = [127, 0, 0, 1].into();
     let (mut bare, mut full, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
     for round in 1..=rounds {
-        let params = format!("{BENCH_PARAMS}&timestamp={}", core.now());
+        let params = format!("{BENCH_PARAMS}&timestamp={}", services.now());
         let query = format!("{params}&signature={}", hmac_hex(&secret, &params));
         // Bare HMAC-SHA256 of the same payload (key setup included, as a verifier would).
         let start = Instant::now();
@@ -231,7 +231,8 @@ async fn bench_authz(
         // expiry, freeze, allowlist, permission.
         let start = Instant::now();
         for _ in 0..iterations {
-            if core
+            if services
+                .gateway
                 .authorize_signed(Some(&key), "POST", "/api/v3/order", &query, "", ip)
                 .await
                 .is_err()
@@ -258,7 +259,7 @@ async fn bench_authz(
     );
 
     // Public-key verification rates (the payload of a typical order).
-    let payload = format!("{BENCH_PARAMS}&timestamp={}", core.now());
+    let payload = format!("{BENCH_PARAMS}&timestamp={}", services.now());
     let ed = ed25519_dalek::SigningKey::from_bytes(&[9u8; 32]);
     let ed_sig = {
         use ed25519_dalek::Signer;
@@ -307,7 +308,7 @@ fn temp_db() -> String {
 }
 
 async fn seed_account(app: &crate::app::App, email: &str) -> anyhow::Result<Account> {
-    let now = app.state.core.now();
+    let now = app.state.now();
     let hash = tokio::task::spawn_blocking(|| password::hash(PASSWORD)).await??;
     let account = Account {
         id: uuid::Uuid::new_v4().to_string(),
@@ -434,7 +435,7 @@ pub async fn run(command: BenchCommand, mut settings: Settings) -> anyhow::Resul
                 &uuid::Uuid::new_v4().to_string()[..8]
             );
             let account = seed_account(&app, &email).await?;
-            let now = app.state.core.now();
+            let now = app.state.now();
             let mut token = String::new();
             for i in 0..devices.max(1) {
                 let info = DeviceInfo::from_user_agent(UA);
@@ -546,9 +547,9 @@ async fn signin_rate(
             let ip: IpAddr = [203, 0, 113, u8::try_from(t % 250).unwrap_or(1)].into();
             // Each task is one browser: its first sign-in makes it a known device (its
             // device cookie), as a returning user's browser is.
-            let mut client = Client::new(ip, UA, None, &state.core.geo);
+            let mut client = Client::new(ip, UA, None, &state.geo);
             while start.elapsed() < span {
-                let outcome = state.core.sign_in(&email, PASSWORD, &client).await?;
+                let outcome = state.signin.sign_in(&email, PASSWORD, &client).await?;
                 if let crate::service::sessions::SignInOutcome::SignedIn(signed) = outcome {
                     if let Some(token) = signed.new_device_token {
                         client.device_token = Some(token);

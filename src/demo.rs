@@ -56,7 +56,7 @@ pub struct DemoCredentials {
 /// printed credentials and the story always hold.
 pub async fn seed(app: &App) -> anyhow::Result<DemoCredentials> {
     let store = app.store();
-    let now = app.state.core.now();
+    let now = app.state.now();
     let mut creds = DemoCredentials {
         email: DEMO_EMAIL,
         password: DEMO_PASSWORD,
@@ -76,7 +76,6 @@ pub async fn seed(app: &App) -> anyhow::Result<DemoCredentials> {
             .delete_account(&old.id, &Effects::audit(reset))
             .await?;
         app.state
-            .core
             .key_cache
             .invalidate(&format!("account:{}", old.id));
         creds.reset = true;
@@ -263,7 +262,7 @@ async fn sign_in(
         device_id: d.id.clone(),
         created_at: at,
         last_seen_at: at,
-        expires_at: at + app.state.core.rules.session_absolute_hours * HOUR,
+        expires_at: at + app.state.rules.session_absolute_hours * HOUR,
         stepped_up_at: None,
         method: "password".into(),
         confirm_token_hash: None,

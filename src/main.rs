@@ -255,7 +255,7 @@ async fn serve(mut settings: Settings) -> anyhow::Result<()> {
         }
         tracing::warn!("dev mailbox on: every mail is readable at {url}/dev/mailbox");
     }
-    if !app.state.core.geo.is_loaded() {
+    if !app.state.geo.is_loaded() {
         say!("  geolocation: no MMDB file; locations read \"unknown\" (run scripts/fetch-geoip)");
     }
     if demo {

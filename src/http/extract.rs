@@ -76,7 +76,7 @@ impl FromRequestParts<AppState> for Client {
             .get(DEVICE_COOKIE)
             .map(|c| c.value().to_owned())
             .filter(|v| v.len() <= 128);
-        Ok(Client::new(ip, ua, device_token, &state.core.geo))
+        Ok(Client::new(ip, ua, device_token, &state.geo))
     }
 }
 
@@ -97,7 +97,7 @@ impl FromRequestParts<AppState> for Authed {
         if token.value().len() > 128 {
             return Err(ApiError::unauthenticated());
         }
-        Ok(Self(state.core.authenticate(token.value()).await?))
+        Ok(Self(state.sessions.authenticate(token.value()).await?))
     }
 }
 

@@ -24,7 +24,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::service::Core;
+use crate::service::Services;
 use error::ApiError;
 
 pub const SESSION_COOKIE: &str = "rampart_session";
@@ -41,8 +41,7 @@ pub const CONTENT_SECURITY_POLICY: &str =
      img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 pub struct Inner {
-    /// Shared with the background jobs, which `app` starts beside the server.
-    pub core: Arc<Core>,
+    pub services: Services,
     pub trusted_proxies: Vec<IpNet>,
     pub cookie_secure: bool,
     /// `/dev/mailbox` exists only when mail is not sent through SMTP.
@@ -57,6 +56,14 @@ impl Deref for AppState {
     type Target = Inner;
     fn deref(&self) -> &Inner {
         &self.0
+    }
+}
+
+/// Handlers reach the services as `state.accounts`, `state.sessions`, ….
+impl Deref for Inner {
+    type Target = Services;
+    fn deref(&self) -> &Services {
+        &self.services
     }
 }
 
@@ -85,7 +92,7 @@ impl AppState {
         self.cookie(
             SESSION_COOKIE,
             token,
-            time::Duration::hours(self.core.rules.session_absolute_hours),
+            time::Duration::hours(self.rules.session_absolute_hours),
         )
     }
 
@@ -108,9 +115,8 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
             "same-origin",
         ),
     ];
-    let origin = Arc::new(SameOrigin::from_public_url(&state.core.composer.public_url));
+    let origin = Arc::new(SameOrigin::from_public_url(&state.composer.public_url));
     let hsts = state
-        .core
         .composer
         .public_url
         .to_ascii_lowercase()
@@ -270,7 +276,7 @@ async fn same_origin_guard(
 }
 
 async fn healthz(State(state): State<AppState>) -> Response {
-    match state.core.store.audit_events(i64::MAX, 1).await {
+    match state.store.audit_events(i64::MAX, 1).await {
         Ok(_) => (StatusCode::OK, "ok\n").into_response(),
         Err(e) => {
             tracing::error!("health check: database unreachable: {e}");

@@ -6,13 +6,12 @@ pub mod outbox;
 pub mod timed;
 pub mod webhooks;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::service::Core;
+use crate::service::Services;
 
 /// How often each loop looks for work.
 #[derive(Debug, Clone, Copy)]
@@ -26,15 +25,15 @@ pub struct Intervals {
 /// turns true (after finishing the item in hand). The jobs get the services they call,
 /// never the HTTP edge's state: they run beside the server, not inside it.
 pub fn spawn(
-    core: &Arc<Core>,
+    services: &Services,
     outbox: outbox::OutboxWorker,
     every: Intervals,
     stop: &watch::Receiver<bool>,
 ) -> anyhow::Result<Vec<JoinHandle<()>>> {
-    let webhooks = webhooks::WebhookWorker::new(core.clone())?;
+    let webhooks = webhooks::WebhookWorker::new(services.protection.clone())?;
     Ok(vec![
         tokio::spawn(outbox.run(every.outbox, stop.clone())),
-        tokio::spawn(timed::run(core.clone(), every.timed, stop.clone())),
+        tokio::spawn(timed::run(services.clone(), every.timed, stop.clone())),
         tokio::spawn(webhooks.run(every.webhooks, stop.clone())),
     ])
 }

@@ -2,10 +2,9 @@
 //! password was not followed by a second factor within three minutes are alerted; API-key
 //! last use is written in batches, with address alerts and expiry warnings.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use crate::service::Core;
+use crate::service::Services;
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct TimedReport {
@@ -16,22 +15,22 @@ pub struct TimedReport {
 }
 
 /// One pass over everything that is due.
-pub async fn step(core: &Core) -> anyhow::Result<TimedReport> {
+pub async fn step(services: &Services) -> anyhow::Result<TimedReport> {
     Ok(TimedReport {
-        changes_applied: core.apply_due_changes().await?,
-        signin_alerts: core.alert_incomplete_signins().await?,
-        api_key_mails: core.api_key_housekeeping().await?,
+        changes_applied: services.weakening.apply_due_changes().await?,
+        signin_alerts: services.signin.alert_incomplete_signins().await?,
+        api_key_mails: services.api_keys.api_key_housekeeping().await?,
     })
 }
 
 /// Runs `step` every `every` until `shutdown` changes.
 pub async fn run(
-    core: Arc<Core>,
+    services: Services,
     every: Duration,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     loop {
-        if let Err(e) = step(&core).await {
+        if let Err(e) = step(&services).await {
             tracing::error!("timed job failed: {e:#}");
         }
         tokio::select! {

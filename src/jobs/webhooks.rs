@@ -4,15 +4,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::service::Core;
+use crate::service::protection::Protection;
 
 pub struct WebhookWorker {
-    core: Arc<Core>,
+    protection: Arc<Protection>,
     http: reqwest::Client,
 }
 
 impl WebhookWorker {
-    pub fn new(core: Arc<Core>) -> anyhow::Result<Self> {
+    pub fn new(protection: Arc<Protection>) -> anyhow::Result<Self> {
         // No redirects: a signed event goes to the registered URL or nowhere.
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
@@ -20,12 +20,12 @@ impl WebhookWorker {
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("Rampart-Webhooks/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(Self { core, http })
+        Ok(Self { protection, http })
     }
 
     /// Delivers one batch of due events; returns how many were delivered.
     pub async fn step(&self) -> anyhow::Result<usize> {
-        crate::service::protection::deliver_webhooks(&self.core, &self.http).await
+        crate::service::protection::deliver_webhooks(&self.protection, &self.http).await
     }
 
     /// Polls every `poll` until `shutdown` changes; goes on at once while batches are full.

@@ -3,14 +3,21 @@
 use rand::Rng;
 use serde_json::json;
 
-use super::{Client, Core, ServiceError, ServiceResult};
-use crate::clock::{format_utc, Millis, DAY, MINUTE};
+use std::sync::Arc;
+
+use super::hasher::Hasher;
+use super::step_up::StepUp;
+use super::throttles::Throttles;
+use super::{Client, Clocked, ServiceError, ServiceResult};
+use crate::clock::{format_utc, Millis, SharedClock, DAY, MINUTE};
 use crate::domain::email::Email;
 use crate::domain::password::{self, NewPassword};
-use crate::domain::secret::{constant_time_eq, six_digit_code};
+use crate::domain::rules::Rules;
+use crate::domain::secret::{constant_time_eq, six_digit_code, ServerKey};
 use crate::domain::throttle::ThrottlePolicy;
 use crate::domain::AntiPhishingCode;
-use crate::store::{Account, Confirmation, Effects, SessionAuth, StoreError};
+use crate::mail::Composer;
+use crate::store::{Account, Confirmation, Effects, SessionAuth, SharedStore, StoreError};
 
 /// The same answer whether or not the address was new, so registration cannot be used to
 /// learn who has an account: the owner of an existing address gets a mail instead.
@@ -29,7 +36,25 @@ fn new_uid() -> String {
         .to_string()
 }
 
-impl Core {
+/// Registration, email confirmation and account settings.
+pub struct Accounts {
+    pub(crate) store: SharedStore,
+    pub(crate) clock: SharedClock,
+    pub(crate) key: ServerKey,
+    pub(crate) rules: Rules,
+    pub(crate) composer: Composer,
+    pub(crate) hasher: Arc<Hasher>,
+    pub(crate) throttles: Arc<Throttles>,
+    pub(crate) step_up: Arc<StepUp>,
+}
+
+impl Clocked for Accounts {
+    fn clock(&self) -> &SharedClock {
+        &self.clock
+    }
+}
+
+impl Accounts {
     fn code_mac(&self, account_id: &str, code: &str) -> String {
         self.key
             .mac("email-confirmation", &format!("{account_id}:{code}"))
@@ -76,6 +101,7 @@ impl Core {
         let password = NewPassword::parse(password, &email, &self.rules)?;
         // Hash first, whatever happens next, so both paths take the same time.
         let hash = self
+            .hasher
             .argon2(move || password::hash(password.expose()))
             .await??;
         if let Some(existing) = self.store.account_by_email(email.as_str()).await? {
@@ -176,6 +202,7 @@ impl Core {
     ) -> ServiceResult<Registered> {
         // At most one mail a day per address, however often strangers try it.
         let mailed = self
+            .throttles
             .may_send(
                 &format!("mail:registration_repeated:{}", account.id),
                 REGISTRATION_REPEATED_MAIL_INTERVAL,
@@ -311,7 +338,7 @@ impl Core {
             "confirm_resend:{}",
             self.key.mac("throttle", email.as_str())
         );
-        if !self.may_send(&mark, RESEND_INTERVAL).await? {
+        if !self.throttles.may_send(&mark, RESEND_INTERVAL).await? {
             return Ok(());
         }
         self.store
@@ -352,11 +379,12 @@ impl Core {
         let account = &auth.account;
         let replaced = account.anti_phishing_code.is_some();
         if replaced {
-            self.require_step_up(
-                auth,
-                crate::domain::step_up::SensitiveAction::ChangeAntiPhishingCode,
-            )
-            .await?;
+            self.step_up
+                .require_step_up(
+                    auth,
+                    crate::domain::step_up::SensitiveAction::ChangeAntiPhishingCode,
+                )
+                .await?;
         }
         // A replacement is announced under the old code, which the owner trusts; the
         // first one under the new code, which the owner just chose.

@@ -1,161 +1,30 @@
-//! API keys: creation (step-up), listing, editing, deletion, and the authentication of
-//! every signed request the platform receives (`/authz`). The hot path reads keys from an
-//! in-process cache (no database read on a hit, no write per request: last use is recorded
-//! in batches by the timed job); any change to a key or its account evicts it here at once
-//! and, on PostgreSQL, on every instance through `NOTIFY rampart_cache`.
+//! API key management: creation (step-up), listing, editing, deletion, and the timed
+//! housekeeping (last-use batches, forbidden-address alerts, expiry warnings). Any change
+//! to a key evicts it from every instance's cache (see `key_cache`); the check of each
+//! signed request is in `gateway`.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 
 use serde_json::json;
 
-use super::{Client, Core, ServiceError, ServiceResult};
-use crate::clock::{format_utc, Millis, DAY, HOUR};
+use super::key_cache::CacheInvalidator;
+use super::step_up::StepUp;
+use super::{Client, Clocked, ServiceError, ServiceResult};
+use crate::clock::{format_utc, Millis, SharedClock, DAY, HOUR};
 use crate::domain::api_key::{
-    self, check_key_rules, expiry, parse_signed, required_permission, timestamp_ok, Allowlist,
-    KeyType, Permission, Permissions, Refusal, Verifier,
+    self, check_key_rules, expiry, Allowlist, KeyType, Permissions, Verifier,
 };
+use crate::domain::secret::SecretBox;
 use crate::domain::step_up::SensitiveAction;
-use crate::store::{ApiKeyRecord, Effects, SessionAuth};
+use crate::mail::Composer;
+use crate::store::{ApiKeyRecord, Effects, SessionAuth, SharedStore};
 
-/// Cached entries beyond this are dropped wholesale (a flood of distinct keys cannot grow
-/// memory without bound; the next requests simply reload).
-const CACHE_LIMIT: usize = 200_000;
+pub use super::gateway::{session_permissions, AuthzError, Identity};
+pub use super::key_cache::{CachedKey, FillTicket, KeyCache};
+
 /// At most one "used from a forbidden address" mail per key per hour.
 const IP_ALERT_INTERVAL: Millis = HOUR;
-
-/// A key ready to verify requests.
-#[derive(Debug)]
-pub struct CachedKey {
-    pub api_key: String,
-    pub account_id: String,
-    pub uid: String,
-    pub verifier: Verifier,
-    pub permissions: Permissions,
-    pub allowlist: Allowlist,
-    pub expires_at: Option<Millis>,
-    pub frozen: bool,
-    /// End of the account's latest withdrawal lock (compared with the clock on each request).
-    pub withdrawals_locked_until: Option<Millis>,
-    /// The stored permissions or allowlist did not decode: refused after the signature
-    /// check (fail closed), never run with what could be read.
-    pub unusable: bool,
-}
-
-/// The cached keys and the generation: every invalidation bumps it, and a fill stores its
-/// entry only if no invalidation happened since before its database read. Otherwise a read
-/// that raced an eviction (a freeze, a deletion) could put the key's old state back with
-/// nothing left to evict it.
-#[derive(Default)]
-struct Entries {
-    generation: u64,
-    map: HashMap<String, Arc<CachedKey>>,
-}
-
-/// Taken before the database read of a cache fill; see [`KeyCache::fill`].
-#[derive(Debug, Clone, Copy)]
-pub struct FillTicket(u64);
-
-/// The keys in memory, and what the hot path notes for the timed job to write in batches.
-#[derive(Default)]
-pub struct KeyCache {
-    keys: RwLock<Entries>,
-    used: Mutex<HashMap<String, (Millis, IpAddr)>>,
-    refused_ips: Mutex<HashMap<String, (Millis, IpAddr)>>,
-    last_ip_alert: Mutex<HashMap<String, Millis>>,
-}
-
-impl KeyCache {
-    pub fn get(&self, key: &str) -> Option<Arc<CachedKey>> {
-        self.keys.read().ok()?.map.get(key).cloned()
-    }
-
-    /// Call before reading a key from the database to fill the cache.
-    pub fn begin_fill(&self) -> FillTicket {
-        FillTicket(self.keys.read().map_or(u64::MAX, |e| e.generation))
-    }
-
-    /// Stores `entry` unless an invalidation happened since `ticket` was taken (then the
-    /// read may be stale; the next request reads again). Returns whether it was stored.
-    pub fn fill(&self, ticket: FillTicket, entry: Arc<CachedKey>) -> bool {
-        let Ok(mut e) = self.keys.write() else {
-            return false;
-        };
-        if e.generation != ticket.0 {
-            return false;
-        }
-        if e.map.len() >= CACHE_LIMIT {
-            e.map.clear();
-        }
-        e.map.insert(entry.api_key.clone(), entry);
-        true
-    }
-
-    /// Applies an invalidation message: `key:<api_key>`, `account:<id>`, or `all`;
-    /// anything else (the listener's `ping`) changes nothing.
-    pub fn invalidate(&self, what: &str) {
-        let Ok(mut e) = self.keys.write() else {
-            return;
-        };
-        if let Some(key) = what.strip_prefix("key:") {
-            e.map.remove(key);
-        } else if let Some(account) = what.strip_prefix("account:") {
-            e.map.retain(|_, v| v.account_id != account);
-        } else if what == "all" {
-            e.map.clear();
-        } else {
-            return;
-        }
-        e.generation = e.generation.wrapping_add(1);
-    }
-
-    pub fn len(&self) -> usize {
-        self.keys.read().map_or(0, |e| e.map.len())
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    fn note_use(&self, key: &str, at: Millis, ip: IpAddr) {
-        if let Ok(mut used) = self.used.lock() {
-            used.insert(key.to_owned(), (at, ip));
-        }
-    }
-
-    fn note_refused_ip(&self, key: &str, at: Millis, ip: IpAddr) {
-        if let Ok(mut r) = self.refused_ips.lock() {
-            r.entry(key.to_owned()).or_insert((at, ip));
-        }
-    }
-}
-
-/// Who a request is, when it is allowed.
-#[derive(Debug, Clone)]
-pub struct Identity {
-    pub uid: String,
-    /// The key used, or empty for a session.
-    pub api_key: String,
-    pub permissions: String,
-    /// `api_key` or `session`.
-    pub via: &'static str,
-    /// Set while a withdrawal lock is in force: when it ends (Unix ms).
-    pub withdrawals_locked_until: Option<Millis>,
-}
-
-/// A refusal (with its reason) or a failure of ours.
-#[derive(Debug)]
-pub enum AuthzError {
-    Refused(Refusal),
-    Failed(ServiceError),
-}
-
-impl From<Refusal> for AuthzError {
-    fn from(r: Refusal) -> Self {
-        Self::Refused(r)
-    }
-}
 
 /// The details a user gives for a new key.
 #[derive(Debug, Clone)]
@@ -167,162 +36,24 @@ pub struct NewKey {
     pub ip_allowlist: Vec<String>,
 }
 
-impl Core {
-    fn load_key(&self, auth: crate::store::ApiKeyAuth) -> ServiceResult<Arc<CachedKey>> {
-        let k = auth.key;
-        let verifier = match KeyType::parse(&k.key_type)? {
-            KeyType::Hmac => {
-                let sealed = k.secret_enc.as_deref().ok_or_else(|| {
-                    ServiceError::Internal(anyhow::anyhow!("HMAC key without secret"))
-                })?;
-                let secret = self.secret_box.open(sealed, &k.api_key)?;
-                Verifier::hmac(&String::from_utf8(secret).map_err(anyhow::Error::from)?)
-            }
-            other => Verifier::public_key(other, k.public_key.as_deref().unwrap_or_default())?,
-        };
-        let (permissions, allowlist, unusable) = match (
-            Permissions::from_csv(&k.permissions),
-            Allowlist::from_csv(&k.ip_allowlist),
-        ) {
-            (Ok(p), Ok(a)) => (p, a, false),
-            (p, a) => {
-                let why = p.err().or(a.err()).map(|e| e.message).unwrap_or_default();
-                tracing::error!(api_key = %k.api_key, "stored API key settings unreadable, key refused: {why}");
-                (Permissions::default(), Allowlist::default(), true)
-            }
-        };
-        Ok(Arc::new(CachedKey {
-            permissions,
-            allowlist,
-            unusable,
-            expires_at: k.expires_at,
-            frozen: auth.frozen,
-            withdrawals_locked_until: auth.withdrawals_locked_until,
-            uid: auth.uid,
-            account_id: k.account_id,
-            api_key: k.api_key,
-            verifier,
-        }))
-    }
+/// The account's API keys.
+pub struct ApiKeys {
+    pub(crate) store: SharedStore,
+    pub(crate) clock: SharedClock,
+    pub(crate) secret_box: Arc<SecretBox>,
+    pub(crate) composer: Composer,
+    pub(crate) key_cache: Arc<KeyCache>,
+    pub(crate) invalidator: Arc<CacheInvalidator>,
+    pub(crate) step_up: Arc<StepUp>,
+}
 
-    /// The key from the cache, or from the database (one read) into the cache.
-    async fn cached_key(&self, api_key: &str) -> Result<Option<Arc<CachedKey>>, ServiceError> {
-        if let Some(k) = self.key_cache.get(api_key) {
-            return Ok(Some(k));
-        }
-        let ticket = self.key_cache.begin_fill();
-        let Some(auth) = self.store.api_key_auth(api_key).await? else {
-            return Ok(None);
-        };
-        let entry = self.load_key(auth)?;
-        self.key_cache.fill(ticket, entry.clone());
-        Ok(Some(entry))
+impl Clocked for ApiKeys {
+    fn clock(&self) -> &SharedClock {
+        &self.clock
     }
+}
 
-    /// Authenticates a signed request (the gateway hook's work). Checks, in order: form,
-    /// key, timing, signature, then (only for a proven signature) expiry, freeze, address
-    /// and permission, so nothing about a key is told to someone who cannot sign with it.
-    pub async fn authorize_signed(
-        &self,
-        api_key: Option<&str>,
-        method: &str,
-        path: &str,
-        query: &str,
-        body: &str,
-        ip: IpAddr,
-    ) -> Result<Identity, AuthzError> {
-        let api_key = api_key
-            .filter(|k| !k.is_empty())
-            .ok_or(Refusal::MissingKey)?;
-        let path = api_key::canonical_path(path)?;
-        let req = parse_signed(query, body)?;
-        if api_key.len() > 128 {
-            return Err(Refusal::UnknownKey.into());
-        }
-        let key = self
-            .cached_key(api_key)
-            .await
-            .map_err(AuthzError::Failed)?
-            .ok_or(Refusal::UnknownKey)?;
-        let now = self.now();
-        if !timestamp_ok(&req, now) {
-            return Err(Refusal::TimestampOutsideWindow.into());
-        }
-        if !key.verifier.verify(req.payload.as_bytes(), &req.signature) {
-            return Err(Refusal::BadSignature.into());
-        }
-        if key.unusable {
-            return Err(Refusal::KeyUnusable.into());
-        }
-        if key.expires_at.is_some_and(|t| now >= t) {
-            return Err(Refusal::KeyExpired.into());
-        }
-        if key.frozen {
-            return Err(Refusal::AccountFrozen.into());
-        }
-        if !key.allowlist.allows(ip) {
-            self.key_cache.note_refused_ip(&key.api_key, now, ip);
-            return Err(Refusal::IpNotAllowed.into());
-        }
-        let needed = required_permission(&self.gateway_routes, method, path)
-            .ok_or(Refusal::RouteUnmapped)?;
-        if !key.permissions.contains(needed) {
-            return Err(Refusal::PermissionMissing(needed).into());
-        }
-        let locked_until = key.withdrawals_locked_until.filter(|&t| t > now);
-        check_withdrawal_lock(needed, locked_until)?;
-        self.key_cache.note_use(&key.api_key, now, ip);
-        Ok(Identity {
-            uid: key.uid.clone(),
-            api_key: key.api_key.clone(),
-            permissions: key.permissions.to_csv(),
-            via: "api_key",
-            withdrawals_locked_until: locked_until,
-        })
-    }
-
-    /// The gateway decision for a request carrying a Security Center session cookie (the
-    /// platform's own web app acting for its signed-in user): every permission, but the
-    /// path must be canonical and withdrawals wait out any lock, exactly as for keys.
-    pub async fn authorize_session(
-        &self,
-        session_token: &str,
-        method: &str,
-        path: &str,
-    ) -> Result<Identity, AuthzError> {
-        let path = api_key::canonical_path(path)?;
-        let auth = self
-            .authenticate(session_token)
-            .await
-            .map_err(AuthzError::Failed)?;
-        let now = self.now();
-        let locked_until = self
-            .store
-            .withdrawal_locks(&auth.account.id, now)
-            .await
-            .map_err(|e| AuthzError::Failed(e.into()))?
-            .iter()
-            .map(|l| l.until)
-            .max();
-        if let Some(needed) = required_permission(&self.gateway_routes, method, path) {
-            check_withdrawal_lock(needed, locked_until)?;
-        }
-        Ok(Identity {
-            uid: auth.account.uid,
-            api_key: String::new(),
-            permissions: session_permissions(),
-            via: "session",
-            withdrawals_locked_until: locked_until,
-        })
-    }
-
-    /// Drops a key (or all of an account's keys) from every instance's cache.
-    pub async fn invalidate_keys(&self, what: &str) -> ServiceResult<()> {
-        self.key_cache.invalidate(what);
-        self.store.broadcast_invalidation(what).await?;
-        Ok(())
-    }
-
+impl ApiKeys {
     /// A key created from a device first seen in the last 7 days, on an account that has
     /// older devices, is flagged.
     async fn device_is_unusual(&self, auth: &SessionAuth) -> ServiceResult<bool> {
@@ -345,7 +76,8 @@ impl Core {
         new: NewKey,
         client: &Client,
     ) -> ServiceResult<(ApiKeyRecord, Option<String>)> {
-        self.require_step_up(auth, SensitiveAction::AddApiKey)
+        self.step_up
+            .require_step_up(auth, SensitiveAction::AddApiKey)
             .await?;
         // Control characters go first, so what is left is trimmed of every space they hid.
         let label: String = new.label.chars().filter(|c| !c.is_control()).collect();
@@ -496,7 +228,8 @@ impl Core {
         let widened_list = list.added_since(&old_list) || (list.is_empty() && !old_list.is_empty());
         let widening = !added_perms.is_empty() || widened_list;
         if widening {
-            self.require_step_up(auth, SensitiveAction::AddApiKey)
+            self.step_up
+                .require_step_up(auth, SensitiveAction::AddApiKey)
                 .await?;
         }
         let expires_at = match (record.expires_at, expiry(perms, &list, record.created_at)) {
@@ -547,7 +280,9 @@ impl Core {
                 "No such API key on this account.".into(),
             ));
         }
-        self.invalidate_keys(&format!("key:{key}")).await?;
+        self.invalidator
+            .invalidate_keys(&format!("key:{key}"))
+            .await?;
         record.permissions = perms.to_csv();
         record.ip_allowlist = list.to_csv();
         record.expires_at = expires_at;
@@ -560,7 +295,8 @@ impl Core {
         key: &str,
         client: &Client,
     ) -> ServiceResult<()> {
-        self.require_step_up(auth, SensitiveAction::DeleteApiKey)
+        self.step_up
+            .require_step_up(auth, SensitiveAction::DeleteApiKey)
             .await?;
         let account = &auth.account;
         let fx = Effects::audit(self.event(
@@ -574,7 +310,9 @@ impl Core {
             .store
             .delete_api_key(&account.id, key, self.now(), &fx)
             .await?;
-        self.invalidate_keys(&format!("key:{key}")).await?;
+        self.invalidator
+            .invalidate_keys(&format!("key:{key}"))
+            .await?;
         if found {
             Ok(())
         } else {
@@ -591,7 +329,8 @@ impl Core {
         auth: &SessionAuth,
         client: &Client,
     ) -> ServiceResult<u64> {
-        self.require_step_up(auth, SensitiveAction::DeleteApiKey)
+        self.step_up
+            .require_step_up(auth, SensitiveAction::DeleteApiKey)
             .await?;
         let account = &auth.account;
         let now = self.now();
@@ -608,7 +347,8 @@ impl Core {
             .store
             .delete_all_api_keys(&account.id, now, &fx)
             .await?;
-        self.invalidate_keys(&format!("account:{}", account.id))
+        self.invalidator
+            .invalidate_keys(&format!("account:{}", account.id))
             .await?;
         Ok(n)
     }
@@ -697,22 +437,4 @@ impl Core {
         }
         Ok(mails)
     }
-}
-
-/// A request that needs `withdraw` waits out a withdrawal lock in force.
-fn check_withdrawal_lock(needed: Permission, locked_until: Option<Millis>) -> Result<(), Refusal> {
-    match locked_until {
-        Some(until) if needed == Permission::Withdraw => Err(Refusal::WithdrawalsLocked { until }),
-        _ => Ok(()),
-    }
-}
-
-/// The permissions of a Security Center session at the gateway: all of them (the
-/// platform's own web app acts for its signed-in user).
-pub fn session_permissions() -> String {
-    let mut p = Permissions::default();
-    for x in Permission::ALL {
-        p.insert(x);
-    }
-    p.to_csv()
 }

@@ -2,14 +2,29 @@
 //! (register, confirm, sign in, …). They parse nothing (the edge gives them domain types or
 //! raw strings they parse first), read time from the injected clock, and write every change
 //! with its audit events and mails in one store call.
+//!
+//! One service per area, each holding only what it uses: the store, clock and settings it
+//! needs, and `Arc`s of the lower services and shared components it calls. Dependencies
+//! point one way (see ARCHITECTURE.md for the graph); `app::build` wires them into
+//! [`Services`], which is what the HTTP edge, the jobs, the demo and the benchmarks receive.
 
 pub mod accounts;
 pub mod api_keys;
 pub mod audit;
 pub mod factors;
+pub mod gateway;
+pub mod hasher;
+pub mod key_cache;
+pub mod notices;
 pub mod passkeys;
 pub mod protection;
+pub mod recovery;
+pub mod second_factors;
 pub mod sessions;
+pub mod sign_in;
+pub mod step_up;
+pub mod throttles;
+pub mod weakening;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -17,88 +32,23 @@ use std::sync::Arc;
 use crate::clock::{Millis, SharedClock};
 use crate::domain::device::DeviceInfo;
 use crate::domain::rules::Rules;
-use crate::domain::secret::ServerKey;
+use crate::domain::secret::{SecretBox, ServerKey};
 use crate::domain::Invalid;
 use crate::geo::{Geo, Location};
 use crate::mail::Composer;
-use crate::store::{AuditEvent, SharedStore, StoreError};
+use crate::store::{Account, AuditEvent, SharedStore, StoreError};
 
-/// What every service needs.
-pub struct Core {
-    pub store: SharedStore,
-    pub clock: SharedClock,
-    pub key: ServerKey,
-    pub rules: Rules,
-    pub geo: Arc<Geo>,
-    pub composer: Composer,
-    /// A real argon2id hash of a random password, verified against when the email is
-    /// unknown, so that answer takes as long as a wrong password.
-    pub dummy_hash: String,
-    /// One argon2 computation per core at a time: each takes 19 MiB, so a burst of sign-ins
-    /// queues here instead of exhausting memory, and the cores are not time-sliced between
-    /// more hashes than they can run (which thrashes their caches).
-    argon2_slots: Arc<tokio::sync::Semaphore>,
-    /// Encrypts TOTP seeds at rest (key derived from the server key).
-    pub secret_box: crate::domain::secret::SecretBox,
-    /// The WebAuthn relying party (RP ID and origin from `public_url`).
-    pub webauthn: webauthn_rs::Webauthn,
-    /// API keys ready to verify requests, kept coherent across instances.
-    pub key_cache: api_keys::KeyCache,
-    /// Route → permission table of the gateway hook.
-    pub gateway_routes: Vec<crate::domain::api_key::RouteRule>,
-}
+/// What every service has: the clock it reads time from, and with it the audit-event
+/// builder (every event carries the time it was made).
+pub trait Clocked {
+    fn clock(&self) -> &SharedClock;
 
-impl Core {
-    pub fn new(
-        store: SharedStore,
-        clock: SharedClock,
-        key: ServerKey,
-        rules: Rules,
-        geo: Arc<Geo>,
-        composer: Composer,
-    ) -> anyhow::Result<Self> {
-        let dummy_hash = crate::domain::password::hash(&crate::domain::secret::random_token())?;
-        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
-        let argon2_slots = Arc::new(tokio::sync::Semaphore::new(cores));
-        let secret_box = crate::domain::secret::SecretBox::new(&key);
-        let webauthn = passkeys::relying_party(&composer.public_url)?;
-        Ok(Self {
-            key_cache: api_keys::KeyCache::default(),
-            gateway_routes: crate::domain::api_key::default_routes(),
-            secret_box,
-            webauthn,
-            store,
-            clock,
-            key,
-            rules,
-            geo,
-            composer,
-            dummy_hash,
-            argon2_slots,
-        })
-    }
-
-    /// Runs argon2 work on a blocking thread, at most one per core at a time.
-    pub(crate) async fn argon2<T: Send + 'static>(
-        &self,
-        f: impl FnOnce() -> T + Send + 'static,
-    ) -> ServiceResult<T> {
-        let _slot = self
-            .argon2_slots
-            .acquire()
-            .await
-            .map_err(|e| ServiceError::Internal(anyhow::anyhow!("argon2 slots closed: {e}")))?;
-        tokio::task::spawn_blocking(f)
-            .await
-            .map_err(|e| ServiceError::Internal(anyhow::anyhow!("blocking task failed: {e}")))
-    }
-
-    pub fn now(&self) -> Millis {
-        self.clock.now()
+    fn now(&self) -> Millis {
+        self.clock().now()
     }
 
     /// An audit event at the current time.
-    pub fn event(
+    fn event(
         &self,
         client: Option<&Client>,
         account_id: Option<&str>,
@@ -115,6 +65,49 @@ impl Core {
             device: client.map(|c| c.device.summary()),
             detail,
         }
+    }
+
+    /// How an account appears as the actor of the events it causes itself.
+    fn account_actor(account: &Account) -> String
+    where
+        Self: Sized,
+    {
+        format!("account:{}", account.uid)
+    }
+}
+
+/// Every service, wired once by `app::build`, plus the few shared parts the edge reads
+/// directly (settings for forms, the CSRF key, the geolocation database, the public URL).
+#[derive(Clone)]
+pub struct Services {
+    pub store: SharedStore,
+    pub clock: SharedClock,
+    pub key: ServerKey,
+    pub rules: Rules,
+    pub geo: Arc<Geo>,
+    pub composer: Composer,
+    /// Encrypts TOTP seeds, HMAC key secrets and webhook secrets at rest.
+    pub secret_box: Arc<SecretBox>,
+    /// API keys ready to verify requests, kept coherent across instances.
+    pub key_cache: Arc<key_cache::KeyCache>,
+    pub invalidator: Arc<key_cache::CacheInvalidator>,
+    pub accounts: Arc<accounts::Accounts>,
+    pub sessions: Arc<sessions::Sessions>,
+    pub signin: Arc<sign_in::SignIn>,
+    pub step_up: Arc<step_up::StepUp>,
+    pub weakening: Arc<weakening::Weakening>,
+    pub second_factors: Arc<second_factors::SecondFactors>,
+    pub factors: Arc<factors::FactorSettings>,
+    pub recovery: Arc<recovery::Recovery>,
+    pub passkeys: Arc<passkeys::Passkeys>,
+    pub api_keys: Arc<api_keys::ApiKeys>,
+    pub gateway: Arc<gateway::Gateway>,
+    pub protection: Arc<protection::Protection>,
+}
+
+impl Services {
+    pub fn now(&self) -> Millis {
+        self.clock.now()
     }
 }
 

@@ -12,12 +12,21 @@ use webauthn_rs::prelude::{
 };
 use webauthn_rs::{Webauthn, WebauthnBuilder};
 
-use super::sessions::SignedIn;
-use super::{Client, Core, ServiceError, ServiceResult};
-use crate::clock::{format_utc, MINUTE};
+use std::sync::Arc;
+
+use super::notices::Notices;
+use super::second_factors::SecondFactors;
+use super::sessions::{Sessions, SignedIn};
+use super::sign_in::SignIn;
+use super::step_up::StepUp;
+use super::throttles::Throttles;
+use super::weakening::Weakening;
+use super::{Client, Clocked, ServiceError, ServiceResult};
+use crate::clock::{format_utc, SharedClock, MINUTE};
 use crate::domain::secret::{random_token, token_hash};
 use crate::domain::step_up::SensitiveAction;
-use crate::store::{Account, Effects, PasskeyRecord, PendingChange, SessionAuth};
+use crate::mail::Composer;
+use crate::store::{Account, Effects, PasskeyRecord, PendingChange, SessionAuth, SharedStore};
 
 const CEREMONY_TTL: i64 = 5 * MINUTE;
 const MAX_NAME_CHARS: usize = 64;
@@ -92,7 +101,28 @@ struct RegistrationState {
     state: PasskeyRegistration,
 }
 
-impl Core {
+/// WebAuthn ceremonies and the passkey list.
+pub struct Passkeys {
+    pub(crate) store: SharedStore,
+    pub(crate) clock: SharedClock,
+    pub(crate) webauthn: Webauthn,
+    pub(crate) composer: Composer,
+    pub(crate) notices: Arc<Notices>,
+    pub(crate) throttles: Arc<Throttles>,
+    pub(crate) second_factors: Arc<SecondFactors>,
+    pub(crate) sessions: Arc<Sessions>,
+    pub(crate) signin: Arc<SignIn>,
+    pub(crate) step_up: Arc<StepUp>,
+    pub(crate) weakening: Arc<Weakening>,
+}
+
+impl Clocked for Passkeys {
+    fn clock(&self) -> &SharedClock {
+        &self.clock
+    }
+}
+
+impl Passkeys {
     async fn put_state<S: serde::Serialize>(
         &self,
         account_id: Option<&str>,
@@ -155,7 +185,8 @@ impl Core {
         name: &str,
     ) -> ServiceResult<Ceremony<CreationChallengeResponse>> {
         let name = clean_name(name)?;
-        self.require_step_up(auth, SensitiveAction::AddSecondFactor)
+        self.step_up
+            .require_step_up(auth, SensitiveAction::AddSecondFactor)
             .await?;
         let account = &auth.account;
         let user = uuid::Uuid::parse_str(&account.id).map_err(anyhow::Error::from)?;
@@ -195,7 +226,8 @@ impl Core {
         client: &Client,
     ) -> ServiceResult<(PasskeyRecord, Option<Vec<String>>)> {
         let account = &auth.account;
-        self.require_step_up(auth, SensitiveAction::AddSecondFactor)
+        self.step_up
+            .require_step_up(auth, SensitiveAction::AddSecondFactor)
             .await?;
         let (owner, reg): (Option<String>, RegistrationState) =
             self.take_state(ceremony_id, "passkey.register").await?;
@@ -208,7 +240,7 @@ impl Core {
             .webauthn
             .finish_passkey_registration(credential, &reg.state)
             .map_err(passkey_failed)?;
-        let first = !self.factors(&account.id).await?.any();
+        let first = !self.second_factors.factors(&account.id).await?.any();
         let record = PasskeyRecord {
             id: uuid::Uuid::new_v4().to_string(),
             account_id: account.id.clone(),
@@ -220,11 +252,15 @@ impl Core {
             last_used_at: None,
             removed_at: None,
         };
-        let (codes, macs) = self.new_backup_codes_for(&account.id);
+        let (codes, macs) = self.second_factors.new_backup_codes_for(&account.id);
         let mail = if first {
-            self.first_factor_mail(account, &format!("the passkey \"{}\"", record.name), client)
+            self.notices.first_factor_mail(
+                account,
+                &format!("the passkey \"{}\"", record.name),
+                client,
+            )
         } else {
-            self.notice(
+            self.notices.notice(
                 account,
                 "A passkey was added to your account",
                 &format!(
@@ -280,7 +316,7 @@ impl Core {
                 })
             }
             Some(token) => {
-                let (challenge, account) = self.open_challenge(token).await?;
+                let (challenge, account) = self.signin.open_challenge(token).await?;
                 let keys = Self::stored_passkeys(&self.store.passkeys(&account.id).await?);
                 if keys.is_empty() {
                     return Err(ServiceError::Conflict(
@@ -371,7 +407,8 @@ impl Core {
         credential: &PublicKeyCredential,
         client: &Client,
     ) -> ServiceResult<SignedIn> {
-        self.throttle(&[(format!("ip:{}", client.ip), self.ip_policy())])
+        self.throttles
+            .throttle(&[(format!("ip:{}", client.ip), self.throttles.ip_policy())])
             .await?;
         let (owner, kind, state) = self.take_any_state(ceremony_id).await?;
         let unreadable = |e: serde_json::Error| {
@@ -411,17 +448,21 @@ impl Core {
                 if account.email_confirmed_at.is_none() {
                     return Err(ServiceError::EmailNotConfirmed);
                 }
-                let known = self.known_device(&account.id, client).await?;
+                let known = self.sessions.known_device(&account.id, client).await?;
                 let extra = Effects {
                     audit: vec![],
-                    mails: vec![self.factor_used_mail(&account, "passkey", client)],
+                    mails: vec![self.notices.factor_used_mail(&account, "passkey", client)],
                 };
-                self.open_session(&account, client, known, "passkey", None, Some(extra))
+                self.sessions
+                    .open_session(&account, client, known, "passkey", None, Some(extra))
                     .await
             }
             "passkey.second" => {
                 let second: SecondStepState = serde_json::from_str(&state).map_err(unreadable)?;
-                let (challenge, account) = self.open_challenge_by_id(&second.challenge_id).await?;
+                let (challenge, account) = self
+                    .signin
+                    .open_challenge_by_id(&second.challenge_id)
+                    .await?;
                 if owner.as_deref() != Some(account.id.as_str()) {
                     return Err(ServiceError::PasskeyFailed(
                         "ceremony belongs to another account".into(),
@@ -438,20 +479,21 @@ impl Core {
                     .finish_passkey_authentication(credential, &second.state);
                 self.verify_assertion(&account, &record, result, client)
                     .await?;
-                let known = self.known_device(&account.id, client).await?;
+                let known = self.sessions.known_device(&account.id, client).await?;
                 let extra = Effects {
                     audit: vec![],
-                    mails: vec![self.factor_used_mail(&account, "passkey", client)],
+                    mails: vec![self.notices.factor_used_mail(&account, "passkey", client)],
                 };
-                self.open_session(
-                    &account,
-                    client,
-                    known,
-                    "password+passkey",
-                    Some(&challenge.id),
-                    Some(extra),
-                )
-                .await
+                self.sessions
+                    .open_session(
+                        &account,
+                        client,
+                        known,
+                        "password+passkey",
+                        Some(&challenge.id),
+                        Some(extra),
+                    )
+                    .await
             }
             other => Err(ServiceError::PasskeyFailed(format!(
                 "ceremony of kind {other} cannot sign in"
@@ -508,7 +550,7 @@ impl Core {
             .finish_passkey_authentication(credential, &state);
         self.verify_assertion(&auth.account, &record, result, client)
             .await?;
-        self.mark_stepped_up(auth, "passkey", client).await
+        self.step_up.mark_stepped_up(auth, "passkey", client).await
     }
 
     pub async fn rename_passkey(
@@ -556,26 +598,8 @@ impl Core {
             ));
         };
         let what = format!("Remove the passkey \"{}\"", key.name);
-        self.schedule_weakening(auth, "passkey.remove", Some(key.id.clone()), &what, client)
+        self.weakening
+            .schedule_weakening(auth, "passkey.remove", Some(key.id.clone()), &what, client)
             .await
-    }
-
-    pub(crate) fn new_backup_codes_for(&self, account_id: &str) -> (Vec<String>, Vec<String>) {
-        let codes: Vec<String> = (0..super::factors::BACKUP_CODE_COUNT)
-            .map(|_| crate::domain::secret::backup_code())
-            .collect();
-        let macs = codes
-            .iter()
-            .map(|c| {
-                self.key.mac(
-                    "backup-code",
-                    &format!(
-                        "{account_id}:{}",
-                        crate::domain::secret::normalize_backup_code(c)
-                    ),
-                )
-            })
-            .collect();
-        (codes, macs)
     }
 }

@@ -7,12 +7,19 @@ use hmac::{Hmac, Mac};
 use serde_json::json;
 use sha2::Sha256;
 
-use super::{Client, Core, ServiceError, ServiceResult};
-use crate::clock::{format_utc, Millis, HOUR, MINUTE};
-use crate::domain::secret::token_hash;
+use std::sync::Arc;
+
+use super::key_cache::CacheInvalidator;
+use super::notices::Notices;
+use super::step_up::StepUp;
+use super::weakening::Weakening;
+use super::{Client, Clocked, ServiceError, ServiceResult};
+use crate::clock::{format_utc, Millis, SharedClock, HOUR, MINUTE};
+use crate::domain::rules::Rules;
+use crate::domain::secret::{token_hash, SecretBox};
 use crate::domain::step_up::SensitiveAction;
 use crate::geo::Location;
-use crate::store::{Account, Effects, FreezeOutcome, NewMail, Notification, SessionAuth};
+use crate::store::{Account, Effects, FreezeOutcome, Notification, SessionAuth, SharedStore};
 
 /// One optional security mail and its state.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -29,57 +36,29 @@ pub const MIN_FREEZE: Millis = 2 * HOUR;
 const WEBHOOK_LEASE: Millis = 2 * MINUTE;
 const WEBHOOK_MAX_ATTEMPTS: i64 = 12;
 
-impl Core {
-    /// "Your account was signed in from CITY on DEVICE", with the confirmation link when
-    /// the device must be confirmed.
-    pub(crate) fn new_device_mail(
-        &self,
-        account: &Account,
-        client: &Client,
-        confirm_token: Option<&str>,
-    ) -> NewMail {
-        let place = Location::label(
-            client.location.city.as_deref(),
-            client.location.country.as_deref(),
-        );
-        let url = self.composer.public_url.trim_end_matches('/');
-        let confirm = confirm_token.map_or_else(String::new, |t| {
-            format!(
-                "\n\nThis device is new, so its session works only after you confirm it was you:\n{url}/confirm-device/{t}\n\
-                 If it was not you, do not click that link: freeze your account with the link below.",
-            )
-        });
-        let mail = self.composer.compose(
-            Some(&account.id),
-            &account.email,
-            account.anti_phishing_code.as_deref(),
-            &format!(
-                "Your account was signed in from {place} on {}",
-                client.device.model
-            ),
-            &format!(
-                "Your account was signed in at {} from a device it had not seen before:\n\n\
-                 Device: {}\nOS: {}\nBrowser: {}\nIP address: {}\nLocation: {place}{confirm}",
-                format_utc(self.now()),
-                client.device.model,
-                client.device.os,
-                client.device.browser,
-                client.ip,
-            ),
-            self.now(),
-        );
-        // The confirmation link is a key to the session: mail only, never the inbox.
-        if confirm_token.is_some() {
-            mail.carrying_code()
-        } else {
-            mail
-        }
-    }
+/// Freezing, devices, trust, the inbox, mail preferences and webhooks.
+pub struct Protection {
+    pub(crate) store: SharedStore,
+    pub(crate) clock: SharedClock,
+    pub(crate) rules: Rules,
+    pub(crate) secret_box: Arc<SecretBox>,
+    pub(crate) notices: Arc<Notices>,
+    pub(crate) step_up: Arc<StepUp>,
+    pub(crate) weakening: Arc<Weakening>,
+    pub(crate) invalidator: Arc<CacheInvalidator>,
+}
 
+impl Clocked for Protection {
+    fn clock(&self) -> &SharedClock {
+        &self.clock
+    }
+}
+
+impl Protection {
     fn freeze_effects(&self, account: &Account, client: &Client, via: &str) -> Effects {
         let now = self.now();
         Effects::audit(self.event(Some(client), Some(&account.id), format!("account:{}", account.uid), "account.frozen", json!({ "via": via })))
-            .with_mail(self.notice(
+            .with_mail(self.notices.notice(
                 account,
                 "Your account is frozen",
                 &format!(
@@ -95,7 +74,9 @@ impl Core {
     }
 
     async fn after_freeze(&self, account_id: &str) -> ServiceResult<()> {
-        self.invalidate_keys(&format!("account:{account_id}")).await
+        self.invalidator
+            .invalidate_keys(&format!("account:{account_id}"))
+            .await
     }
 
     /// Freezes the signed-in account. Idempotent: a second freeze changes nothing.
@@ -186,7 +167,8 @@ impl Core {
         block: bool,
         client: &Client,
     ) -> ServiceResult<u64> {
-        self.require_step_up(auth, SensitiveAction::RemoveDevice)
+        self.step_up
+            .require_step_up(auth, SensitiveAction::RemoveDevice)
             .await?;
         let account = &auth.account;
         let Some(device) = self.store.device(&account.id, device_id).await? else {
@@ -201,7 +183,7 @@ impl Core {
             "removed"
         };
         let fx = Effects::audit(self.event(Some(client), Some(&account.id), Self::account_actor(account), if block { "device.blocked" } else { "device.removed" }, json!({"device_id": device.id, "device": format!("{} on {} ({})", device.browser, device.os, device.model)})))
-            .with_mail(self.notice(
+            .with_mail(self.notices.notice(
                 account,
                 &format!("A device was {what}"),
                 &format!(
@@ -248,7 +230,8 @@ impl Core {
         client: &Client,
     ) -> ServiceResult<()> {
         if trusted {
-            self.require_step_up(auth, SensitiveAction::AddSecondFactor)
+            self.step_up
+                .require_step_up(auth, SensitiveAction::AddSecondFactor)
                 .await?;
         }
         let account = &auth.account;
@@ -387,7 +370,8 @@ impl Core {
         }
         let what = format!("Stop mailing {description}");
         Ok(Some(
-            self.schedule_weakening(auth, "mail.mute", Some((*kind).to_owned()), &what, client)
+            self.weakening
+                .schedule_weakening(auth, "mail.mute", Some((*kind).to_owned()), &what, client)
                 .await?,
         ))
     }
@@ -438,7 +422,7 @@ pub fn webhook_signature(secret: &str, body: &[u8]) -> String {
 /// Delivers due webhooks: POST the event JSON with `X-Rampart-Signature`,
 /// `X-Rampart-Delivery` (the idempotency id) and `X-Rampart-Attempt`; 2xx is success,
 /// anything else is retried with the mail backoff; every try is logged.
-pub async fn deliver_webhooks(core: &Core, http: &reqwest::Client) -> anyhow::Result<usize> {
+pub async fn deliver_webhooks(core: &Protection, http: &reqwest::Client) -> anyhow::Result<usize> {
     let now = core.now();
     let batch = core
         .store

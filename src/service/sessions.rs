@@ -1,29 +1,21 @@
-//! Sign-in (password, then a second factor when the account has one), session checks,
-//! sign-out, and the device and login lists.
+//! Sessions: opening one (with its device, login row and new-device mail), checking the
+//! session behind a cookie, signing out, and the device and login lists.
 
-use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
 use serde_json::json;
 
-use super::{Client, Core, ServiceError, ServiceResult};
-use crate::clock::{Millis, DAY, HOUR, MINUTE, SECOND};
-use crate::domain::email::Email;
-use crate::domain::password;
+use super::notices::Notices;
+use super::{Client, Clocked, ServiceError, ServiceResult};
+use crate::clock::{Millis, SharedClock, DAY, HOUR, MINUTE, SECOND};
+use crate::domain::rules::Rules;
 use crate::domain::secret::{random_token, token_hash};
-use crate::domain::throttle::ThrottlePolicy;
 use crate::store::{
-    Account, Device, Effects, Login, Session, SessionAuth, SignInChallenge, SignInRecord,
+    Account, Device, Effects, Login, Session, SessionAuth, SharedStore, SignInRecord,
 };
 
 /// A session is marked active at most this often, so reads stay reads.
 const TOUCH_INTERVAL: Millis = MINUTE;
-/// How long a correct password waits for its second factor.
-pub const CHALLENGE_TTL: Millis = 5 * MINUTE;
-/// Wrong second-factor codes allowed on one challenge.
-pub const CHALLENGE_MAX_ATTEMPTS: i64 = 5;
-/// "Someone has your password" mails (a wrong code after the right password, a sign-in
-/// left unfinished) go to an account at most this often, however many tries an attacker
-/// makes; every try is still audited and listed in the login history.
-pub const PASSWORD_KNOWN_ALERT_INTERVAL: Millis = HOUR;
 
 /// What a successful sign-in hands back to the edge, which sets the cookies.
 #[derive(Debug, Clone)]
@@ -48,109 +40,22 @@ pub enum SignInOutcome {
     },
 }
 
-/// The client that typed the password, kept with the challenge for the alert mail.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ChallengeClient {
-    pub ip: String,
-    pub device: String,
-    pub location: String,
+/// Live sessions and the devices and logins behind them.
+pub struct Sessions {
+    pub(crate) store: SharedStore,
+    pub(crate) clock: SharedClock,
+    pub(crate) rules: Rules,
+    pub(crate) notices: Arc<Notices>,
 }
 
-impl Core {
-    pub(crate) fn account_policy(&self) -> ThrottlePolicy {
-        ThrottlePolicy {
-            free_failures: self.rules.signin_account_free_failures,
-            window: self.rules.signin_window_minutes * MINUTE,
-            max_delay: self.rules.signin_max_delay_minutes * MINUTE,
-        }
+impl Clocked for Sessions {
+    fn clock(&self) -> &SharedClock {
+        &self.clock
     }
+}
 
-    pub(crate) fn ip_policy(&self) -> ThrottlePolicy {
-        ThrottlePolicy {
-            free_failures: self.rules.signin_ip_free_failures,
-            ..self.account_policy()
-        }
-    }
-
-    /// The second-factor counter for a sign-in: per account for browsers the account has
-    /// never seen, and one per known device (by its device cookie), so strangers holding
-    /// the password cannot slow down the owner's own devices. Separate from the password
-    /// counters, which a right password clears.
-    pub(crate) fn signin_factor_key(account_id: &str, known_device: Option<&Device>) -> String {
-        match known_device {
-            Some(d) => format!("2fa:{account_id}:dev:{}", d.id),
-            None => format!("2fa:{account_id}"),
-        }
-    }
-
-    /// Charges one second-factor try made from a signed-in session (step-up, authenticator
-    /// enrolment or reset) against that session's own counter, never the account's sign-in
-    /// counters: a thief guessing in a stolen session slows only that session, and
-    /// strangers guessing at the sign-in never stop the owner's live session. A refusal is
-    /// audited (`{action}.throttled`). Returns the key to clear after a success.
-    pub(crate) async fn throttle_session_factor(
-        &self,
-        auth: &SessionAuth,
-        client: &Client,
-        action: &str,
-    ) -> ServiceResult<String> {
-        let key = format!("2fa:session:{}", auth.session.id);
-        if let Err(retry_after_ms) = self
-            .store
-            .throttle_attempt(&key, &self.account_policy(), self.now())
-            .await?
-        {
-            let fx = Effects::audit(self.event(
-                Some(client),
-                Some(&auth.account.id),
-                Self::account_actor(&auth.account),
-                &format!("{action}.throttled"),
-                json!({ "retry_after_ms": retry_after_ms }),
-            ));
-            self.store.append_audit(&fx).await?;
-            return Err(ServiceError::TooManyAttempts { retry_after_ms });
-        }
-        Ok(key)
-    }
-
-    /// Whether the mail (or resend) behind `key` may go out now: at most one per
-    /// `interval` per key, agreed through the database by every instance.
-    pub(crate) async fn may_send(&self, key: &str, interval: Millis) -> ServiceResult<bool> {
-        Ok(self
-            .store
-            .once_per_interval(key, interval, self.now())
-            .await?)
-    }
-
-    /// A throttled sign-in step: in the login history (the owner sees it) and audited.
-    async fn record_throttled_signin(
-        &self,
-        account_id: &str,
-        client: &Client,
-        device_id: Option<&str>,
-        action: &str,
-        retry_after_ms: Millis,
-    ) -> ServiceResult<()> {
-        let fx = Effects::audit(self.event(
-            Some(client),
-            Some(account_id),
-            "anonymous".into(),
-            action,
-            json!({ "retry_after_ms": retry_after_ms }),
-        ));
-        let row = self.login_row(
-            account_id,
-            client,
-            device_id,
-            false,
-            "throttled",
-            "password",
-        );
-        self.store.record_failed_login(&row, &fx).await?;
-        Ok(())
-    }
-
-    pub(crate) fn login_row(
+impl Sessions {
+    pub fn login_row(
         &self,
         account_id: &str,
         client: &Client,
@@ -176,12 +81,8 @@ impl Core {
         }
     }
 
-    pub(crate) fn account_actor(account: &Account) -> String {
-        format!("account:{}", account.uid)
-    }
-
     /// The device this browser already has for the account (by its device cookie).
-    pub(crate) async fn known_device(
+    pub async fn known_device(
         &self,
         account_id: &str,
         client: &Client,
@@ -196,226 +97,9 @@ impl Core {
         })
     }
 
-    /// Throttles a try on every key at once: the source address and, when known, the
-    /// account (per known device). Charged before the secret is checked.
-    pub(crate) async fn throttle(&self, keys: &[(String, ThrottlePolicy)]) -> ServiceResult<()> {
-        match self.store.throttle_attempts(keys, self.now()).await? {
-            Ok(_) => Ok(()),
-            Err((_, wait)) => Err(ServiceError::TooManyAttempts {
-                retry_after_ms: wait,
-            }),
-        }
-    }
-
-    /// Email + password. Unknown email and wrong password give the same answer after the
-    /// same work (an argon2 verification either way). A right password on an account with
-    /// a second factor opens a challenge instead of a session.
-    pub async fn sign_in(
-        &self,
-        email: &str,
-        password: &str,
-        client: &Client,
-    ) -> ServiceResult<SignInOutcome> {
-        let email = Email::parse(email).map_err(|_| ServiceError::InvalidCredentials)?;
-        let account = self.store.account_by_email(email.as_str()).await?;
-        let known_device = match &account {
-            Some(a) => self.known_device(&a.id, client).await?,
-            None => None,
-        };
-        let device_id = known_device.as_ref().map(|d| d.id.as_str());
-        let (ip_key, account_key) = self.signin_throttle_keys(&email, client, device_id);
-        self.charge_signin_attempt(&ip_key, &account_key, account.as_ref(), client, device_id)
-            .await?;
-        let account = self
-            .verify_signin_password(account, password, client, device_id)
-            .await?;
-        self.store
-            .throttle_settle(&[account_key], &[ip_key])
-            .await?;
-        self.refuse_unusable_account(&account, client).await?;
-        let factors = self.factors(&account.id).await?;
-        if factors.any() {
-            let methods = factors.methods(account.require_passkey);
-            return self.open_signin_challenge(&account, methods, client).await;
-        }
-        let signed = self
-            .open_session(&account, client, known_device, "password", None, None)
-            .await?;
-        Ok(SignInOutcome::SignedIn(signed))
-    }
-
-    /// The two counters a password try is charged to: the source address, and the
-    /// account. A browser that already signed in to this account has its own account
-    /// counter: strangers' guesses cannot slow the owner's known devices down.
-    fn signin_throttle_keys(
-        &self,
-        email: &Email,
-        client: &Client,
-        known_device: Option<&str>,
-    ) -> (String, String) {
-        let ip_key = format!("ip:{}", client.ip);
-        let mut account_key = format!("acct:{}", self.key.mac("throttle", email.as_str()));
-        if let Some(device_id) = known_device {
-            account_key.push_str(&format!(":dev:{device_id}"));
-        }
-        (ip_key, account_key)
-    }
-
-    /// Charges both counters in one transaction, before the password is checked; a refusal
-    /// on the account's counter is recorded in its history.
-    async fn charge_signin_attempt(
-        &self,
-        ip_key: &str,
-        account_key: &str,
-        account: Option<&Account>,
-        client: &Client,
-        device_id: Option<&str>,
-    ) -> ServiceResult<()> {
-        let keys = [
-            (ip_key.to_owned(), self.ip_policy()),
-            (account_key.to_owned(), self.account_policy()),
-        ];
-        if let Err((which, retry_after_ms)) =
-            self.store.throttle_attempts(&keys, self.now()).await?
-        {
-            if let (1, Some(a)) = (which, account) {
-                self.record_throttled_signin(
-                    &a.id,
-                    client,
-                    device_id,
-                    "signin.throttled",
-                    retry_after_ms,
-                )
-                .await?;
-            }
-            return Err(ServiceError::TooManyAttempts { retry_after_ms });
-        }
-        Ok(())
-    }
-
-    /// The account, if the password is its own. An unknown address costs the same argon2
-    /// verification (against a dummy hash) and gets the same answer as a wrong password;
-    /// both are audited, and a wrong password is listed in the account's history.
-    async fn verify_signin_password(
-        &self,
-        account: Option<Account>,
-        password: &str,
-        client: &Client,
-        device_id: Option<&str>,
-    ) -> ServiceResult<Account> {
-        let stored = account
-            .as_ref()
-            .map_or_else(|| self.dummy_hash.clone(), |a| a.password_hash.clone());
-        let attempt = password.to_owned();
-        let password_ok = self
-            .argon2(move || password::verify(&attempt, &stored))
-            .await?;
-        let account = match account {
-            Some(a) if password_ok => return Ok(a),
-            account => account,
-        };
-        let account_id = account.as_ref().map(|a| a.id.as_str());
-        let reason = if account_id.is_some() {
-            "wrong_password"
-        } else {
-            "unknown_account"
-        };
-        let fx = Effects::audit(self.event(
-            Some(client),
-            account_id,
-            "anonymous".to_owned(),
-            "signin.failed",
-            json!({ "reason": reason }),
-        ));
-        match account_id {
-            Some(id) => {
-                let row =
-                    self.login_row(id, client, device_id, false, "wrong_password", "password");
-                self.store.record_failed_login(&row, &fx).await?;
-            }
-            None => self.store.append_audit(&fx).await?,
-        }
-        Err(ServiceError::InvalidCredentials)
-    }
-
-    /// Refuses a right password on a frozen account, or on one whose address is not
-    /// confirmed yet (recorded in its history).
-    async fn refuse_unusable_account(
-        &self,
-        account: &Account,
-        client: &Client,
-    ) -> ServiceResult<()> {
-        if account.frozen_at.is_some() {
-            return Err(ServiceError::AccountFrozen);
-        }
-        if account.email_confirmed_at.is_none() {
-            let fx = Effects::audit(self.event(
-                Some(client),
-                Some(&account.id),
-                "anonymous".into(),
-                "signin.refused_unconfirmed",
-                json!({}),
-            ));
-            let row = self.login_row(
-                &account.id,
-                client,
-                None,
-                false,
-                "email_not_confirmed",
-                "password",
-            );
-            self.store.record_failed_login(&row, &fx).await?;
-            return Err(ServiceError::EmailNotConfirmed);
-        }
-        Ok(())
-    }
-
-    /// A right password on an account with a second factor: stores a challenge (hash of a
-    /// random token, with who is signing in for the later alert) and hands the token back
-    /// with the ways (`methods`) to finish.
-    async fn open_signin_challenge(
-        &self,
-        account: &Account,
-        methods: Vec<&'static str>,
-        client: &Client,
-    ) -> ServiceResult<SignInOutcome> {
-        let token = random_token();
-        let now = self.now();
-        let who = ChallengeClient {
-            ip: client.ip.to_string(),
-            device: client.device.summary(),
-            location: crate::geo::Location::label(
-                client.location.city.as_deref(),
-                client.location.country.as_deref(),
-            ),
-        };
-        let challenge = SignInChallenge {
-            id: token_hash(&token),
-            account_id: account.id.clone(),
-            client: serde_json::to_string(&who).map_err(anyhow::Error::from)?,
-            created_at: now,
-            expires_at: now + CHALLENGE_TTL,
-            attempts: 0,
-            completed_at: None,
-            alerted_at: None,
-        };
-        let fx = Effects::audit(self.event(
-            Some(client),
-            Some(&account.id),
-            Self::account_actor(account),
-            "signin.password_accepted",
-            json!({ "second_factor": methods }),
-        ));
-        self.store.put_signin_challenge(&challenge, &fx).await?;
-        Ok(SignInOutcome::SecondFactorRequired {
-            challenge: token,
-            methods,
-        })
-    }
-
     /// Writes a new session (and its device and login row) for `account`, consuming the
     /// sign-in challenge if one is given.
-    pub(crate) async fn open_session(
+    pub async fn open_session(
         &self,
         account: &Account,
         client: &Client,
@@ -522,8 +206,10 @@ impl Core {
             fx.mails.extend(extra.mails);
         }
         if device_is_new || confirm_token.is_some() {
-            fx.mails
-                .push(self.new_device_mail(account, client, confirm_token.as_deref()));
+            fx.mails.push(
+                self.notices
+                    .new_device_mail(account, client, confirm_token.as_deref()),
+            );
         }
         let record = SignInRecord {
             device,
@@ -544,145 +230,6 @@ impl Core {
             uid: account.uid.clone(),
             needs_confirmation,
         })
-    }
-
-    /// The open challenge behind a token, with its account; expired, used or exhausted
-    /// challenges are refused.
-    pub(crate) async fn open_challenge(
-        &self,
-        token: &str,
-    ) -> ServiceResult<(SignInChallenge, Account)> {
-        if token.is_empty() || token.len() > 128 {
-            return Err(ServiceError::ChallengeExpired);
-        }
-        self.open_challenge_by_id(&token_hash(token)).await
-    }
-
-    pub(crate) async fn open_challenge_by_id(
-        &self,
-        id: &str,
-    ) -> ServiceResult<(SignInChallenge, Account)> {
-        let Some(challenge) = self.store.signin_challenge(id).await? else {
-            return Err(ServiceError::ChallengeExpired);
-        };
-        if challenge.completed_at.is_some()
-            || self.now() >= challenge.expires_at
-            || challenge.attempts >= CHALLENGE_MAX_ATTEMPTS
-        {
-            return Err(ServiceError::ChallengeExpired);
-        }
-        let account = self
-            .store
-            .account_by_id(&challenge.account_id)
-            .await?
-            .ok_or(ServiceError::ChallengeExpired)?;
-        if account.frozen_at.is_some() {
-            return Err(ServiceError::AccountFrozen);
-        }
-        Ok((challenge, account))
-    }
-
-    /// Finishes a sign-in with an authenticator-app code or a backup code.
-    pub async fn sign_in_second_factor(
-        &self,
-        challenge_token: &str,
-        code: &str,
-        client: &Client,
-    ) -> ServiceResult<SignedIn> {
-        let (challenge, account) = self.open_challenge(challenge_token).await?;
-        if account.require_passkey {
-            return Err(ServiceError::Forbidden(
-                "passkey_required",
-                "This account requires a passkey to sign in. Use your passkey or security key."
-                    .into(),
-            ));
-        }
-        let known_device = self.known_device(&account.id, client).await?;
-        let device_id = known_device.as_ref().map(|d| d.id.clone());
-        let ip_key = format!("ip:{}", client.ip);
-        let key = Self::signin_factor_key(&account.id, known_device.as_ref());
-        let keys = [
-            (ip_key.clone(), self.ip_policy()),
-            (key.clone(), self.account_policy()),
-        ];
-        if let Err((which, retry_after_ms)) =
-            self.store.throttle_attempts(&keys, self.now()).await?
-        {
-            if which == 1 {
-                self.record_throttled_signin(
-                    &account.id,
-                    client,
-                    device_id.as_deref(),
-                    "signin.second_factor_throttled",
-                    retry_after_ms,
-                )
-                .await?;
-            }
-            return Err(ServiceError::TooManyAttempts { retry_after_ms });
-        }
-        match self.check_second_factor_code(&account, code).await? {
-            Some(method) => {
-                self.store.throttle_settle(&[key], &[ip_key]).await?;
-                let mail = self.factor_used_mail(&account, method, client);
-                let extra = Effects {
-                    audit: vec![],
-                    mails: vec![mail],
-                };
-                self.open_session(
-                    &account,
-                    client,
-                    known_device,
-                    &format!("password+{method}"),
-                    Some(&challenge.id),
-                    Some(extra),
-                )
-                .await
-            }
-            None => {
-                let attempts = self.store.signin_challenge_failed(&challenge.id).await?;
-                let alert = self
-                    .may_send(
-                        &format!("alert:password_known:{}", account.id),
-                        PASSWORD_KNOWN_ALERT_INTERVAL,
-                    )
-                    .await?;
-                let mut fx = Effects::audit(self.event(
-                    Some(client),
-                    Some(&account.id),
-                    "anonymous".into(),
-                    "signin.second_factor_failed",
-                    json!({"attempt": attempts, "owner_alerted": alert}),
-                ));
-                if alert {
-                    fx = fx.with_mail(self.composer.compose(
-                        Some(&account.id),
-                        &account.email,
-                        account.anti_phishing_code.as_deref(),
-                        "A wrong sign-in code was entered",
-                        &format!(
-                            "Someone entered your correct password and then a wrong second-factor code, from {} ({}).\n\n\
-                             If this was not you, your password is known to someone else: change it now and review your devices. \
-                             (Further wrong codes within the hour are recorded in your login history without another mail.)",
-                            client.device.summary(),
-                            client.ip
-                        ),
-                        self.now(),
-                    ));
-                }
-                let row = self.login_row(
-                    &account.id,
-                    client,
-                    device_id.as_deref(),
-                    false,
-                    "wrong_second_factor",
-                    "password",
-                );
-                self.store.record_failed_login(&row, &fx).await?;
-                Err(ServiceError::InvalidCode {
-                    attempts_left: (CHALLENGE_MAX_ATTEMPTS - attempts).max(0),
-                })
-            }
-        }
     }
 
     /// The live session behind a cookie. Expired sessions (idle or absolute) are ended on

@@ -217,7 +217,7 @@ async fn an_hmac_key_authenticates_signed_requests_and_every_refusal_says_why() 
     // Last use is written in batches, not per request.
     let listed = c.get("/api/v1/me/api-keys").await.json();
     assert!(listed["api_keys"][0]["last_used_at"].is_null());
-    rampart::jobs::timed::step(&app.state.core)
+    rampart::jobs::timed::step(&app.state.services)
         .await
         .expect("step");
     let listed = c.get("/api/v1/me/api-keys").await.json();
@@ -294,14 +294,14 @@ async fn keys_follow_the_rules_table() {
 
     app.clock.advance(23 * DAY);
     assert_eq!(
-        rampart::jobs::timed::step(&app.state.core)
+        rampart::jobs::timed::step(&app.state.services)
             .await
             .expect("step")
             .api_key_mails,
         1
     );
     assert_eq!(
-        rampart::jobs::timed::step(&app.state.core)
+        rampart::jobs::timed::step(&app.state.services)
             .await
             .expect("step")
             .api_key_mails,
@@ -310,7 +310,7 @@ async fn keys_follow_the_rules_table() {
     );
     app.clock.advance(6 * DAY);
     assert_eq!(
-        rampart::jobs::timed::step(&app.state.core)
+        rampart::jobs::timed::step(&app.state.services)
             .await
             .expect("step")
             .api_key_mails,
@@ -490,7 +490,7 @@ async fn a_frozen_account_s_keys_are_refused_on_the_next_request() {
     )
     .await;
     app.state
-        .core
+        .invalidator
         .invalidate_keys(&format!("account:{}", account.id))
         .await
         .expect("invalidate");
@@ -531,12 +531,12 @@ async fn addresses_outside_the_allowlist_are_refused_and_reported() {
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     assert_eq!(r.code(), "ip_not_allowed");
     authz(&from("192.0.2.67"), &key, "POST", &uri).await;
-    rampart::jobs::timed::step(&app.state.core)
+    rampart::jobs::timed::step(&app.state.services)
         .await
         .expect("step");
     app.clock.advance(10 * MINUTE);
     authz(&from("192.0.2.68"), &key, "POST", &uri).await;
-    rampart::jobs::timed::step(&app.state.core)
+    rampart::jobs::timed::step(&app.state.services)
         .await
         .expect("step");
     let alerts: Vec<_> = app
@@ -817,7 +817,7 @@ async fn stored_settings_that_do_not_decode_refuse_the_key() {
         &format!("UPDATE api_keys SET ip_allowlist = '10.0.0.0/33' WHERE api_key = '{key}'"),
     )
     .await;
-    app.state.core.key_cache.invalidate("all");
+    app.state.key_cache.invalidate("all");
     let gw = app.client();
     let uri = signed_uri(
         "/api/v3/order",
@@ -840,10 +840,10 @@ async fn a_cache_fill_that_raced_an_eviction_is_not_kept() {
     )
     .await;
     let key = k["api_key"].as_str().expect("k").to_owned();
-    let core = &app.state.core;
+    let services = &app.state.services;
     // The interleaving: a request reads the key (not frozen yet) ...
-    let ticket = core.key_cache.begin_fill();
-    let before = core
+    let ticket = services.key_cache.begin_fill();
+    let before = services
         .store
         .api_key_auth(&key)
         .await
@@ -856,17 +856,19 @@ async fn a_cache_fill_that_raced_an_eviction_is_not_kept() {
     // ... and then the slow request stores what it read.
     let stale = cached_key(&key, &before.key.account_id, before.frozen);
     assert!(
-        !core.key_cache.fill(ticket, stale),
+        !services.key_cache.fill(ticket, stale),
         "a fill older than the eviction is dropped"
     );
-    assert!(core.key_cache.get(&key).is_none());
+    assert!(services.key_cache.get(&key).is_none());
     let gw = app.client();
     let r = authz(&gw, &key, "GET", "/api/v3/account?timestamp=1&signature=00").await;
     assert_ne!(r.status, StatusCode::OK);
     // Without an eviction in between, a fill is kept.
-    let ticket = core.key_cache.begin_fill();
-    assert!(core.key_cache.fill(ticket, cached_key("other", "x", false)));
-    assert!(core.key_cache.get("other").is_some());
+    let ticket = services.key_cache.begin_fill();
+    assert!(services
+        .key_cache
+        .fill(ticket, cached_key("other", "x", false)));
+    assert!(services.key_cache.get("other").is_some());
 }
 
 fn cached_key(

@@ -42,7 +42,7 @@ async fn totp_enabled(app: &TestApp, email: &str) -> bool {
         .expect("read")
         .expect("account");
     app.state
-        .core
+        .second_factors
         .factors(&account.id)
         .await
         .expect("factors")
@@ -214,7 +214,7 @@ async fn a_right_password_left_unfinished_alerts_the_owner_after_three_minutes()
     password_step(&app.client_with_ua(IPHONE), "cleo@example.com").await;
     app.clock.advance(2 * MINUTE);
     assert_eq!(
-        rampart::jobs::timed::step(&app.state.core)
+        rampart::jobs::timed::step(&app.state.services)
             .await
             .expect("step")
             .signin_alerts,
@@ -222,14 +222,14 @@ async fn a_right_password_left_unfinished_alerts_the_owner_after_three_minutes()
     );
     app.clock.advance(MINUTE);
     assert_eq!(
-        rampart::jobs::timed::step(&app.state.core)
+        rampart::jobs::timed::step(&app.state.services)
             .await
             .expect("step")
             .signin_alerts,
         1
     );
     assert_eq!(
-        rampart::jobs::timed::step(&app.state.core)
+        rampart::jobs::timed::step(&app.state.services)
             .await
             .expect("step")
             .signin_alerts,
@@ -342,7 +342,7 @@ async fn turning_the_authenticator_off_takes_48_hours_and_can_be_cancelled() {
         .to_owned();
 
     app.clock.advance(48 * HOUR - 1);
-    rampart::jobs::timed::step(&app.state.core)
+    rampart::jobs::timed::step(&app.state.services)
         .await
         .expect("step");
     assert!(
@@ -383,7 +383,7 @@ async fn turning_the_authenticator_off_takes_48_hours_and_can_be_cancelled() {
     );
     assert!(r.body.contains("already cancelled"));
     app.clock.advance(HOUR);
-    rampart::jobs::timed::step(&app.state.core)
+    rampart::jobs::timed::step(&app.state.services)
         .await
         .expect("step");
     assert!(
@@ -419,7 +419,7 @@ async fn weakening_takes_effect_after_48_hours_unless_cancelled_from_the_securit
     let r = c.delete("/api/v1/me/totp").await;
     assert_eq!(r.status, StatusCode::ACCEPTED);
     app.clock.advance(48 * HOUR);
-    let report = rampart::jobs::timed::step(&app.state.core)
+    let report = rampart::jobs::timed::step(&app.state.services)
         .await
         .expect("step");
     assert_eq!(report.changes_applied, 1);
@@ -721,7 +721,6 @@ async fn totp_secrets_are_encrypted_at_rest() {
     let raw = totp_rs::Secret::Encoded(b32).to_bytes().expect("b32");
     assert_eq!(
         app.state
-            .core
             .secret_box
             .open(&stored.secret_enc, &account.id)
             .expect("opens"),

@@ -144,7 +144,7 @@ async fn spawn(settings: Settings, dir: Option<tempfile::TempDir>, with_jobs: bo
 
 impl TestApp {
     pub fn store(&self) -> &SharedStore {
-        &self.state.core.store
+        &self.state.store
     }
 
     pub fn client(&self) -> TestClient {

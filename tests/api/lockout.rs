@@ -209,7 +209,7 @@ async fn wrong_codes_with_a_stolen_password_never_lock_the_owner_out() {
         1
     );
     app.clock.advance(3 * MINUTE);
-    rampart::jobs::timed::step(&app.state.core)
+    rampart::jobs::timed::step(&app.state.services)
         .await
         .expect("timed step");
     assert_eq!(

@@ -463,7 +463,12 @@ pub async fn receiver(fail: usize) -> (String, Arc<Mutex<Vec<(String, String, St
 async fn security_events_are_pushed_to_signed_webhooks_with_retries() {
     let app = spawn_app().await;
     let (url, got) = receiver(1).await;
-    let (_, secret) = app.state.core.add_webhook(&url).await.expect("endpoint");
+    let (_, secret) = app
+        .state
+        .protection
+        .add_webhook(&url)
+        .await
+        .expect("endpoint");
     let http = reqwest::Client::new();
     let c = app.signed_in("hal@example.com").await;
     c.put(
@@ -471,7 +476,7 @@ async fn security_events_are_pushed_to_signed_webhooks_with_retries() {
         json!({"code": "Webhook-Test-1"}),
     )
     .await;
-    let first = rampart::service::protection::deliver_webhooks(&app.state.core, &http)
+    let first = rampart::service::protection::deliver_webhooks(&app.state.protection, &http)
         .await
         .expect("deliver");
     assert!(
@@ -479,7 +484,7 @@ async fn security_events_are_pushed_to_signed_webhooks_with_retries() {
         "the first call failed and is retried later"
     );
     app.clock.advance(30 * SECOND);
-    rampart::service::protection::deliver_webhooks(&app.state.core, &http)
+    rampart::service::protection::deliver_webhooks(&app.state.protection, &http)
         .await
         .expect("deliver");
     let received = got.lock().expect("g").clone();
@@ -612,7 +617,7 @@ async fn switching_a_security_mail_off_takes_48_hours_and_the_inbox_keeps_everyt
         .await;
     assert_eq!(r.status, StatusCode::CREATED);
     app.clock.advance(2 * DAY);
-    rampart::jobs::timed::step(&app.state.core)
+    rampart::jobs::timed::step(&app.state.services)
         .await
         .expect("step");
     let account = app
@@ -627,7 +632,7 @@ async fn switching_a_security_mail_off_takes_48_hours_and_the_inbox_keeps_everyt
     );
     app.clock.advance(21 * DAY);
     assert_eq!(
-        rampart::jobs::timed::step(&app.state.core)
+        rampart::jobs::timed::step(&app.state.services)
             .await
             .expect("step")
             .api_key_mails,

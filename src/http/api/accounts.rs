@@ -64,7 +64,9 @@ async fn register(
     client: Client,
     ApiJson(req): ApiJson<RegisterRequest>,
 ) -> Result<Response, ApiError> {
-    s.core.register(&req.email, &req.password, &client).await?;
+    s.accounts
+        .register(&req.email, &req.password, &client)
+        .await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(StatusResponse {
@@ -94,7 +96,9 @@ async fn confirm(
     client: Client,
     ApiJson(req): ApiJson<ConfirmRequest>,
 ) -> Result<Json<StatusResponse>, ApiError> {
-    s.core.confirm_email(&req.email, &req.code, &client).await?;
+    s.accounts
+        .confirm_email(&req.email, &req.code, &client)
+        .await?;
     Ok(Json(StatusResponse {
         status: "confirmed",
         message: "Your email address is confirmed. You can sign in.",
@@ -116,7 +120,7 @@ async fn resend_confirmation(
     client: Client,
     ApiJson(req): ApiJson<ResendRequest>,
 ) -> Result<Response, ApiError> {
-    s.core.resend_confirmation(&req.email, &client).await?;
+    s.accounts.resend_confirmation(&req.email, &client).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(StatusResponse {
@@ -175,7 +179,7 @@ async fn set_anti_phishing_code(
     client: Client,
     ApiJson(req): ApiJson<AntiPhishingRequest>,
 ) -> Result<Json<StatusResponse>, ApiError> {
-    s.core
+    s.accounts
         .set_anti_phishing_code(&auth, &req.code, &client)
         .await?;
     Ok(Json(StatusResponse {

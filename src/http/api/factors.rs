@@ -94,7 +94,7 @@ async fn totp_begin(
     Authed(auth): Authed,
     client: Client,
 ) -> Result<Json<TotpBegun>, ApiError> {
-    let e = s.core.totp_begin(&auth, &client).await?;
+    let e = s.factors.totp_begin(&auth, &client).await?;
     Ok(Json(TotpBegun {
         secret: e.secret,
         otpauth_uri: e.otpauth_uri,
@@ -126,7 +126,7 @@ async fn totp_confirm(
     client: Client,
     ApiJson(req): ApiJson<CodeRequest>,
 ) -> Result<Json<BackupCodes>, ApiError> {
-    let codes = s.core.totp_confirm(&auth, &req.code, &client).await?;
+    let codes = s.factors.totp_confirm(&auth, &req.code, &client).await?;
     Ok(Json(BackupCodes {
         backup_codes: codes.unwrap_or_default(),
     }))
@@ -162,7 +162,7 @@ async fn totp_disable(
     Authed(auth): Authed,
     client: Client,
 ) -> Result<Response, ApiError> {
-    let change = s.core.disable_totp(&auth, &client).await?;
+    let change = s.factors.disable_totp(&auth, &client).await?;
     Ok((StatusCode::ACCEPTED, Json(Scheduled::from(change))).into_response())
 }
 
@@ -193,7 +193,7 @@ async fn totp_reset(
     ApiJson(req): ApiJson<ResetRequest>,
 ) -> Result<Json<ResetDone>, ApiError> {
     let lock = s
-        .core
+        .recovery
         .reset_totp_with_backup_code(&auth, &req.backup_code, &client)
         .await?;
     Ok(Json(ResetDone {
@@ -214,7 +214,7 @@ async fn regenerate_backup_codes(
     client: Client,
 ) -> Result<Json<BackupCodes>, ApiError> {
     Ok(Json(BackupCodes {
-        backup_codes: s.core.regenerate_backup_codes(&auth, &client).await?,
+        backup_codes: s.factors.regenerate_backup_codes(&auth, &client).await?,
     }))
 }
 
@@ -302,7 +302,7 @@ async fn overview(
     State(s): State<AppState>,
     Authed(auth): Authed,
 ) -> Result<Json<Overview>, ApiError> {
-    Ok(Json(s.core.factor_overview(&auth).await?.into()))
+    Ok(Json(s.factors.factor_overview(&auth).await?.into()))
 }
 
 // ---- passkeys --------------------------------------------------------------------------
@@ -331,7 +331,7 @@ async fn passkey_register_start(
     Authed(auth): Authed,
     ApiJson(req): ApiJson<NameRequest>,
 ) -> Result<Response, ApiError> {
-    Ok(Json(s.core.passkey_register_start(&auth, &req.name).await?).into_response())
+    Ok(Json(s.passkeys.passkey_register_start(&auth, &req.name).await?).into_response())
 }
 
 #[derive(Serialize, ToSchema)]
@@ -354,7 +354,7 @@ async fn passkey_register_finish(
 ) -> Result<Response, ApiError> {
     let cred: RegisterPublicKeyCredential = credential(req.credential)?;
     let (p, codes) = s
-        .core
+        .passkeys
         .passkey_register_finish(&auth, &req.ceremony_id, &cred, &client)
         .await?;
     let body = PasskeyAdded {
@@ -378,7 +378,7 @@ async fn rename_passkey(
     Path(id): Path<String>,
     ApiJson(req): ApiJson<NameRequest>,
 ) -> Result<StatusCode, ApiError> {
-    s.core
+    s.passkeys
         .rename_passkey(&auth, &id, &req.name, &client)
         .await?;
     Ok(StatusCode::NO_CONTENT)
@@ -396,7 +396,7 @@ async fn remove_passkey(
     client: Client,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let change = s.core.remove_passkey(&auth, &id, &client).await?;
+    let change = s.passkeys.remove_passkey(&auth, &id, &client).await?;
     Ok((StatusCode::ACCEPTED, Json(Scheduled::from(change))).into_response())
 }
 
@@ -422,7 +422,7 @@ async fn require_passkey(
 ) -> Result<Response, ApiError> {
     Ok(
         match s
-            .core
+            .factors
             .set_require_passkey(&auth, req.enabled, &client)
             .await?
         {
@@ -441,6 +441,8 @@ async fn cancel_change(
     client: Client,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    s.core.cancel_pending_change(&auth, &id, &client).await?;
+    s.weakening
+        .cancel_pending_change(&auth, &id, &client)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

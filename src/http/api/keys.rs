@@ -166,7 +166,7 @@ async fn create_key(
         permissions: req.permissions,
         ip_allowlist: req.ip_allowlist,
     };
-    let (record, secret) = s.core.create_api_key(&auth, new, &client).await?;
+    let (record, secret) = s.api_keys.create_api_key(&auth, new, &client).await?;
     Ok((
         StatusCode::CREATED,
         Json(CreatedKey {
@@ -189,7 +189,7 @@ async fn list_keys(
     State(s): State<AppState>,
     Authed(auth): Authed,
 ) -> Result<Json<KeysResponse>, ApiError> {
-    let keys = s.core.list_api_keys(&auth).await?;
+    let keys = s.api_keys.list_api_keys(&auth).await?;
     Ok(Json(KeysResponse {
         api_keys: keys.into_iter().map(KeyView::from).collect(),
     }))
@@ -221,7 +221,7 @@ async fn update_key(
     ApiJson(req): ApiJson<UpdateKeyRequest>,
 ) -> Result<Json<KeyView>, ApiError> {
     Ok(Json(
-        s.core
+        s.api_keys
             .update_api_key(&auth, &key, req.permissions, req.ip_allowlist, &client)
             .await?
             .into(),
@@ -236,7 +236,7 @@ async fn delete_key(
     client: Client,
     Path(key): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    s.core.delete_api_key(&auth, &key, &client).await?;
+    s.api_keys.delete_api_key(&auth, &key, &client).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -253,7 +253,7 @@ async fn delete_all_keys(
     client: Client,
 ) -> Result<Json<Deleted>, ApiError> {
     Ok(Json(Deleted {
-        deleted: s.core.delete_all_api_keys(&auth, &client).await?,
+        deleted: s.api_keys.delete_all_api_keys(&auth, &client).await?,
     }))
 }
 
@@ -353,7 +353,7 @@ async fn decide(
     let decision = match (api_key, jar.get(SESSION_COOKIE)) {
         (None, Some(cookie)) => {
             state
-                .core
+                .gateway
                 .authorize_session(cookie.value(), method, path)
                 .await
         }
@@ -362,7 +362,7 @@ async fn decide(
                 return refusal(&Refusal::BadParameter("body", "is not valid UTF-8"), nginx);
             };
             state
-                .core
+                .gateway
                 .authorize_signed(api_key, method, path, query, body, ip)
                 .await
         }

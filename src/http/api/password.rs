@@ -41,7 +41,7 @@ async fn password_code(
     Authed(auth): Authed,
     client: Client,
 ) -> Result<StatusCode, ApiError> {
-    s.core.send_password_change_code(&auth, &client).await?;
+    s.recovery.send_password_change_code(&auth, &client).await?;
     Ok(StatusCode::ACCEPTED)
 }
 
@@ -76,7 +76,7 @@ async fn change_password(
     ApiJson(req): ApiJson<PasswordChangeRequest>,
 ) -> Result<Json<PasswordChanged>, ApiError> {
     let ended = s
-        .core
+        .recovery
         .change_password(
             &auth,
             &req.current_password,
@@ -111,7 +111,7 @@ async fn authenticator_reset_request(
     client: Client,
     ApiJson(req): ApiJson<RecoveryRequestBody>,
 ) -> Result<Response, ApiError> {
-    s.core
+    s.recovery
         .request_authenticator_reset(&req.email, &req.password, &req.reason, &client)
         .await?;
     Ok((

@@ -89,7 +89,7 @@ async fn freeze(
     client: Client,
     jar: CookieJar,
 ) -> Result<(CookieJar, Json<Frozen>), ApiError> {
-    let outcome = s.core.freeze(&auth, &client).await?;
+    let outcome = s.protection.freeze(&auth, &client).await?;
     Ok((
         jar.add(s.expired_cookie(SESSION_COOKIE)),
         Json(outcome.into()),
@@ -129,7 +129,7 @@ async fn remove_device(
     let Query(q) = query
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
     let ended = s
-        .core
+        .protection
         .remove_device(&auth, &id, q.block.unwrap_or(false), &client)
         .await?;
     Ok(Json(Ended {
@@ -145,7 +145,7 @@ async fn sign_out_others(
     client: Client,
 ) -> Result<Json<Ended>, ApiError> {
     Ok(Json(Ended {
-        sessions_ended: s.core.sign_out_others(&auth, &client).await?,
+        sessions_ended: s.protection.sign_out_others(&auth, &client).await?,
     }))
 }
 
@@ -171,7 +171,9 @@ async fn trust_device(
     Path(id): Path<String>,
     ApiJson(req): ApiJson<TrustRequest>,
 ) -> Result<StatusCode, ApiError> {
-    s.core.set_trusted(&auth, &id, req.trusted, &client).await?;
+    s.protection
+        .set_trusted(&auth, &id, req.trusted, &client)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -208,7 +210,7 @@ async fn notifications(
     State(s): State<AppState>,
     Authed(auth): Authed,
 ) -> Result<Json<NotificationsResponse>, ApiError> {
-    let list = s.core.notifications(&auth, 200).await?;
+    let list = s.protection.notifications(&auth, 200).await?;
     let unread = list.iter().filter(|n| n.read_at.is_none()).count();
     Ok(Json(NotificationsResponse {
         notifications: list.into_iter().map(NotificationView::from).collect(),
@@ -222,7 +224,7 @@ async fn read_notifications(
     State(s): State<AppState>,
     Authed(auth): Authed,
 ) -> Result<StatusCode, ApiError> {
-    s.core.mark_notifications_read(&auth).await?;
+    s.protection.mark_notifications_read(&auth).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -249,7 +251,7 @@ async fn preferences(
     Authed(auth): Authed,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     Ok(Json(
-        serde_json::json!({ "preferences": s.core.mail_preferences(&auth).await? }),
+        serde_json::json!({ "preferences": s.protection.mail_preferences(&auth).await? }),
     ))
 }
 
@@ -284,7 +286,7 @@ async fn set_preference(
     ApiJson(req): ApiJson<PreferenceRequest>,
 ) -> Result<axum::response::Response, ApiError> {
     use axum::response::IntoResponse;
-    Ok(match s.core.set_mail_preference(&auth, &req.kind, req.enabled, &client).await? {
+    Ok(match s.protection.set_mail_preference(&auth, &req.kind, req.enabled, &client).await? {
         Some(change) => (
             StatusCode::ACCEPTED,
             Json(serde_json::json!({"status": "scheduled", "change_id": change.id, "effective_at": change.effective_at})),

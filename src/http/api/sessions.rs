@@ -78,7 +78,7 @@ async fn sign_in(
     client: Client,
     ApiJson(req): ApiJson<SignInRequest>,
 ) -> Result<Response, ApiError> {
-    match s.core.sign_in(&req.email, &req.password, &client).await? {
+    match s.signin.sign_in(&req.email, &req.password, &client).await? {
         SignInOutcome::SignedIn(signed) => Ok(signed_in_response(&s, jar, signed)),
         SignInOutcome::SecondFactorRequired { challenge, methods } => Ok(Json(SignedInResponse {
             status: "second_factor_required",
@@ -101,7 +101,7 @@ async fn sign_out(
     client: Client,
     jar: CookieJar,
 ) -> Result<Response, ApiError> {
-    s.core.sign_out(&auth, &client).await?;
+    s.sessions.sign_out(&auth, &client).await?;
     Ok((
         jar.add(s.expired_cookie(SESSION_COOKIE)),
         StatusCode::NO_CONTENT,
@@ -158,7 +158,7 @@ async fn my_devices(
     Authed(auth): Authed,
 ) -> Result<Json<DevicesResponse>, ApiError> {
     let current = auth.session.device_id.clone();
-    let devices = s.core.devices(&auth).await?;
+    let devices = s.sessions.devices(&auth).await?;
     Ok(Json(DevicesResponse {
         devices: devices
             .into_iter()
@@ -225,7 +225,7 @@ async fn my_logins(
 ) -> Result<Json<LoginsResponse>, ApiError> {
     let Query(q) = query
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
-    let logins = s.core.logins(&auth, q.limit.unwrap_or(100)).await?;
+    let logins = s.sessions.logins(&auth, q.limit.unwrap_or(100)).await?;
     Ok(Json(LoginsResponse {
         logins: logins.into_iter().map(LoginView::from).collect(),
     }))
@@ -256,7 +256,7 @@ async fn second_factor(
     ApiJson(req): ApiJson<SecondFactorRequest>,
 ) -> Result<Response, ApiError> {
     let signed = s
-        .core
+        .signin
         .sign_in_second_factor(&req.challenge, &req.code, &client)
         .await?;
     Ok(signed_in_response(&s, jar, signed))
@@ -281,7 +281,7 @@ async fn passkey_signin_start(
     ApiJson(req): ApiJson<PasskeyStartRequest>,
 ) -> Result<Response, ApiError> {
     Ok(Json(
-        s.core
+        s.passkeys
             .passkey_signin_start(req.challenge.as_deref())
             .await?,
     )
@@ -301,7 +301,7 @@ async fn passkey_signin_finish(
 ) -> Result<Response, ApiError> {
     let cred: PublicKeyCredential = credential(req.credential)?;
     let signed = s
-        .core
+        .passkeys
         .passkey_signin_finish(&req.ceremony_id, &cred, &client)
         .await?;
     Ok(signed_in_response(&s, jar, signed))

@@ -88,9 +88,9 @@ async fn step_up(
     ApiJson(req): ApiJson<StepUpRequest>,
 ) -> Result<Json<SteppedUp>, ApiError> {
     let stepped_up_until = match req {
-        StepUpRequest::Code(r) => s.core.step_up_with_code(&auth, &r.code, &client).await?,
+        StepUpRequest::Code(r) => s.step_up.step_up_with_code(&auth, &r.code, &client).await?,
         StepUpRequest::PasswordAndEmailCode(r) => {
-            s.core
+            s.step_up
                 .step_up_with_email_code(&auth, &r.password, &r.email_code, &client)
                 .await?
         }
@@ -119,7 +119,7 @@ async fn step_up_email_code(
     Authed(auth): Authed,
     client: Client,
 ) -> Result<(StatusCode, Json<StepUpCodeSent>), ApiError> {
-    let (sent, expires_at) = s.core.send_step_up_code(&auth, &client).await?;
+    let (sent, expires_at) = s.step_up.send_step_up_code(&auth, &client).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(StepUpCodeSent { sent, expires_at }),
@@ -135,7 +135,7 @@ async fn step_up_passkey_start(
     State(s): State<AppState>,
     Authed(auth): Authed,
 ) -> Result<Response, ApiError> {
-    Ok(Json(s.core.passkey_step_up_start(&auth).await?).into_response())
+    Ok(Json(s.passkeys.passkey_step_up_start(&auth).await?).into_response())
 }
 
 /// Finishes a step-up with a passkey.
@@ -152,7 +152,7 @@ async fn step_up_passkey_finish(
     let cred: PublicKeyCredential = credential(req.credential)?;
     Ok(Json(SteppedUp {
         stepped_up_until: s
-            .core
+            .passkeys
             .passkey_step_up_finish(&auth, &req.ceremony_id, &cred, &client)
             .await?,
     }))

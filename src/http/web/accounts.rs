@@ -36,7 +36,7 @@ async fn signup_page(State(state): State<AppState>, jar: CookieJar) -> Response 
         csrf,
         email: String::new(),
         error: None,
-        min_chars: state.core.rules.password_min_chars,
+        min_chars: state.rules.password_min_chars,
     };
     (jar, render(StatusCode::OK, &page)).into_response()
 }
@@ -57,7 +57,11 @@ async fn signup(
     if !csrf_ok(&state, &jar, &f.csrf) {
         return csrf_refused();
     }
-    match state.core.register(&f.email, &f.password, &client).await {
+    match state
+        .accounts
+        .register(&f.email, &f.password, &client)
+        .await
+    {
         Ok(_) => {
             let email = crate::domain::email::Email::parse(&f.email)
                 .map(|e| e.to_string())
@@ -71,7 +75,7 @@ async fn signup(
                 csrf,
                 email: f.email,
                 error: Some(text),
-                min_chars: state.core.rules.password_min_chars,
+                min_chars: state.rules.password_min_chars,
             };
             (jar, render(status, &page)).into_response()
         }
@@ -111,7 +115,7 @@ async fn confirm_page(
         email,
         notice,
         error: None,
-        ttl_minutes: state.core.rules.confirm_code_ttl_minutes,
+        ttl_minutes: state.rules.confirm_code_ttl_minutes,
     };
     (jar, render(StatusCode::OK, &page)).into_response()
 }
@@ -132,7 +136,11 @@ async fn confirm(
     if !csrf_ok(&state, &jar, &f.csrf) {
         return csrf_refused();
     }
-    match state.core.confirm_email(&f.email, &f.code, &client).await {
+    match state
+        .accounts
+        .confirm_email(&f.email, &f.code, &client)
+        .await
+    {
         Ok(()) => Redirect::to("/signin?notice=confirmed").into_response(),
         Err(e) => {
             let (status, text) = error_text(e);
@@ -142,7 +150,7 @@ async fn confirm(
                 email: f.email,
                 notice: None,
                 error: Some(text),
-                ttl_minutes: state.core.rules.confirm_code_ttl_minutes,
+                ttl_minutes: state.rules.confirm_code_ttl_minutes,
             };
             (jar, render(status, &page)).into_response()
         }
@@ -164,7 +172,7 @@ async fn resend(
     if !csrf_ok(&state, &jar, &f.csrf) {
         return csrf_refused();
     }
-    if let Err(e) = state.core.resend_confirmation(&f.email, &client).await {
+    if let Err(e) = state.accounts.resend_confirmation(&f.email, &client).await {
         let (status, text) = error_text(e);
         return message(status, "No code sent", &text, "/signup", "Back");
     }

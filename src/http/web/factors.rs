@@ -71,7 +71,7 @@ async fn totp_begin(
     PageForm(f): PageForm<CsrfOnly>,
 ) -> Response {
     let auth = guarded!(state, jar, f.csrf);
-    match state.core.totp_begin(&auth, &client).await {
+    match state.factors.totp_begin(&auth, &client).await {
         Ok(e) => {
             let (jar, csrf) = csrf(&state, jar);
             (
@@ -105,7 +105,7 @@ async fn totp_confirm(
     PageForm(f): PageForm<CodeForm>,
 ) -> Response {
     let auth = guarded!(state, jar, f.csrf);
-    match state.core.totp_confirm(&auth, &f.code, &client).await {
+    match state.factors.totp_confirm(&auth, &f.code, &client).await {
         Ok(Some(codes)) => render(StatusCode::OK, &BackupCodesPage { codes }),
         Ok(None) => Redirect::to("/security?saved=totp").into_response(),
         Err(e) => {
@@ -128,7 +128,7 @@ async fn totp_disable(
     PageForm(f): PageForm<CsrfOnly>,
 ) -> Response {
     let auth = guarded!(state, jar, f.csrf);
-    let r = state.core.disable_totp(&auth, &client).await.map(|_| ());
+    let r = state.factors.disable_totp(&auth, &client).await.map(|_| ());
     finish(&state, jar, auth, r, "scheduled").await
 }
 
@@ -146,7 +146,7 @@ async fn totp_reset(
 ) -> Response {
     let auth = guarded!(state, jar, f.csrf);
     let r = state
-        .core
+        .recovery
         .reset_totp_with_backup_code(&auth, &f.backup_code, &client)
         .await
         .map(|_| ());
@@ -160,7 +160,7 @@ async fn backup_codes(
     PageForm(f): PageForm<CsrfOnly>,
 ) -> Response {
     let auth = guarded!(state, jar, f.csrf);
-    match state.core.regenerate_backup_codes(&auth, &client).await {
+    match state.factors.regenerate_backup_codes(&auth, &client).await {
         Ok(codes) => render(StatusCode::OK, &BackupCodesPage { codes }),
         Err(e) => security_center(&state, jar, auth, None, Some(error_text(e))).await,
     }
@@ -174,7 +174,7 @@ async fn step_up(
 ) -> Response {
     let auth = guarded!(state, jar, f.csrf);
     let r = state
-        .core
+        .step_up
         .step_up_with_code(&auth, &f.code, &client)
         .await
         .map(|_| ());
@@ -190,7 +190,7 @@ async fn step_up_email_code(
 ) -> Response {
     let auth = guarded!(state, jar, f.csrf);
     let r = state
-        .core
+        .step_up
         .send_step_up_code(&auth, &client)
         .await
         .map(|_| ());
@@ -213,7 +213,7 @@ async fn step_up_email(
 ) -> Response {
     let auth = guarded!(state, jar, f.csrf);
     let r = state
-        .core
+        .step_up
         .step_up_with_email_code(&auth, &f.password, &f.email_code, &client)
         .await
         .map(|_| ());
@@ -229,7 +229,7 @@ async fn remove_passkey(
 ) -> Response {
     let auth = guarded!(state, jar, f.csrf);
     let r = state
-        .core
+        .passkeys
         .remove_passkey(&auth, &id, &client)
         .await
         .map(|_| ());
@@ -251,7 +251,7 @@ async fn require_passkey(
     let auth = guarded!(state, jar, f.csrf);
     let on = f.enabled == "on";
     let r = state
-        .core
+        .factors
         .set_require_passkey(&auth, on, &client)
         .await
         .map(|_| ());
@@ -273,7 +273,10 @@ async fn cancel_pending(
     PageForm(f): PageForm<CsrfOnly>,
 ) -> Response {
     let auth = guarded!(state, jar, f.csrf);
-    let r = state.core.cancel_pending_change(&auth, &id, &client).await;
+    let r = state
+        .weakening
+        .cancel_pending_change(&auth, &id, &client)
+        .await;
     finish(&state, jar, auth, r, "cancelled").await
 }
 
@@ -284,7 +287,10 @@ async fn password_code(
     PageForm(f): PageForm<CsrfOnly>,
 ) -> Response {
     let auth = guarded!(state, jar, f.csrf);
-    let r = state.core.send_password_change_code(&auth, &client).await;
+    let r = state
+        .recovery
+        .send_password_change_code(&auth, &client)
+        .await;
     finish(&state, jar, auth, r, "password_code").await
 }
 
@@ -304,7 +310,7 @@ async fn change_password(
 ) -> Response {
     let auth = guarded!(state, jar, f.csrf);
     let r = state
-        .core
+        .recovery
         .change_password(
             &auth,
             &f.current_password,
@@ -346,7 +352,7 @@ async fn cancel_link(
     if !csrf_ok(&state, &jar, &f.csrf) {
         return csrf_refused();
     }
-    match state.core.cancel_pending_change_by_link(&token, &client).await {
+    match state.weakening.cancel_pending_change_by_link(&token, &client).await {
         Ok(change) => message(
             StatusCode::OK,
             "Cancelled",

@@ -68,11 +68,11 @@ struct MailboxPage {
 }
 
 async fn mailbox_page(State(state): State<AppState>) -> Response {
-    let mails = match state.core.store.recent_mails(200).await {
+    let mails = match state.store.recent_mails(200).await {
         Ok(m) => m,
         Err(e) => return ApiError::from(ServiceError::from(e)).into_response(),
     };
-    let public_url = &state.core.composer.public_url;
+    let public_url = &state.composer.public_url;
     let page = MailboxPage {
         mails: mails
             .into_iter()

@@ -140,10 +140,9 @@ fn csrf_token(state: &AppState, jar: &CookieJar, csrf_cookie: &str) -> String {
         .filter(|v| !v.is_empty())
     {
         Some(session) => state
-            .core
             .key
             .mac("csrf-session", &format!("{csrf_cookie}\0{session}")),
-        None => state.core.key.mac("csrf", csrf_cookie),
+        None => state.key.mac("csrf", csrf_cookie),
     }
 }
 
@@ -200,7 +199,7 @@ pub(crate) async fn page_auth(state: &AppState, jar: &CookieJar) -> Result<Sessi
     let Some(token) = jar.get(SESSION_COOKIE) else {
         return Err(to_signin(""));
     };
-    match state.core.authenticate(token.value()).await {
+    match state.sessions.authenticate(token.value()).await {
         Ok(auth) => Ok(auth),
         Err(ServiceError::SessionExpired) => Err(to_signin("expired")),
         Err(ServiceError::AccountFrozen) => Err(to_signin("frozen")),

@@ -76,7 +76,7 @@ async fn freeze(
     PageForm(f): PageForm<CsrfOnly>,
 ) -> Response {
     let auth = guarded!(state, jar, f.csrf);
-    match state.core.freeze(&auth, &client).await {
+    match state.protection.freeze(&auth, &client).await {
         Ok(outcome) => {
             let page = message(
                 StatusCode::OK,
@@ -97,7 +97,7 @@ async fn freeze_link_page(
     jar: CookieJar,
     Path(token): Path<String>,
 ) -> Response {
-    if let Err(e) = state.core.freeze_link_state(&token).await {
+    if let Err(e) = state.protection.freeze_link_state(&token).await {
         let (status, text) = error_text(e);
         return message(
             status,
@@ -129,7 +129,7 @@ async fn freeze_link(
     if !csrf_ok(&state, &jar, &f.csrf) {
         return csrf_refused();
     }
-    match state.core.freeze_by_link(&token, &client).await {
+    match state.protection.freeze_by_link(&token, &client).await {
         Ok(outcome) => message(
             StatusCode::OK,
             "Account frozen",
@@ -158,7 +158,7 @@ async fn remove_device(
     let auth = guarded!(state, jar, f.csrf);
     let block = f.block.as_deref() == Some("on");
     let r = state
-        .core
+        .protection
         .remove_device(&auth, &id, block, &client)
         .await
         .map(|_| ());
@@ -191,7 +191,7 @@ async fn trust_device(
 ) -> Response {
     let auth = guarded!(state, jar, f.csrf);
     let r = state
-        .core
+        .protection
         .set_trusted(&auth, &id, f.trusted == "on", &client)
         .await;
     finish(&state, jar, auth, r, "trusted").await
@@ -204,7 +204,11 @@ async fn sign_out_others(
     PageForm(f): PageForm<CsrfOnly>,
 ) -> Response {
     let auth = guarded!(state, jar, f.csrf);
-    let r = state.core.sign_out_others(&auth, &client).await.map(|_| ());
+    let r = state
+        .protection
+        .sign_out_others(&auth, &client)
+        .await
+        .map(|_| ());
     finish(&state, jar, auth, r, "signed_out_others").await
 }
 
@@ -214,7 +218,11 @@ async fn read_notifications(
     PageForm(f): PageForm<CsrfOnly>,
 ) -> Response {
     let auth = guarded!(state, jar, f.csrf);
-    let r = state.core.mark_notifications_read(&auth).await.map(|_| ());
+    let r = state
+        .protection
+        .mark_notifications_read(&auth)
+        .await
+        .map(|_| ());
     finish(&state, jar, auth, r, "read").await
 }
 
@@ -245,7 +253,7 @@ async fn confirm_device(
     if !csrf_ok(&state, &jar, &f.csrf) {
         return csrf_refused();
     }
-    match state.core.confirm_device(&token, &client).await {
+    match state.protection.confirm_device(&token, &client).await {
         Ok(()) => message(
             StatusCode::OK,
             "Device confirmed",
@@ -273,7 +281,7 @@ async fn set_mail_preference(
     let auth = guarded!(state, jar, f.csrf);
     let on = f.enabled == "on";
     let r = state
-        .core
+        .protection
         .set_mail_preference(&auth, &f.kind, on, &client)
         .await
         .map(|_| ());

@@ -142,11 +142,11 @@ struct Shown {
 impl Shown {
     async fn load(state: &AppState, auth: &SessionAuth) -> ServiceResult<Self> {
         Ok(Self {
-            devices: state.core.devices(auth).await?,
-            overview: state.core.factor_overview(auth).await?,
-            notifications: state.core.notifications(auth, 30).await?,
-            mail_prefs: state.core.mail_preferences(auth).await?,
-            logins: state.core.logins(auth, 50).await?,
+            devices: state.sessions.devices(auth).await?,
+            overview: state.factors.factor_overview(auth).await?,
+            notifications: state.protection.notifications(auth, 30).await?,
+            mail_prefs: state.protection.mail_preferences(auth).await?,
+            logins: state.sessions.logins(auth, 50).await?,
         })
     }
 }
@@ -175,13 +175,13 @@ impl SecurityPage {
             anti_phishing_code: auth.account.anti_phishing_code,
             notice,
             error,
-            history_days: state.core.rules.device_history_days,
+            history_days: state.rules.device_history_days,
             devices: devices
                 .into_iter()
                 .map(|d| DeviceRow::new(d, &current))
                 .collect(),
             logins: logins.into_iter().map(LoginRow::from).collect(),
-            geo_attribution: state.core.geo.is_loaded(),
+            geo_attribution: state.geo.is_loaded(),
             totp_enabled: overview.factors.totp,
             backup_codes_left: overview.factors.backup_codes_left,
             has_second_factor: overview.factors.any(),
@@ -368,7 +368,7 @@ async fn set_anti_phishing_code(
         Err(r) => return r,
     };
     match state
-        .core
+        .accounts
         .set_anti_phishing_code(&auth, &f.code, &client)
         .await
     {

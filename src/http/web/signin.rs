@@ -86,7 +86,7 @@ async fn signin(
     if !csrf_ok(&state, &jar, &f.csrf) {
         return csrf_refused();
     }
-    match state.core.sign_in(&f.email, &f.password, &client).await {
+    match state.signin.sign_in(&f.email, &f.password, &client).await {
         Ok(SignInOutcome::SignedIn(signed)) => (
             signed_in_jar(&state, jar, signed),
             Redirect::to("/security"),
@@ -125,7 +125,7 @@ async fn signout(
         return csrf_refused();
     }
     if let Ok(auth) = page_auth(&state, &jar).await {
-        if let Err(e) = state.core.sign_out(&auth, &client).await {
+        if let Err(e) = state.sessions.sign_out(&auth, &client).await {
             return ApiError::from(e).into_response();
         }
     }
@@ -193,7 +193,7 @@ async fn second_factor(
         return csrf_refused();
     }
     match state
-        .core
+        .signin
         .sign_in_second_factor(&f.challenge, &f.code, &client)
         .await
     {
