@@ -10,12 +10,12 @@
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::Subcommand;
 use serde_json::json;
 
-use crate::clock::{Clock, SystemClock, HOUR};
+use crate::clock::{Clock, Stopwatch, SystemClock, HOUR};
 use crate::config::Settings;
 use crate::domain::device::DeviceInfo;
 use crate::domain::password;
@@ -130,14 +130,12 @@ async fn seed_keys(app: &crate::app::App, n: usize) -> anyhow::Result<(String, S
 
 fn hmac_hex(secret: &str, payload: &str) -> String {
     use hmac::Mac;
-    #[allow(clippy::expect_used)]
-    let mut m =
-        hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
+    let mut m = crate::domain::secret::hmac_sha256(secret.as_bytes());
     m.update(payload.as_bytes());
     hex::encode(m.finalize().into_bytes())
 }
 
-fn ns_per_op(start: Instant, n: u32) -> f64 {
+fn ns_per_op(start: Stopwatch, n: u32) -> f64 {
     start.elapsed().as_nanos() as f64 / f64::from(n)
 }
 
@@ -176,7 +174,7 @@ async fn bench_propagation(
             .core
             .invalidate_keys(&format!("account:{}", auth.key.account_id))
             .await?;
-        let returned = Instant::now();
+        let returned = Stopwatch::start();
         loop {
             match b
                 .state
@@ -220,7 +218,7 @@ async fn bench_authz(
         let params = format!("{BENCH_PARAMS}&timestamp={}", core.now());
         let query = format!("{params}&signature={}", hmac_hex(&secret, &params));
         // Bare HMAC-SHA256 of the same payload (key setup included, as a verifier would).
-        let start = Instant::now();
+        let start = Stopwatch::start();
         let mut sink = 0u8;
         for _ in 0..iterations {
             sink ^= hmac_hex(&secret, &params).as_bytes()[0];
@@ -229,7 +227,7 @@ async fn bench_authz(
         std::hint::black_box(sink);
         // The gateway's whole check, in process: parse, cache lookup, verify, window,
         // expiry, freeze, allowlist, permission.
-        let start = Instant::now();
+        let start = Stopwatch::start();
         for _ in 0..iterations {
             if core
                 .authorize_signed(Some(&key), "POST", "/api/v3/order", &query, "", ip)
@@ -266,7 +264,7 @@ async fn bench_authz(
     };
     let ed_verifier = crate::domain::api_key::Verifier::Ed25519(Box::new(ed.verifying_key()));
     let n = 20_000;
-    let start = Instant::now();
+    let start = Stopwatch::start();
     for _ in 0..n {
         anyhow::ensure!(ed_verifier.verify(payload.as_bytes(), &ed_sig));
     }
@@ -285,7 +283,7 @@ async fn bench_authz(
             private.to_public_key(),
         )));
         let n = 5_000;
-        let start = Instant::now();
+        let start = Stopwatch::start();
         for _ in 0..n {
             anyhow::ensure!(v.verify(payload.as_bytes(), &sig));
         }
@@ -513,7 +511,7 @@ pub async fn run(command: BenchCommand, mut settings: Settings) -> anyhow::Resul
 
 async fn argon2_rate(hash: &str, threads: usize, span: Duration) -> anyhow::Result<f64> {
     let count = Arc::new(AtomicU64::new(0));
-    let start = Instant::now();
+    let start = Stopwatch::start();
     let mut handles = Vec::new();
     for _ in 0..threads {
         let (hash, count) = (hash.to_owned(), count.clone());
@@ -538,7 +536,7 @@ async fn signin_rate(
     span: Duration,
 ) -> anyhow::Result<f64> {
     let count = Arc::new(AtomicU64::new(0));
-    let start = Instant::now();
+    let start = Stopwatch::start();
     let mut handles = Vec::new();
     for (t, email) in emails.iter().enumerate() {
         let (state, count, email) = (app.state.clone(), count.clone(), email.clone());

@@ -14,7 +14,6 @@ pub mod web_protection;
 
 use std::ops::Deref;
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{header, HeaderName, HeaderValue, StatusCode};
@@ -328,7 +327,7 @@ async fn too_large_as_json(response: Response) -> Response {
 /// Counts requests and their latency per route (the route pattern, never the raw path, so
 /// the label set stays small).
 async fn track_metrics(req: Request, next: Next) -> Response {
-    let start = Instant::now();
+    let stopwatch = crate::clock::Stopwatch::start();
     let route = req
         .extensions()
         .get::<MatchedPath>()
@@ -339,6 +338,6 @@ async fn track_metrics(req: Request, next: Next) -> Response {
     metrics::counter!("rampart_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
         .increment(1);
     metrics::histogram!("rampart_http_request_duration_seconds", "method" => method, "route" => route)
-        .record(start.elapsed().as_secs_f64());
+        .record(stopwatch.elapsed().as_secs_f64());
     response
 }
