@@ -347,8 +347,12 @@ pub async fn run(command: BenchCommand, mut settings: Settings) -> anyhow::Resul
             rounds,
             database_url,
         } => {
-            settings.database_url = database_url.unwrap_or_else(temp_db);
-            settings.secret_key = Some(crate::domain::secret::ServerKey::generate().to_base64());
+            settings.database_url = database_url.unwrap_or_else(temp_db).into();
+            settings.secret_key = Some(
+                crate::domain::secret::ServerKey::generate()
+                    .to_base64()
+                    .into(),
+            );
             let app = crate::app::build(settings, Arc::new(SystemClock)).await?;
             bench_authz(&app, keys, iterations, rounds).await?;
             app.store().close().await;
@@ -357,15 +361,19 @@ pub async fn run(command: BenchCommand, mut settings: Settings) -> anyhow::Resul
             database_url,
             freezes,
         } => {
-            settings.database_url = database_url;
-            settings.secret_key = Some(crate::domain::secret::ServerKey::generate().to_base64());
+            settings.database_url = database_url.into();
+            settings.secret_key = Some(
+                crate::domain::secret::ServerKey::generate()
+                    .to_base64()
+                    .into(),
+            );
             let a = crate::app::build(settings.clone(), Arc::new(SystemClock)).await?;
             let b = crate::app::build(settings, Arc::new(SystemClock)).await?;
             bench_propagation(&a, &b, freezes).await?;
         }
         BenchCommand::SeedKeys { keys, database_url } => {
             if let Some(u) = database_url {
-                settings.database_url = u;
+                settings.database_url = u.into();
             }
             let app = crate::app::build(settings, Arc::new(SystemClock)).await?;
             let (key, secret) = seed_keys(&app, keys).await?;
@@ -381,8 +389,12 @@ pub async fn run(command: BenchCommand, mut settings: Settings) -> anyhow::Resul
             rounds,
             database_url,
         } => {
-            settings.database_url = database_url.unwrap_or_else(temp_db);
-            settings.secret_key = Some(crate::domain::secret::ServerKey::generate().to_base64());
+            settings.database_url = database_url.unwrap_or_else(temp_db).into();
+            settings.secret_key = Some(
+                crate::domain::secret::ServerKey::generate()
+                    .to_base64()
+                    .into(),
+            );
             let app = crate::app::build(settings, Arc::new(SystemClock)).await?;
             let account = seed_account(&app, "bench@rampart.example").await?;
             let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -397,7 +409,7 @@ pub async fn run(command: BenchCommand, mut settings: Settings) -> anyhow::Resul
             let span = Duration::from_secs(seconds);
             println!(
                 "cores: {cores}; {seconds} s per measurement; {rounds} rounds; database {}",
-                app.settings.database_url
+                app.settings.database_url_redacted()
             );
             let (mut bound, mut signin, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
             for round in 1..=rounds {
@@ -424,7 +436,7 @@ pub async fn run(command: BenchCommand, mut settings: Settings) -> anyhow::Resul
             database_url,
         } => {
             if let Some(u) = database_url {
-                settings.database_url = u;
+                settings.database_url = u.into();
             }
             let app = crate::app::build(settings, Arc::new(SystemClock)).await?;
             let email = format!(

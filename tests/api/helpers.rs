@@ -14,6 +14,7 @@ use rampart::jobs::outbox::OutboxWorker;
 use rampart::store::{OutboxMail, SharedStore};
 use reqwest::header::{HeaderMap, HeaderValue, COOKIE, SET_COOKIE, USER_AGENT};
 use reqwest::{Method, StatusCode};
+use secrecy::ExposeSecret;
 use serde_json::Value;
 use sqlx::Connection;
 
@@ -62,8 +63,12 @@ pub async fn fresh_database() -> (String, Option<tempfile::TempDir>) {
 pub fn test_settings(database_url: &str) -> Settings {
     Settings {
         listen: "127.0.0.1:0".parse().expect("addr"),
-        database_url: database_url.to_owned(),
-        secret_key: Some(rampart::domain::secret::ServerKey::generate().to_base64()),
+        database_url: database_url.into(),
+        secret_key: Some(
+            rampart::domain::secret::ServerKey::generate()
+                .to_base64()
+                .into(),
+        ),
         geoip_paths: Vec::new(),
         public_url: Some("http://rampart.test".to_owned()),
         dev_mailbox: true,
@@ -85,7 +90,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
 /// A second instance on the same database and key as `first` (PostgreSQL deployments).
 pub async fn spawn_second_instance(first: &TestApp, key: &str) -> TestApp {
     let mut settings = test_settings(&first.database_url);
-    settings.secret_key = Some(key.to_owned());
+    settings.secret_key = Some(key.into());
     spawn_app_from(settings, None).await
 }
 
@@ -102,7 +107,7 @@ pub async fn spawn_served_from(settings: Settings, dir: Option<tempfile::TempDir
 /// Builds the app on a manual clock and serves it on a fresh port: the router alone (the
 /// test drives the jobs), or `app::serve` with its background loops.
 async fn spawn(settings: Settings, dir: Option<tempfile::TempDir>, with_jobs: bool) -> TestApp {
-    let database_url = settings.database_url.clone();
+    let database_url = settings.database_url.expose_secret().to_owned();
     let clock = ManualClock::new(SystemClock.now());
     let app: App = rampart::app::build(settings, Arc::new(clock.clone()))
         .await
