@@ -141,7 +141,7 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::internal().into_response()
         }))
-        .layer(TraceLayer::new_for_http());
+        .layer(TraceLayer::new_for_http().make_span_with(request_span));
     for (name, value) in headers {
         app = app.layer(SetResponseHeaderLayer::if_not_present(
             name,
@@ -322,6 +322,16 @@ async fn too_large_as_json(response: Response) -> Response {
         return response;
     }
     extract::body_too_large().into_response()
+}
+
+/// The span of a request's log lines names its route pattern (`/confirm-device/{token}`),
+/// never the raw URI: the links in mails carry single-use tokens in their paths.
+fn request_span(req: &Request) -> tracing::Span {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str);
+    tracing::debug_span!("request", method = %req.method(), route, version = ?req.version())
 }
 
 /// Counts requests and their latency per route (the route pattern, never the raw path, so

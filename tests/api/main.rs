@@ -22,3 +22,4 @@ mod served;
 mod sessions;
 mod step_up_email;
 mod store_contract;
+mod test_logs;
