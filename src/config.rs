@@ -10,6 +10,8 @@ use ipnet::IpNet;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
+use crate::domain::secret::redact_url_password;
+
 /// Every number of the rules table, with PRODUCT.md's defaults.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -268,24 +270,7 @@ impl Settings {
 
     /// The database URL for messages and logs: its password, if any, shown as `***`.
     pub fn database_url_redacted(&self) -> String {
-        redact_password(self.database_url.expose_secret())
-    }
-}
-
-/// A URL for messages and logs: the password, if any, shown as `***`. A string that does
-/// not parse as a URL is shown by its scheme alone, since it may still hold a password.
-pub fn redact_password(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            // Cannot fail: a URL with a password has a host.
-            let _ = parsed.set_password(Some("***"));
-            parsed.to_string()
-        }
-        Ok(_) => url.to_owned(),
-        Err(_) => match url.split_once(':') {
-            Some((scheme, _)) => format!("{scheme}:…"),
-            None => "(not a URL)".to_owned(),
-        },
+        redact_url_password(self.database_url.expose_secret())
     }
 }
 
@@ -304,7 +289,7 @@ impl Backend {
         } else {
             bail!(
                 "database URL must start with sqlite:// or postgres:// (got {:?})",
-                redact_password(url)
+                redact_url_password(url)
             )
         }
     }

@@ -18,6 +18,41 @@ pub fn hmac_sha256(key: &[u8]) -> Hmac<Sha256> {
     Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes a key of any length")
 }
 
+/// A URL for messages and logs: the password, if any (`user:PASSWORD@` or a PostgreSQL
+/// `?password=` parameter), shown as `***`. A string that does not parse as a URL is shown
+/// by its scheme alone (as is one without an authority, like `user:pass@host`, which parses
+/// as scheme `user`), since it may still hold a password. SQLite URLs name a file: shown whole.
+pub fn redact_url_password(url: &str) -> String {
+    let scheme_only = || match url.split_once(':') {
+        Some((scheme, _)) => format!("{scheme}:…"),
+        None => "(not a URL)".to_owned(),
+    };
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return scheme_only();
+    };
+    if parsed.scheme() == "sqlite" {
+        return url.to_owned();
+    }
+    if parsed.cannot_be_a_base() {
+        return scheme_only();
+    }
+    if parsed.password().is_some() {
+        // Cannot fail: a URL with a password has a host.
+        let _ = parsed.set_password(Some("***"));
+    }
+    if parsed.query_pairs().any(|(k, _)| k == "password") {
+        let pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if k == "password" { "***".into() } else { v };
+                (k.into_owned(), v.into_owned())
+            })
+            .collect();
+        parsed.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    parsed.to_string()
+}
+
 /// The server's secret key (32 bytes): keys the HMACs of codes and CSRF tokens.
 #[derive(Clone)]
 pub struct ServerKey([u8; 32]);
@@ -165,6 +200,23 @@ pub fn constant_time_eq(a: &str, b: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn urls_are_shown_without_their_passwords() {
+        assert_eq!(
+            redact_url_password("postgres://app:hunter22@db:5432/rampart"),
+            "postgres://app:***@db:5432/rampart"
+        );
+        assert_eq!(
+            redact_url_password("postgres://db/rampart?user=app&password=hunter22&sslmode=require"),
+            "postgres://db/rampart?user=app&password=***&sslmode=require"
+        );
+        assert_eq!(
+            redact_url_password("sqlite://rampart.db"),
+            "sqlite://rampart.db"
+        );
+        assert_eq!(redact_url_password("app:hunter22@db"), "app:…");
+    }
 
     /// The `expect` in `hmac_sha256` is safe: keys shorter than, equal to and longer than
     /// the block, and the empty key, all key a MAC (RFC 4231 cases 1 and 6 for the values).
