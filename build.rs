@@ -4,17 +4,19 @@
 
 use std::path::PathBuf;
 
-fn main() {
+fn main() -> Result<(), String> {
     println!("cargo:rerun-if-changed=Cargo.lock");
     println!("cargo:rerun-if-env-changed=RAMPART_UAP_REGEXES");
-    let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR")).join("uap-regexes.yaml");
+    let out_dir = std::env::var("OUT_DIR").map_err(|e| format!("OUT_DIR: {e}"))?;
+    let out = PathBuf::from(out_dir).join("uap-regexes.yaml");
     let source = std::env::var_os("RAMPART_UAP_REGEXES")
         .map(PathBuf::from)
         .or_else(find_in_registry)
-        .unwrap_or_else(|| {
-            panic!("cannot find ua-parser's uap-core/regexes.yaml; set RAMPART_UAP_REGEXES to its path")
-        });
-    std::fs::copy(&source, &out).unwrap_or_else(|e| panic!("copy {}: {e}", source.display()));
+        .ok_or(
+            "cannot find ua-parser's uap-core/regexes.yaml; set RAMPART_UAP_REGEXES to its path",
+        )?;
+    std::fs::copy(&source, &out).map_err(|e| format!("copy {}: {e}", source.display()))?;
+    Ok(())
 }
 
 fn find_in_registry() -> Option<PathBuf> {

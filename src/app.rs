@@ -38,6 +38,7 @@ use crate::service::{
     Services,
 };
 use crate::store::{self, SharedStore};
+use secrecy::ExposeSecret;
 
 pub struct App {
     pub state: AppState,
@@ -73,7 +74,7 @@ fn metrics_handle() -> Option<PrometheusHandle> {
 /// file (readable by the owner only).
 pub fn load_or_create_key(settings: &Settings) -> anyhow::Result<ServerKey> {
     if let Some(k) = &settings.secret_key {
-        return ServerKey::from_base64(k).context("RAMPART_SECRET_KEY");
+        return ServerKey::from_base64(k.expose_secret()).context("RAMPART_SECRET_KEY");
     }
     let path = &settings.secret_key_file;
     if path.exists() {
@@ -110,7 +111,7 @@ fn write_private(path: &std::path::Path, content: &str) -> anyhow::Result<()> {
 pub async fn build(settings: Settings, clock: SharedClock) -> anyhow::Result<App> {
     // A server that will refuse to start must not leave a key file or a database behind.
     preflight(&settings)?;
-    let store = store::connect(&settings.database_url).await?;
+    let store = store::connect(settings.database_url.expose_secret()).await?;
     build_with_store(settings, clock, store).await
 }
 
@@ -120,7 +121,7 @@ fn preflight(settings: &Settings) -> anyhow::Result<()> {
     crate::domain::api_key::validate_routes(&settings.gateway_routes)
         .map_err(|e| anyhow::anyhow!("invalid gateway route table in the settings: {e}"))?;
     Transport::from_settings(
-        settings.smtp_url.as_deref(),
+        settings.smtp_url.as_ref().map(ExposeSecret::expose_secret),
         &settings.mail_from,
         settings.dev_mailbox || settings.demo,
     )?;
@@ -159,7 +160,11 @@ async fn build_with_store(
     let public_url = settings.public_url_for(listen);
     let key = load_or_create_key(&settings)?;
     let geo = Arc::new(Geo::open(&geoip_paths)?);
-    let transport = Transport::from_settings(smtp_url.as_deref(), &mail_from, dev_mailbox || demo)?;
+    let transport = Transport::from_settings(
+        smtp_url.as_ref().map(ExposeSecret::expose_secret),
+        &mail_from,
+        dev_mailbox || demo,
+    )?;
     crate::domain::device::warm_up();
     let composer = Composer {
         public_url: public_url.clone(),

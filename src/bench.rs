@@ -10,12 +10,12 @@
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::Subcommand;
 use serde_json::json;
 
-use crate::clock::{Clock, SystemClock, HOUR};
+use crate::clock::{Clock, Stopwatch, SystemClock, HOUR};
 use crate::config::Settings;
 use crate::domain::device::DeviceInfo;
 use crate::domain::password;
@@ -130,14 +130,12 @@ async fn seed_keys(app: &crate::app::App, n: usize) -> anyhow::Result<(String, S
 
 fn hmac_hex(secret: &str, payload: &str) -> String {
     use hmac::Mac;
-    #[allow(clippy::expect_used)]
-    let mut m =
-        hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
+    let mut m = crate::domain::secret::hmac_sha256(secret.as_bytes());
     m.update(payload.as_bytes());
     hex::encode(m.finalize().into_bytes())
 }
 
-fn ns_per_op(start: Instant, n: u32) -> f64 {
+fn ns_per_op(start: Stopwatch, n: u32) -> f64 {
     start.elapsed().as_nanos() as f64 / f64::from(n)
 }
 
@@ -176,7 +174,7 @@ async fn bench_propagation(
             .invalidator
             .invalidate_keys(&format!("account:{}", auth.key.account_id))
             .await?;
-        let returned = Instant::now();
+        let returned = Stopwatch::start();
         loop {
             match b
                 .state
@@ -220,7 +218,7 @@ async fn bench_authz(
         let params = format!("{BENCH_PARAMS}&timestamp={}", services.now());
         let query = format!("{params}&signature={}", hmac_hex(&secret, &params));
         // Bare HMAC-SHA256 of the same payload (key setup included, as a verifier would).
-        let start = Instant::now();
+        let start = Stopwatch::start();
         let mut sink = 0u8;
         for _ in 0..iterations {
             sink ^= hmac_hex(&secret, &params).as_bytes()[0];
@@ -229,7 +227,7 @@ async fn bench_authz(
         std::hint::black_box(sink);
         // The gateway's whole check, in process: parse, cache lookup, verify, window,
         // expiry, freeze, allowlist, permission.
-        let start = Instant::now();
+        let start = Stopwatch::start();
         for _ in 0..iterations {
             if services
                 .gateway
@@ -267,7 +265,7 @@ async fn bench_authz(
     };
     let ed_verifier = crate::domain::api_key::Verifier::Ed25519(Box::new(ed.verifying_key()));
     let n = 20_000;
-    let start = Instant::now();
+    let start = Stopwatch::start();
     for _ in 0..n {
         anyhow::ensure!(ed_verifier.verify(payload.as_bytes(), &ed_sig));
     }
@@ -286,7 +284,7 @@ async fn bench_authz(
             private.to_public_key(),
         )));
         let n = 5_000;
-        let start = Instant::now();
+        let start = Stopwatch::start();
         for _ in 0..n {
             anyhow::ensure!(v.verify(payload.as_bytes(), &sig));
         }
@@ -350,8 +348,12 @@ pub async fn run(command: BenchCommand, mut settings: Settings) -> anyhow::Resul
             rounds,
             database_url,
         } => {
-            settings.database_url = database_url.unwrap_or_else(temp_db);
-            settings.secret_key = Some(crate::domain::secret::ServerKey::generate().to_base64());
+            settings.database_url = database_url.unwrap_or_else(temp_db).into();
+            settings.secret_key = Some(
+                crate::domain::secret::ServerKey::generate()
+                    .to_base64()
+                    .into(),
+            );
             let app = crate::app::build(settings, Arc::new(SystemClock)).await?;
             bench_authz(&app, keys, iterations, rounds).await?;
             app.store().close().await;
@@ -360,15 +362,19 @@ pub async fn run(command: BenchCommand, mut settings: Settings) -> anyhow::Resul
             database_url,
             freezes,
         } => {
-            settings.database_url = database_url;
-            settings.secret_key = Some(crate::domain::secret::ServerKey::generate().to_base64());
+            settings.database_url = database_url.into();
+            settings.secret_key = Some(
+                crate::domain::secret::ServerKey::generate()
+                    .to_base64()
+                    .into(),
+            );
             let a = crate::app::build(settings.clone(), Arc::new(SystemClock)).await?;
             let b = crate::app::build(settings, Arc::new(SystemClock)).await?;
             bench_propagation(&a, &b, freezes).await?;
         }
         BenchCommand::SeedKeys { keys, database_url } => {
             if let Some(u) = database_url {
-                settings.database_url = u;
+                settings.database_url = u.into();
             }
             let app = crate::app::build(settings, Arc::new(SystemClock)).await?;
             let (key, secret) = seed_keys(&app, keys).await?;
@@ -384,8 +390,12 @@ pub async fn run(command: BenchCommand, mut settings: Settings) -> anyhow::Resul
             rounds,
             database_url,
         } => {
-            settings.database_url = database_url.unwrap_or_else(temp_db);
-            settings.secret_key = Some(crate::domain::secret::ServerKey::generate().to_base64());
+            settings.database_url = database_url.unwrap_or_else(temp_db).into();
+            settings.secret_key = Some(
+                crate::domain::secret::ServerKey::generate()
+                    .to_base64()
+                    .into(),
+            );
             let app = crate::app::build(settings, Arc::new(SystemClock)).await?;
             let account = seed_account(&app, "bench@rampart.example").await?;
             let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -400,7 +410,7 @@ pub async fn run(command: BenchCommand, mut settings: Settings) -> anyhow::Resul
             let span = Duration::from_secs(seconds);
             println!(
                 "cores: {cores}; {seconds} s per measurement; {rounds} rounds; database {}",
-                app.settings.database_url
+                app.settings.database_url_redacted()
             );
             let (mut bound, mut signin, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
             for round in 1..=rounds {
@@ -427,7 +437,7 @@ pub async fn run(command: BenchCommand, mut settings: Settings) -> anyhow::Resul
             database_url,
         } => {
             if let Some(u) = database_url {
-                settings.database_url = u;
+                settings.database_url = u.into();
             }
             let app = crate::app::build(settings, Arc::new(SystemClock)).await?;
             let email = format!(
@@ -514,7 +524,7 @@ pub async fn run(command: BenchCommand, mut settings: Settings) -> anyhow::Resul
 
 async fn argon2_rate(hash: &str, threads: usize, span: Duration) -> anyhow::Result<f64> {
     let count = Arc::new(AtomicU64::new(0));
-    let start = Instant::now();
+    let start = Stopwatch::start();
     let mut handles = Vec::new();
     for _ in 0..threads {
         let (hash, count) = (hash.to_owned(), count.clone());
@@ -539,7 +549,7 @@ async fn signin_rate(
     span: Duration,
 ) -> anyhow::Result<f64> {
     let count = Arc::new(AtomicU64::new(0));
-    let start = Instant::now();
+    let start = Stopwatch::start();
     let mut handles = Vec::new();
     for (t, email) in emails.iter().enumerate() {
         let (state, count, email) = (app.state.clone(), count.clone(), email.clone());

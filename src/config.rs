@@ -7,10 +7,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use ipnet::IpNet;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use crate::domain::backend::Backend;
 use crate::domain::rules::Rules;
+use crate::domain::secret::redact_url_password;
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -20,13 +22,16 @@ pub enum LogFormat {
     Json,
 }
 
+/// Settings. The secret key and the two URLs that can carry a password are
+/// `SecretString`s: `Debug` prints `[REDACTED]`, and reading one takes an explicit
+/// `expose_secret()`, so printing the settings (or a struct holding them) never leaks them.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     /// Address the HTTP server binds.
     pub listen: SocketAddr,
     /// `sqlite://path` (created if missing) or `postgres://…`.
-    pub database_url: String,
+    pub database_url: SecretString,
     /// The address people use to reach Rampart; links in mails and the passkey origin start
     /// with it. Unset: `http://localhost:PORT` with the port actually listened on, which is
     /// right for trying Rampart on one machine (see [`Settings::public_url_for`]).
@@ -34,14 +39,14 @@ pub struct Settings {
     /// `smtp://user:pass@host:587?tls=required` (STARTTLS), `smtps://user:pass@host:465`, or
     /// plain `smtp://localhost:25` for a local relay. Without it, `serve` refuses to start
     /// unless `dev_mailbox` is on.
-    pub smtp_url: Option<String>,
+    pub smtp_url: Option<SecretString>,
     /// Development only: keep mail in the outbox and show every message to anyone at
     /// `/dev/mailbox` instead of sending it (implied by `demo`). Never on by default.
     pub dev_mailbox: bool,
     pub mail_from: String,
     /// 32 random bytes, base64; keys the HMACs of codes and CSRF tokens. When unset a key is
     /// generated once and kept in `secret_key_file`.
-    pub secret_key: Option<String>,
+    pub secret_key: Option<SecretString>,
     pub secret_key_file: PathBuf,
     /// MMDB city databases (IPv4 and IPv6 files may be separate).
     pub geoip_paths: Vec<PathBuf>,
@@ -68,7 +73,7 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            database_url: "sqlite://rampart.db".to_owned(),
+            database_url: "sqlite://rampart.db".into(),
             public_url: None,
             smtp_url: None,
             dev_mailbox: false,
@@ -131,12 +136,12 @@ impl Settings {
             let bad = |e: &dyn std::fmt::Display| anyhow::anyhow!("{key}={value:?}: {e}");
             match name {
                 "LISTEN" => self.listen = value.parse().map_err(|e| bad(&e))?,
-                "DATABASE_URL" => self.database_url = value,
+                "DATABASE_URL" => self.database_url = value.into(),
                 "PUBLIC_URL" => self.public_url = Some(value).filter(|v| !v.is_empty()),
                 "DEV_MAILBOX" => self.dev_mailbox = parse_bool(&value).map_err(|e| bad(&e))?,
-                "SMTP_URL" => self.smtp_url = Some(value).filter(|v| !v.is_empty()),
+                "SMTP_URL" => self.smtp_url = Some(value).filter(|v| !v.is_empty()).map(Into::into),
                 "MAIL_FROM" => self.mail_from = value,
-                "SECRET_KEY" => self.secret_key = Some(value),
+                "SECRET_KEY" => self.secret_key = Some(value.into()),
                 "SECRET_KEY_FILE" => self.secret_key_file = value.into(),
                 "GEOIP_PATHS" => self.geoip_paths = split_list(&value).map(PathBuf::from).collect(),
                 "TRUSTED_PROXIES" => {
@@ -202,7 +207,12 @@ impl Settings {
 
     /// The database backend the URL names.
     pub fn backend(&self) -> anyhow::Result<Backend> {
-        Backend::of(&self.database_url)
+        Backend::of(self.database_url.expose_secret())
+    }
+
+    /// The database URL for messages and logs: its password, if any, shown as `***`.
+    pub fn database_url_redacted(&self) -> String {
+        redact_url_password(self.database_url.expose_secret())
     }
 }
 
@@ -259,6 +269,42 @@ mod tests {
             )
             .is_err());
         assert!(toml::from_str::<Settings>("lisen = 1").is_err());
+    }
+
+    #[test]
+    fn debug_never_prints_the_secret_key_or_the_urls_passwords() {
+        let mut s: Settings = toml::from_str(
+            "database_url = \"postgres://rampart:db-pass-1@db.example/rampart\"\n\
+             smtp_url = \"smtp://mailer:smtp-pass-2@mail.example:587?tls=required\"\n\
+             secret_key = \"c2VjcmV0LWtleS0zLXNlY3JldC1rZXktMy1zZWNyZXQ=\"\n",
+        )
+        .expect("valid toml");
+        let printed = format!("{s:?}");
+        for secret in [
+            "db-pass-1",
+            "smtp-pass-2",
+            "c2VjcmV0LWtleS0zLXNlY3JldC1rZXktMy1zZWNyZXQ=",
+        ] {
+            assert!(!printed.contains(secret), "{secret} in {printed}");
+        }
+        assert!(printed.contains("REDACTED"), "{printed}");
+        assert!(
+            printed.contains("listen: 127.0.0.1:8080"),
+            "the rest still shows"
+        );
+        // The same from the environment, and in the one message that quotes the URL.
+        s.apply_env(
+            [(
+                "RAMPART_DATABASE_URL".to_owned(),
+                "mysql://u:db-pass-4@h/db".to_owned(),
+            )]
+            .into_iter(),
+        )
+        .expect("valid env");
+        assert!(!format!("{s:?}").contains("db-pass-4"));
+        let refused = format!("{:#}", s.backend().expect_err("mysql is refused"));
+        assert!(!refused.contains("db-pass-4"), "{refused}");
+        assert_eq!(s.database_url_redacted(), "mysql://u:***@h/db");
     }
 
     #[test]

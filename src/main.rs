@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use secrecy::ExposeSecret;
 use tracing_subscriber::EnvFilter;
 
 use rampart::clock::SystemClock;
@@ -131,23 +132,30 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 })?;
             }
             if let Some(u) = database_url {
-                settings.database_url = u;
+                settings.database_url = u.into();
             }
             settings.demo |= demo;
             settings.dev_mailbox |= dev_mailbox;
             serve(settings).await?;
         }
         Command::Migrate { database_url } => {
-            let url = database_url.unwrap_or(settings.database_url);
-            let store = rampart::store::connect(&url).await?;
+            if let Some(u) = database_url {
+                settings.database_url = u.into();
+            }
+            let store = rampart::store::connect(settings.database_url.expose_secret()).await?;
             store.close().await;
-            println!("database schema is up to date ({url})");
+            println!(
+                "database schema is up to date ({})",
+                settings.database_url_redacted()
+            );
         }
         Command::Audit {
             command: AuditCommand::Verify { database_url },
         } => {
-            let url = database_url.unwrap_or(settings.database_url);
-            let store = rampart::store::connect(&url).await?;
+            if let Some(u) = database_url {
+                settings.database_url = u.into();
+            }
+            let store = rampart::store::connect(settings.database_url.expose_secret()).await?;
             let report = rampart::service::audit::verify(store.as_ref()).await;
             store.close().await;
             return match report? {
@@ -166,10 +174,10 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             command: WebhookCommand::Add { url, database_url },
         } => {
             if let Some(u) = database_url {
-                settings.database_url = u;
+                settings.database_url = u.into();
             }
             let key = rampart::app::load_or_create_key(&settings)?;
-            let store = rampart::store::connect(&settings.database_url).await?;
+            let store = rampart::store::connect(settings.database_url.expose_secret()).await?;
             let sealed_with = rampart::domain::secret::SecretBox::new(&key);
             let added = rampart::service::protection::add_webhook(
                 store.as_ref(),
@@ -190,8 +198,10 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                     database_url,
                 },
         } => {
-            let url = database_url.unwrap_or(settings.database_url);
-            let store = rampart::store::connect(&url).await?;
+            if let Some(u) = database_url {
+                settings.database_url = u.into();
+            }
+            let store = rampart::store::connect(settings.database_url.expose_secret()).await?;
             for d in store.webhook_log(limit).await? {
                 let state = match (d.delivered_at, d.dead_at) {
                     (Some(at), _) => format!("delivered {}", rampart::clock::format_utc(at)),
@@ -236,7 +246,7 @@ async fn serve(mut settings: Settings) -> anyhow::Result<()> {
     let demo = settings.demo;
     let smtp_ignored = settings.smtp_url.is_some() && (settings.dev_mailbox || demo);
     let url_warning = settings.public_url_warning(addr);
-    let db = settings.database_url.clone();
+    let db = settings.database_url_redacted();
     let app = rampart::app::build(settings, Arc::new(SystemClock)).await?;
     let url = app.public_url.clone();
     say!("Rampart listening on {addr}");

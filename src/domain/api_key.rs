@@ -321,10 +321,9 @@ impl fmt::Debug for Verifier {
 
 impl Verifier {
     pub fn hmac(secret: &str) -> Self {
-        #[allow(clippy::expect_used)]
-        let mac =
-            Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
-        Self::Hmac(Box::new(mac))
+        Self::Hmac(Box::new(crate::domain::secret::hmac_sha256(
+            secret.as_bytes(),
+        )))
     }
 
     /// Parses a user's public key (PEM, SubjectPublicKeyInfo) of the given type. RSA keys

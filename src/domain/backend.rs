@@ -18,7 +18,10 @@ impl Backend {
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Ok(Self::Postgres)
         } else {
-            bail!("database URL must start with sqlite:// or postgres:// (got {url:?})")
+            bail!(
+                "database URL must start with sqlite:// or postgres:// (got {:?})",
+                super::secret::redact_url_password(url)
+            )
         }
     }
 }

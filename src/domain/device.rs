@@ -25,13 +25,19 @@ static UAP_YAML: &str = include_str!(concat!(env!("OUT_DIR"), "/uap-regexes.yaml
 fn extractor() -> &'static ua_parser::Extractor<'static> {
     static EXTRACTOR: OnceLock<ua_parser::Extractor<'static>> = OnceLock::new();
     EXTRACTOR.get_or_init(|| {
-        // The rules are embedded at build time; failing here means a broken build.
+        // The rules are embedded at build time from the locked ua-parser package, and the
+        // unit tests below parse real agents with them, so a build that passed its tests
+        // cannot fail here; `warm_up` runs this at start, so a broken build stops before
+        // serving, never in a request.
         #[allow(clippy::expect_used)]
-        let regexes: ua_parser::Regexes<'static> =
-            serde_yaml::from_str(UAP_YAML).expect("embedded uap-core regexes parse");
-        #[allow(clippy::expect_used)]
-        ua_parser::Extractor::try_from(regexes).expect("embedded uap-core regexes compile")
+        compile_rules().expect("the embedded uap-core rules parse and compile")
     })
+}
+
+fn compile_rules() -> Result<ua_parser::Extractor<'static>, String> {
+    let regexes: ua_parser::Regexes<'static> =
+        serde_yaml::from_str(UAP_YAML).map_err(|e| format!("uap-core rules: {e}"))?;
+    ua_parser::Extractor::try_from(regexes).map_err(|e| format!("uap-core rules: {e}"))
 }
 
 /// Compiles the rules now rather than on the first sign-in.

@@ -7,6 +7,52 @@ use rand::Rng;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+/// An HMAC-SHA256 keyed with `key`, ready for `update`: every HMAC in Rampart starts here.
+///
+/// HMAC takes a key of any length (RFC 2104: a longer key is hashed, a shorter one padded
+/// with zeros), and the `hmac` crate's `new_from_slice` does exactly that; it returns a
+/// `Result` only because it shares its signature with MACs of fixed key sizes. So the error
+/// cannot happen, and this is the one place that says so instead of handling it at each use.
+pub fn hmac_sha256(key: &[u8]) -> Hmac<Sha256> {
+    #[allow(clippy::expect_used)] // cannot fail for HMAC, see above; tested below
+    Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes a key of any length")
+}
+
+/// A URL for messages and logs: the password, if any (`user:PASSWORD@` or a PostgreSQL
+/// `?password=` parameter), shown as `***`. A string that does not parse as a URL is shown
+/// by its scheme alone (as is one without an authority, like `user:pass@host`, which parses
+/// as scheme `user`), since it may still hold a password. SQLite URLs name a file: shown whole.
+pub fn redact_url_password(url: &str) -> String {
+    let scheme_only = || match url.split_once(':') {
+        Some((scheme, _)) => format!("{scheme}:…"),
+        None => "(not a URL)".to_owned(),
+    };
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return scheme_only();
+    };
+    if parsed.scheme() == "sqlite" {
+        return url.to_owned();
+    }
+    if parsed.cannot_be_a_base() {
+        return scheme_only();
+    }
+    if parsed.password().is_some() {
+        // Cannot fail: a URL with a password has a host.
+        let _ = parsed.set_password(Some("***"));
+    }
+    if parsed.query_pairs().any(|(k, _)| k == "password") {
+        let pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if k == "password" { "***".into() } else { v };
+                (k.into_owned(), v.into_owned())
+            })
+            .collect();
+        parsed.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    parsed.to_string()
+}
+
 /// The server's secret key (32 bytes): keys the HMACs of codes and CSRF tokens.
 #[derive(Clone)]
 pub struct ServerKey([u8; 32]);
@@ -38,8 +84,7 @@ impl ServerKey {
 
     /// HMAC-SHA256 of `purpose` and `value`, hex. Distinct purposes never collide.
     pub fn mac(&self, purpose: &str, value: &str) -> String {
-        #[allow(clippy::expect_used)]
-        let mut m = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key length");
+        let mut m = hmac_sha256(&self.0);
         m.update(purpose.as_bytes());
         m.update(&[0]);
         m.update(value.as_bytes());
@@ -51,8 +96,7 @@ impl ServerKey {
     /// A 32-byte subkey for one purpose (HMAC-SHA256 of the purpose), so one configured
     /// secret serves several uses without any two sharing a key.
     pub fn derive(&self, purpose: &str) -> [u8; 32] {
-        #[allow(clippy::expect_used)]
-        let mut m = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key length");
+        let mut m = hmac_sha256(&self.0);
         m.update(b"rampart-subkey\0");
         m.update(purpose.as_bytes());
         m.finalize().into_bytes().into()
@@ -156,6 +200,48 @@ pub fn constant_time_eq(a: &str, b: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn urls_are_shown_without_their_passwords() {
+        assert_eq!(
+            redact_url_password("postgres://app:hunter22@db:5432/rampart"),
+            "postgres://app:***@db:5432/rampart"
+        );
+        assert_eq!(
+            redact_url_password("postgres://db/rampart?user=app&password=hunter22&sslmode=require"),
+            "postgres://db/rampart?user=app&password=***&sslmode=require"
+        );
+        assert_eq!(
+            redact_url_password("sqlite://rampart.db"),
+            "sqlite://rampart.db"
+        );
+        assert_eq!(redact_url_password("app:hunter22@db"), "app:…");
+    }
+
+    /// The `expect` in `hmac_sha256` is safe: keys shorter than, equal to and longer than
+    /// the block, and the empty key, all key a MAC (RFC 4231 cases 1 and 6 for the values).
+    #[test]
+    fn hmac_takes_a_key_of_any_length() {
+        let mac = |key: &[u8], data: &[u8]| {
+            let mut m = hmac_sha256(key);
+            m.update(data);
+            hex::encode(m.finalize().into_bytes())
+        };
+        assert_eq!(
+            mac(&[0x0b; 20], b"Hi There"),
+            "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"
+        );
+        assert_eq!(
+            mac(
+                &[0xaa; 131],
+                b"Test Using Larger Than Block-Size Key - Hash Key First"
+            ),
+            "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
+        );
+        for len in [0, 32, 64, 65, 1000] {
+            assert_eq!(mac(&vec![7; len], b"x").len(), 64);
+        }
+    }
 
     #[test]
     fn codes_tokens_and_macs() {

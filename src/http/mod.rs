@@ -9,7 +9,6 @@ pub mod web;
 
 use std::ops::Deref;
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{header, HeaderName, HeaderValue, StatusCode};
@@ -139,7 +138,7 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::internal().into_response()
         }))
-        .layer(TraceLayer::new_for_http());
+        .layer(TraceLayer::new_for_http().make_span_with(request_span));
     for (name, value) in headers {
         app = app.layer(SetResponseHeaderLayer::if_not_present(
             name,
@@ -322,10 +321,20 @@ async fn too_large_as_json(response: Response) -> Response {
     extract::body_too_large().into_response()
 }
 
+/// The span of a request's log lines names its route pattern (`/confirm-device/{token}`),
+/// never the raw URI: the links in mails carry single-use tokens in their paths.
+fn request_span(req: &Request) -> tracing::Span {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str);
+    tracing::debug_span!("request", method = %req.method(), route, version = ?req.version())
+}
+
 /// Counts requests and their latency per route (the route pattern, never the raw path, so
 /// the label set stays small).
 async fn track_metrics(req: Request, next: Next) -> Response {
-    let start = Instant::now();
+    let stopwatch = crate::clock::Stopwatch::start();
     let route = req
         .extensions()
         .get::<MatchedPath>()
@@ -336,6 +345,6 @@ async fn track_metrics(req: Request, next: Next) -> Response {
     metrics::counter!("rampart_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
         .increment(1);
     metrics::histogram!("rampart_http_request_duration_seconds", "method" => method, "route" => route)
-        .record(start.elapsed().as_secs_f64());
+        .record(stopwatch.elapsed().as_secs_f64());
     response
 }

@@ -3,9 +3,8 @@
 //! trusted devices and new-device confirmation, the notification inbox, and signed
 //! webhooks that push the same events to the platform.
 
-use hmac::{Hmac, Mac};
+use hmac::Mac;
 use serde_json::json;
-use sha2::Sha256;
 
 use std::sync::Arc;
 
@@ -413,8 +412,7 @@ fn link_used(at: Millis) -> ServiceError {
 
 /// `sha256=<hex HMAC-SHA256 of the body>` with the endpoint's secret.
 pub fn webhook_signature(secret: &str, body: &[u8]) -> String {
-    #[allow(clippy::expect_used)]
-    let mut m = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
+    let mut m = crate::domain::secret::hmac_sha256(secret.as_bytes());
     m.update(body);
     format!("sha256={}", hex::encode(m.finalize().into_bytes()))
 }

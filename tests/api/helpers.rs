@@ -14,8 +14,11 @@ use rampart::jobs::outbox::OutboxWorker;
 use rampart::store::{OutboxMail, SharedStore};
 use reqwest::header::{HeaderMap, HeaderValue, COOKIE, SET_COOKIE, USER_AGENT};
 use reqwest::{Method, StatusCode};
+use secrecy::ExposeSecret;
 use serde_json::Value;
 use sqlx::Connection;
+
+use crate::test_logs;
 
 pub const CHROME_LINUX: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36";
 pub const IPHONE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1";
@@ -62,8 +65,12 @@ pub async fn fresh_database() -> (String, Option<tempfile::TempDir>) {
 pub fn test_settings(database_url: &str) -> Settings {
     Settings {
         listen: "127.0.0.1:0".parse().expect("addr"),
-        database_url: database_url.to_owned(),
-        secret_key: Some(rampart::domain::secret::ServerKey::generate().to_base64()),
+        database_url: database_url.into(),
+        secret_key: Some(
+            rampart::domain::secret::ServerKey::generate()
+                .to_base64()
+                .into(),
+        ),
         geoip_paths: Vec::new(),
         public_url: Some("http://rampart.test".to_owned()),
         dev_mailbox: true,
@@ -85,7 +92,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
 /// A second instance on the same database and key as `first` (PostgreSQL deployments).
 pub async fn spawn_second_instance(first: &TestApp, key: &str) -> TestApp {
     let mut settings = test_settings(&first.database_url);
-    settings.secret_key = Some(key.to_owned());
+    settings.secret_key = Some(key.into());
     spawn_app_from(settings, None).await
 }
 
@@ -102,7 +109,11 @@ pub async fn spawn_served_from(settings: Settings, dir: Option<tempfile::TempDir
 /// Builds the app on a manual clock and serves it on a fresh port: the router alone (the
 /// test drives the jobs), or `app::serve` with its background loops.
 async fn spawn(settings: Settings, dir: Option<tempfile::TempDir>, with_jobs: bool) -> TestApp {
-    let database_url = settings.database_url.clone();
+    test_logs::install();
+    if let Some(key) = &settings.secret_key {
+        test_logs::record("server secret key", key.expose_secret());
+    }
+    let database_url = settings.database_url.expose_secret().to_owned();
     let clock = ManualClock::new(SystemClock.now());
     let app: App = rampart::app::build(settings, Arc::new(clock.clone()))
         .await
@@ -166,6 +177,9 @@ impl TestApp {
             .into_iter()
             .filter(|m| m.to_addr == to)
             .collect();
+        for mail in &mails {
+            test_logs::record_mail(&mail.body_text);
+        }
         mails.reverse();
         mails
     }
@@ -345,6 +359,11 @@ impl TestClient {
             req = req.header(COOKIE, cookies.join("; "));
         }
         if let Some((content_type, bytes)) = body {
+            if content_type == "application/json" {
+                if let Ok(json) = serde_json::from_slice::<Value>(&bytes) {
+                    test_logs::record_request_json(&json);
+                }
+            }
             req = req.header("content-type", content_type).body(bytes);
         }
         let resp = req.send().await.expect("request");
@@ -354,6 +373,7 @@ impl TestClient {
             let sc = sc.to_str().expect("ascii cookie");
             let (pair, attrs) = sc.split_once(';').unwrap_or((sc, ""));
             let (name, value) = pair.split_once('=').expect("name=value");
+            test_logs::record_cookie(name, value);
             let mut jar = self.jar.lock().expect("jar");
             if attrs.contains("Max-Age=0") || value.is_empty() {
                 jar.remove(name);
@@ -362,6 +382,9 @@ impl TestClient {
             }
         }
         let body = resp.text().await.unwrap_or_default();
+        if let Ok(json) = serde_json::from_str::<Value>(&body) {
+            test_logs::record_response_json(&json);
+        }
         Answer {
             status,
             headers,
@@ -401,6 +424,7 @@ impl TestClient {
             .await
     }
     pub async fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> Answer {
+        test_logs::record_form(fields);
         let body = fields
             .iter()
             .map(|(k, v)| format!("{}={}", urlencode(k), urlencode(v)))

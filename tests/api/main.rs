@@ -1,6 +1,10 @@
 //! The integration suite: one binary, the real server over HTTP. Runs on SQLite, and on
 //! PostgreSQL when RAMPART_TEST_DATABASE_URL is set.
 
+// Test code: a failed expectation should stop the test with its message. clippy.toml's
+// allow-*-in-tests covers #[test] functions but not the helpers they share, hence this.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 mod helpers;
 
 mod accounts;
@@ -18,3 +22,4 @@ mod served;
 mod sessions;
 mod step_up_email;
 mod store_contract;
+mod test_logs;

@@ -17,7 +17,7 @@ async fn smtp_sink() -> (u16, Arc<Mutex<Vec<String>>>) {
 async fn mail_is_delivered_through_a_real_smtp_conversation() {
     let (port, received) = smtp_sink().await;
     let app = spawn_app_with(|s| {
-        s.smtp_url = Some(format!("smtp://127.0.0.1:{port}"));
+        s.smtp_url = Some(format!("smtp://127.0.0.1:{port}").into());
         s.dev_mailbox = false;
     })
     .await;

@@ -521,7 +521,7 @@ async fn a_freeze_on_one_instance_is_honoured_by_another_at_once() {
         return;
     }
     let key = rampart::domain::secret::ServerKey::generate().to_base64();
-    let a = spawn_app_with(|s| s.secret_key = Some(key.clone())).await;
+    let a = spawn_app_with(|s| s.secret_key = Some(key.as_str().into())).await;
     let b = spawn_second_instance(&a, &key).await;
     let c = a.signed_in("ida@example.com").await;
     a.step_up_by_email(&c, "ida@example.com").await;

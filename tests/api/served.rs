@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use reqwest::StatusCode;
+use secrecy::ExposeSecret;
 use serde_json::json;
 
 use crate::api_keys::{authz, hmac_hex};
@@ -208,7 +209,7 @@ async fn configured_routes_from_rampart_toml_are_what_the_gateway_enforces() {
     let toml = "[[gateway_routes]]\nmethod = \"GET\"\npath_prefix = \"/sapi/v1/capital/withdraw/address\"\npermission = \"withdraw\"\n";
     let mut settings: rampart::config::Settings = toml::from_str(toml).expect("valid toml");
     let defaults = test_settings(&db);
-    settings.database_url = db.clone();
+    settings.database_url = db.as_str().into();
     settings.secret_key = defaults.secret_key;
     settings.public_url = defaults.public_url;
     settings.dev_mailbox = true;
@@ -256,7 +257,7 @@ async fn a_freeze_reaches_a_webhook_added_with_the_cli_within_seconds() {
     let mut cli = rampart(
         work.path(),
         &["webhook", "add", &url, "--database-url", &db],
-        &[("RAMPART_SECRET_KEY", &key)],
+        &[("RAMPART_SECRET_KEY", key.expose_secret())],
     );
     let (status, text) = cli.exit().await;
     assert!(status.success(), "{text}");
