@@ -17,6 +17,7 @@ use serde::Deserialize;
 use super::error::ApiError;
 use super::{AppState, CHALLENGE_COOKIE, CSRF_COOKIE, SESSION_COOKIE};
 use crate::clock::format_utc;
+use crate::domain::change::Weakening;
 use crate::domain::secret::{constant_time_eq, random_token};
 use crate::geo::Location;
 use crate::service::sessions::{SignInOutcome, SignedIn};
@@ -682,9 +683,10 @@ pub(crate) async fn security_center(
                 last_used: p
                     .last_used_at
                     .map_or_else(|| "never".to_owned(), format_utc),
-                removal_pending: overview.pending.iter().any(|c| {
-                    c.kind == "passkey.remove" && c.target.as_deref() == Some(p.id.as_str())
-                }),
+                removal_pending: overview
+                    .pending
+                    .iter()
+                    .any(|c| c.change == Weakening::RemovePasskey(p.id.clone())),
             })
             .collect(),
         pending: overview
@@ -692,18 +694,18 @@ pub(crate) async fn security_center(
             .iter()
             .map(|c| PendingRow {
                 id: c.id.clone(),
-                what: match c.kind.as_str() {
-                    "totp.disable" => "Turn off the authenticator app".to_owned(),
-                    "passkey.remove" => format!(
+                what: match &c.change {
+                    Weakening::DisableTotp => "Turn off the authenticator app".to_owned(),
+                    Weakening::RemovePasskey(id) => format!(
                         "Remove the passkey \"{}\"",
                         overview
                             .passkeys
                             .iter()
-                            .find(|p| Some(p.id.as_str()) == c.target.as_deref())
+                            .find(|p| &p.id == id)
                             .map_or("?", |p| p.name.as_str())
                     ),
-                    "require_passkey.disable" => "Stop requiring a passkey".to_owned(),
-                    other => other.to_owned(),
+                    Weakening::StopRequiringPasskey => "Stop requiring a passkey".to_owned(),
+                    Weakening::MuteMail(_) => c.change.kind().to_owned(),
                 },
                 effective: format_utc(c.effective_at),
             })

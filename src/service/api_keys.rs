@@ -16,6 +16,7 @@ use crate::domain::api_key::{
     self, check_key_rules, expiry, parse_signed, required_permission, timestamp_ok, Allowlist,
     KeyType, Permission, Permissions, Refusal, Verifier,
 };
+use crate::domain::mail_kind::MailKind;
 use crate::domain::step_up::SensitiveAction;
 use crate::store::{ApiKeyRecord, Effects, SessionAuth};
 
@@ -663,7 +664,7 @@ impl Core {
                         auth.key.label
                     ),
                     now,
-                ).optional("api_keys"));
+                ).optional(MailKind::ApiKeys));
             self.store.append_audit(&fx).await?;
             mails += 1;
         }
@@ -688,7 +689,7 @@ impl Core {
                             format_utc(expires)
                         ),
                         now,
-                    ).optional("api_keys"));
+                    ).optional(MailKind::ApiKeys));
                 self.store
                     .api_key_warned(&key.api_key, which, now, &fx)
                     .await?;

@@ -7,6 +7,8 @@ use serde_json::json;
 use super::sessions::{ChallengeClient, PASSWORD_KNOWN_ALERT_INTERVAL};
 use super::{Client, Core, ServiceError, ServiceResult};
 use crate::clock::{format_utc, Millis, HOUR, MINUTE};
+use crate::domain::change::Weakening;
+use crate::domain::mail_kind::MailKind;
 use crate::domain::password::{self, NewPassword};
 use crate::domain::secret::{
     constant_time_eq, normalize_backup_code, random_token, six_digit_code, token_hash,
@@ -80,16 +82,6 @@ pub struct TotpEnrolment {
     pub secret: String,
     pub otpauth_uri: String,
     pub qr_svg: String,
-}
-
-fn weakening_label(kind: &str) -> &'static str {
-    match kind {
-        "totp.disable" => "Turn off the authenticator app",
-        "passkey.remove" => "Remove a passkey",
-        "require_passkey.disable" => "Stop requiring a passkey for important actions",
-        "mail.mute" => "Stop a security mail",
-        _ => "Weaken a protection",
-    }
 }
 
 impl Core {
@@ -216,7 +208,7 @@ impl Core {
             ),
             self.now(),
         )
-        .optional("signin")
+        .optional(MailKind::Signin)
     }
 
     pub(crate) fn notice(
@@ -671,8 +663,7 @@ impl Core {
     pub(crate) async fn schedule_weakening(
         &self,
         auth: &SessionAuth,
-        kind: &str,
-        target: Option<String>,
+        weakening: Weakening,
         what: &str,
         client: &Client,
     ) -> ServiceResult<PendingChange> {
@@ -684,7 +675,7 @@ impl Core {
             .pending_changes(&account.id)
             .await?
             .into_iter()
-            .find(|c| c.kind == kind && c.target == target)
+            .find(|c| c.change == weakening)
         {
             return Ok(existing);
         }
@@ -693,8 +684,7 @@ impl Core {
         let change = PendingChange {
             id: uuid::Uuid::new_v4().to_string(),
             account_id: account.id.clone(),
-            kind: kind.to_owned(),
-            target,
+            change: weakening,
             cancel_token_hash: token_hash(&token),
             requested_at: now,
             effective_at: now + WEAKENING_DELAY,
@@ -702,7 +692,7 @@ impl Core {
             applied_at: None,
         };
         let url = self.composer.public_url.trim_end_matches('/');
-        let fx = Effects::audit(self.event(Some(client), Some(&account.id), Self::account_actor(account), "weakening.scheduled", json!({"kind": kind, "target": change.target, "effective_at": change.effective_at})))
+        let fx = Effects::audit(self.event(Some(client), Some(&account.id), Self::account_actor(account), "weakening.scheduled", json!({"kind": change.change.kind(), "target": change.change.target(), "effective_at": change.effective_at})))
             .with_mail(self.notice(
                 account,
                 &format!("{what}: takes effect in 48 hours"),
@@ -798,10 +788,14 @@ impl Core {
             let Some(account) = self.store.account_by_id(&change.account_id).await? else {
                 continue;
             };
-            let what = weakening_label(&change.kind);
-            let fx = Effects::audit(self.event(None, Some(&account.id), "system".into(), "weakening.applied", json!({"kind": change.kind, "target": change.target})))
+            let what = change.change.label();
+            let fx = Effects::audit(self.event(None, Some(&account.id), "system".into(), "weakening.applied", json!({"kind": change.change.kind(), "target": change.change.target()})))
                 .with_mail(self.notice(&account, &format!("{what}: now in effect"), &format!("The change you asked for 48 hours ago is now in effect: {what}.\n\nIf you did not ask for it, freeze your account from the Security Center.")));
-            if self.store.apply_pending_change(&change, now, &fx).await? {
+            if self
+                .store
+                .apply_pending_change(&change, &change.change.steps(), now, &fx)
+                .await?
+            {
                 n += 1;
             }
         }
@@ -821,8 +815,7 @@ impl Core {
         }
         self.schedule_weakening(
             auth,
-            "totp.disable",
-            None,
+            Weakening::DisableTotp,
             "Turn off the authenticator app",
             client,
         )
@@ -868,8 +861,7 @@ impl Core {
         Ok(Some(
             self.schedule_weakening(
                 auth,
-                "require_passkey.disable",
-                None,
+                Weakening::StopRequiringPasskey,
                 "Stop requiring a passkey for important actions",
                 client,
             )

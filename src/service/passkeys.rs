@@ -15,6 +15,7 @@ use webauthn_rs::{Webauthn, WebauthnBuilder};
 use super::sessions::SignedIn;
 use super::{Client, Core, ServiceError, ServiceResult};
 use crate::clock::{format_utc, MINUTE};
+use crate::domain::change::Weakening;
 use crate::domain::secret::{random_token, token_hash};
 use crate::domain::step_up::SensitiveAction;
 use crate::store::{Account, Effects, PasskeyRecord, PendingChange, SessionAuth};
@@ -556,8 +557,13 @@ impl Core {
             ));
         };
         let what = format!("Remove the passkey \"{}\"", key.name);
-        self.schedule_weakening(auth, "passkey.remove", Some(key.id.clone()), &what, client)
-            .await
+        self.schedule_weakening(
+            auth,
+            Weakening::RemovePasskey(key.id.clone()),
+            &what,
+            client,
+        )
+        .await
     }
 
     pub(crate) fn new_backup_codes_for(&self, account_id: &str) -> (Vec<String>, Vec<String>) {

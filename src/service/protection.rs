@@ -9,6 +9,8 @@ use sha2::Sha256;
 
 use super::{Client, Core, ServiceError, ServiceResult};
 use crate::clock::{format_utc, Millis, HOUR, MINUTE};
+use crate::domain::change::Weakening;
+use crate::domain::mail_kind::MailKind;
 use crate::domain::secret::token_hash;
 use crate::domain::step_up::SensitiveAction;
 use crate::geo::Location;
@@ -340,15 +342,15 @@ impl Core {
     pub async fn mail_preferences(&self, auth: &SessionAuth) -> ServiceResult<Vec<MailPreference>> {
         let muted = self.store.mail_mutes(&auth.account.id).await?;
         let pending = self.store.pending_changes(&auth.account.id).await?;
-        Ok(crate::store::OPTIONAL_MAIL_KINDS
-            .iter()
-            .map(|(kind, description)| MailPreference {
-                kind,
-                description,
-                enabled: !muted.iter().any(|m| m == kind),
+        Ok(MailKind::OPTIONAL
+            .into_iter()
+            .map(|kind| MailPreference {
+                kind: kind.as_str(),
+                description: kind.optional_description().unwrap_or_default(),
+                enabled: !muted.contains(&kind),
                 turning_off_at: pending
                     .iter()
-                    .find(|c| c.kind == "mail.mute" && c.target.as_deref() == Some(kind))
+                    .find(|c| c.change == Weakening::MuteMail(kind))
                     .map(|c| c.effective_at),
             })
             .collect())
@@ -363,10 +365,10 @@ impl Core {
         enabled: bool,
         client: &Client,
     ) -> ServiceResult<Option<crate::store::PendingChange>> {
-        let Some((kind, description)) = crate::store::OPTIONAL_MAIL_KINDS
-            .iter()
-            .find(|(k, _)| *k == kind)
-        else {
+        let optional = MailKind::parse(kind)
+            .ok()
+            .and_then(|k| Some((k, k.optional_description()?)));
+        let Some((kind, description)) = optional else {
             return Err(crate::domain::Invalid::new(
                 "invalid_kind",
                 "Only these mails can be switched off: signin, api_keys.",
@@ -380,14 +382,14 @@ impl Core {
                 Some(&account.id),
                 Self::account_actor(account),
                 "mail_preference.enabled",
-                json!({ "kind": kind }),
+                json!({ "kind": kind.as_str() }),
             ));
             self.store.unmute_mail(&account.id, kind, &fx).await?;
             return Ok(None);
         }
         let what = format!("Stop mailing {description}");
         Ok(Some(
-            self.schedule_weakening(auth, "mail.mute", Some((*kind).to_owned()), &what, client)
+            self.schedule_weakening(auth, Weakening::MuteMail(kind), &what, client)
                 .await?,
         ))
     }

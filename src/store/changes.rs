@@ -4,16 +4,16 @@
 use async_trait::async_trait;
 
 use crate::clock::Millis;
+use crate::domain::change::{ChangeStep, Weakening};
 use crate::store::{Effects, StoreResult};
 
 /// A weakening change that takes effect later unless cancelled.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct PendingChange {
     pub id: String,
     pub account_id: String,
-    /// `totp.disable`, `passkey.remove`, `require_passkey.disable`.
-    pub kind: String,
-    pub target: Option<String>,
+    /// Stored as `kind` and `target`.
+    pub change: Weakening,
     pub cancel_token_hash: String,
     pub requested_at: Millis,
     pub effective_at: Millis,
@@ -61,11 +61,12 @@ pub trait ChangeStore {
     ) -> StoreResult<bool>;
     async fn due_pending_changes(&self, now: Millis, limit: i64)
         -> StoreResult<Vec<PendingChange>>;
-    /// Applies an open change (its effect and its `applied_at`) in one transaction; `false`
-    /// if it was no longer open.
+    /// Marks an open change applied and writes its `steps`, in order, in one transaction;
+    /// `false` (and nothing written) if it was no longer open.
     async fn apply_pending_change(
         &self,
         change: &PendingChange,
+        steps: &[ChangeStep],
         now: Millis,
         fx: &Effects,
     ) -> StoreResult<bool>;

@@ -16,6 +16,7 @@ use async_trait::async_trait;
 
 use crate::clock::Millis;
 use crate::config::Backend;
+use crate::domain::mail_kind::MailKind;
 
 pub mod accounts;
 pub mod api_keys;
@@ -110,26 +111,13 @@ pub struct NewMail {
     /// code (confirmation, password change): those prove access to the mailbox and must
     /// not be readable from a signed-in session.
     pub inbox: bool,
-    /// `security` (always sent) or an optional kind the owner may switch off
-    /// (see [`OPTIONAL_MAIL_KINDS`]).
-    pub kind: &'static str,
+    /// `Security` (always sent) or an optional kind the owner may switch off.
+    pub kind: MailKind,
 }
-
-/// Security mails an owner may switch off (after 48 hours); everything else always goes out.
-pub const OPTIONAL_MAIL_KINDS: [(&str, &str); 2] = [
-    (
-        "signin",
-        "a mail for every sign-in (new devices always mail and must be confirmed)",
-    ),
-    (
-        "api_keys",
-        "API-key expiry warnings and refused-address alerts",
-    ),
-];
 
 impl NewMail {
     /// Marks a mail as of an optional kind.
-    pub fn optional(mut self, kind: &'static str) -> Self {
+    pub fn optional(mut self, kind: MailKind) -> Self {
         self.kind = kind;
         self
     }

@@ -4,6 +4,7 @@
 use async_trait::async_trait;
 
 use crate::clock::Millis;
+use crate::domain::mail_kind::MailKind;
 use crate::store::{Device, Effects, StoreResult};
 
 /// What a freeze did.
@@ -97,7 +98,7 @@ pub trait ProtectionStore {
     async fn notifications(&self, account_id: &str, limit: i64) -> StoreResult<Vec<Notification>>;
     async fn mark_notifications_read(&self, account_id: &str, now: Millis) -> StoreResult<u64>;
     /// Mail kinds the account switched off.
-    async fn mail_mutes(&self, account_id: &str) -> StoreResult<Vec<String>>;
+    async fn mail_mutes(&self, account_id: &str) -> StoreResult<Vec<MailKind>>;
     /// Switches a mail kind back on (and cancels a pending switch-off).
-    async fn unmute_mail(&self, account_id: &str, kind: &str, fx: &Effects) -> StoreResult<()>;
+    async fn unmute_mail(&self, account_id: &str, kind: MailKind, fx: &Effects) -> StoreResult<()>;
 }

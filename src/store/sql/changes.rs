@@ -9,6 +9,7 @@ use super::effects::write_effects;
 use super::factors::delete_totp;
 use super::factors::drop_orphan_backup_codes;
 use crate::clock::Millis;
+use crate::domain::change::{ChangeStep, Weakening};
 use crate::store::{
     ChangeStore, Effects, PendingChange, RecoveryRequest, SqlStore, StoreError, StoreResult,
     WithdrawalLock,
@@ -32,6 +33,92 @@ pub(super) async fn insert_lock(tx: &mut Tx<'_>, l: &WithdrawalLock) -> StoreRes
     Ok(())
 }
 
+/// A `pending_changes` row as stored; [`ChangeRow::decode`] reads its kind and target.
+#[derive(sqlx::FromRow)]
+struct ChangeRow {
+    id: String,
+    account_id: String,
+    kind: String,
+    target: Option<String>,
+    cancel_token_hash: String,
+    requested_at: Millis,
+    effective_at: Millis,
+    cancelled_at: Option<Millis>,
+    applied_at: Option<Millis>,
+}
+
+impl ChangeRow {
+    fn decode(self) -> StoreResult<PendingChange> {
+        let change = Weakening::decode(&self.kind, self.target.as_deref())
+            .map_err(|e| StoreError::Corrupt(format!("pending change {}: {e}", self.id)))?;
+        Ok(PendingChange {
+            id: self.id,
+            account_id: self.account_id,
+            change,
+            cancel_token_hash: self.cancel_token_hash,
+            requested_at: self.requested_at,
+            effective_at: self.effective_at,
+            cancelled_at: self.cancelled_at,
+            applied_at: self.applied_at,
+        })
+    }
+}
+
+/// Writes one step of an applied change.
+async fn apply_step(
+    tx: &mut Tx<'_>,
+    account_id: &str,
+    step: &ChangeStep,
+    now: Millis,
+) -> StoreResult<()> {
+    match step {
+        ChangeStep::DeleteTotp => delete_totp(tx, account_id).await?,
+        ChangeStep::RemovePasskey(id) => {
+            sqlx::query("UPDATE passkeys SET removed_at = $1 WHERE id = $2 AND account_id = $3")
+                .bind(now)
+                .bind(id)
+                .bind(account_id)
+                .execute(&mut **tx)
+                .await?;
+        }
+        ChangeStep::StopRequiringPasskey => {
+            sqlx::query("UPDATE accounts SET require_passkey = FALSE WHERE id = $1")
+                .bind(account_id)
+                .execute(&mut **tx)
+                .await?;
+        }
+        ChangeStep::StopRequiringPasskeyIfNoneLeft => {
+            sqlx::query(
+                "UPDATE accounts
+                 SET require_passkey = FALSE
+                 WHERE id = $1
+                   AND NOT EXISTS (SELECT 1 FROM passkeys
+                                   WHERE account_id = $2 AND removed_at IS NULL)",
+            )
+            .bind(account_id)
+            .bind(account_id)
+            .execute(&mut **tx)
+            .await?;
+        }
+        ChangeStep::MuteMail(kind) => {
+            sqlx::query(
+                "INSERT INTO mail_mutes (account_id, kind, muted_at)
+                 VALUES ($1, $2, $3)
+                 ON CONFLICT (account_id, kind) DO NOTHING",
+            )
+            .bind(account_id)
+            .bind(kind.as_str())
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+        }
+        ChangeStep::DropBackupCodesIfNoFactorLeft => {
+            drop_orphan_backup_codes(tx, account_id).await?;
+        }
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl ChangeStore for SqlStore<Db> {
     async fn add_pending_change(&self, c: &PendingChange, fx: &Effects) -> StoreResult<()> {
@@ -43,8 +130,8 @@ impl ChangeStore for SqlStore<Db> {
         )
         .bind(&c.id)
         .bind(&c.account_id)
-        .bind(&c.kind)
-        .bind(&c.target)
+        .bind(c.change.kind())
+        .bind(c.change.target())
         .bind(&c.cancel_token_hash)
         .bind(c.requested_at)
         .bind(c.effective_at)
@@ -62,10 +149,11 @@ impl ChangeStore for SqlStore<Db> {
              WHERE account_id = $1 AND cancelled_at IS NULL AND applied_at IS NULL
              ORDER BY effective_at, id"
         );
-        Ok(sqlx::query_as(&sql)
+        let rows: Vec<ChangeRow> = sqlx::query_as(&sql)
             .bind(account_id)
             .fetch_all(&self.write)
-            .await?)
+            .await?;
+        rows.into_iter().map(ChangeRow::decode).collect()
     }
 
     async fn pending_change_by_token(
@@ -77,10 +165,11 @@ impl ChangeStore for SqlStore<Db> {
              FROM pending_changes
              WHERE cancel_token_hash = $1"
         );
-        Ok(sqlx::query_as(&sql)
+        let row: Option<ChangeRow> = sqlx::query_as(&sql)
             .bind(token_hash)
             .fetch_optional(&self.write)
-            .await?)
+            .await?;
+        row.map(ChangeRow::decode).transpose()
     }
 
     async fn cancel_pending_change(
@@ -120,16 +209,18 @@ impl ChangeStore for SqlStore<Db> {
              WHERE cancelled_at IS NULL AND applied_at IS NULL AND effective_at <= $1
              ORDER BY effective_at, id LIMIT $2"
         );
-        Ok(sqlx::query_as(&sql)
+        let rows: Vec<ChangeRow> = sqlx::query_as(&sql)
             .bind(now)
             .bind(limit)
             .fetch_all(&self.write)
-            .await?)
+            .await?;
+        rows.into_iter().map(ChangeRow::decode).collect()
     }
 
     async fn apply_pending_change(
         &self,
         c: &PendingChange,
+        steps: &[ChangeStep],
         now: Millis,
         fx: &Effects,
     ) -> StoreResult<bool> {
@@ -146,56 +237,9 @@ impl ChangeStore for SqlStore<Db> {
         if done.rows_affected() != 1 {
             return Ok(false);
         }
-        match c.kind.as_str() {
-            "totp.disable" => delete_totp(&mut tx, &c.account_id).await?,
-            "passkey.remove" => {
-                sqlx::query(
-                    "UPDATE passkeys SET removed_at = $1 WHERE id = $2 AND account_id = $3",
-                )
-                .bind(now)
-                .bind(&c.target)
-                .bind(&c.account_id)
-                .execute(&mut *tx)
-                .await?;
-                // "Require a passkey" cannot outlive the last passkey.
-                sqlx::query(
-                    "UPDATE accounts
-                 SET require_passkey = FALSE
-                 WHERE id = $1
-                   AND NOT EXISTS (SELECT 1 FROM passkeys
-                                   WHERE account_id = $2 AND removed_at IS NULL)",
-                )
-                .bind(&c.account_id)
-                .bind(&c.account_id)
-                .execute(&mut *tx)
-                .await?;
-            }
-            "mail.mute" => {
-                sqlx::query(
-                    "INSERT INTO mail_mutes (account_id, kind, muted_at)
-                     VALUES ($1, $2, $3)
-                     ON CONFLICT (account_id, kind)
-                     DO NOTHING",
-                )
-                .bind(&c.account_id)
-                .bind(&c.target)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-            }
-            "require_passkey.disable" => {
-                sqlx::query("UPDATE accounts SET require_passkey = FALSE WHERE id = $1")
-                    .bind(&c.account_id)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            other => {
-                return Err(StoreError::Corrupt(format!(
-                    "unknown pending change kind {other:?}"
-                )))
-            }
+        for step in steps {
+            apply_step(&mut tx, &c.account_id, step, now).await?;
         }
-        drop_orphan_backup_codes(&mut tx, &c.account_id).await?;
         write_effects(&mut tx, fx).await?;
         tx.commit().await?;
         Ok(true)
@@ -298,11 +342,11 @@ impl ChangeStore for SqlStore<Db> {
         sqlx::query(
             "UPDATE pending_changes
              SET cancelled_at = $1
-             WHERE account_id = $2 AND kind = 'totp.disable' AND cancelled_at IS NULL
-               AND applied_at IS NULL",
+             WHERE account_id = $2 AND kind = $3 AND cancelled_at IS NULL AND applied_at IS NULL",
         )
         .bind(lock.created_at)
         .bind(account_id)
+        .bind(Weakening::DisableTotp.kind())
         .execute(&mut *tx)
         .await?;
         drop_orphan_backup_codes(&mut tx, account_id).await?;

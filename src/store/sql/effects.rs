@@ -132,7 +132,7 @@ pub(super) async fn write_effects(tx: &mut Tx<'_>, fx: &Effects) -> StoreResult<
         .bind(m.created_at)
         .bind(m.created_at)
         .bind(m.account_id.as_deref().unwrap_or(""))
-        .bind(m.kind)
+        .bind(m.kind.as_str())
         .execute(&mut **tx)
         .await?;
     }

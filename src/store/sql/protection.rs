@@ -8,9 +8,11 @@ use super::dialect::{Db, Tx, FOR_UPDATE};
 use super::effects::write_effects;
 use super::sessions::DEVICE_COLUMNS;
 use crate::clock::Millis;
+use crate::domain::change::Weakening;
+use crate::domain::mail_kind::MailKind;
 use crate::store::{
     Device, Effects, FreezeLinkRow, FreezeOutcome, Notification, ProtectionStore, SqlStore,
-    StoreResult,
+    StoreError, StoreResult,
 };
 
 pub(super) async fn freeze_in(
@@ -330,33 +332,35 @@ impl ProtectionStore for SqlStore<Db> {
         .rows_affected())
     }
 
-    async fn mail_mutes(&self, account_id: &str) -> StoreResult<Vec<String>> {
+    async fn mail_mutes(&self, account_id: &str) -> StoreResult<Vec<MailKind>> {
         let rows = sqlx::query("SELECT kind FROM mail_mutes WHERE account_id = $1 ORDER BY kind")
             .bind(account_id)
             .fetch_all(&self.read)
             .await?;
-        Ok(rows
-            .iter()
-            .map(|r| r.try_get("kind"))
-            .collect::<Result<_, _>>()?)
+        let decode = |r: &<Db as sqlx::Database>::Row| -> StoreResult<MailKind> {
+            let kind: String = r.try_get("kind")?;
+            MailKind::parse(&kind).map_err(|e| StoreError::Corrupt(format!("mail_mutes: {e}")))
+        };
+        rows.iter().map(decode).collect()
     }
 
-    async fn unmute_mail(&self, account_id: &str, kind: &str, fx: &Effects) -> StoreResult<()> {
+    async fn unmute_mail(&self, account_id: &str, kind: MailKind, fx: &Effects) -> StoreResult<()> {
         let mut tx = self.write.begin().await?;
         sqlx::query("DELETE FROM mail_mutes WHERE account_id = $1 AND kind = $2")
             .bind(account_id)
-            .bind(kind)
+            .bind(kind.as_str())
             .execute(&mut *tx)
             .await?;
         sqlx::query(
             "UPDATE pending_changes
              SET cancelled_at = $1
-             WHERE account_id = $2 AND kind = 'mail.mute' AND target = $3
+             WHERE account_id = $2 AND kind = $3 AND target = $4
                AND cancelled_at IS NULL AND applied_at IS NULL",
         )
         .bind(fx.audit.first().map_or(0, |e| e.at))
         .bind(account_id)
-        .bind(kind)
+        .bind(Weakening::MuteMail(kind).kind())
+        .bind(kind.as_str())
         .execute(&mut *tx)
         .await?;
         write_effects(&mut tx, fx).await?;
