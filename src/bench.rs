@@ -464,7 +464,7 @@ pub async fn run(command: BenchCommand, mut settings: Settings) -> anyhow::Resul
                     last_seen_at: now,
                     expires_at: now + 12 * HOUR,
                     stepped_up_at: None,
-                    method: "password".into(),
+                    method: crate::domain::sign_in::SignInMethod::Password,
                     confirm_token_hash: None,
                     ended_at: None,
                 };
@@ -481,7 +481,7 @@ pub async fn run(command: BenchCommand, mut settings: Settings) -> anyhow::Resul
                     os: info.os,
                     browser: info.browser,
                     at,
-                    method: "password".into(),
+                    method: crate::domain::sign_in::SignInMethod::Password,
                 };
                 let fx = Effects::audit(AuditEvent {
                     at,

@@ -9,6 +9,7 @@ pub mod email;
 pub mod mail_kind;
 pub mod password;
 pub mod secret;
+pub mod sign_in;
 pub mod step_up;
 pub mod throttle;
 pub mod totp;

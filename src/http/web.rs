@@ -19,6 +19,7 @@ use super::{AppState, CHALLENGE_COOKIE, CSRF_COOKIE, SESSION_COOKIE};
 use crate::clock::format_utc;
 use crate::domain::change::Weakening;
 use crate::domain::secret::{constant_time_eq, random_token};
+use crate::domain::sign_in::{SecondFactor, SignInMethod};
 use crate::geo::Location;
 use crate::service::sessions::{SignInOutcome, SignedIn};
 use crate::service::{Client, ServiceError};
@@ -193,14 +194,13 @@ pub(crate) async fn page_auth(state: &AppState, jar: &CookieJar) -> Result<Sessi
 }
 
 /// How a sign-in was made, in words.
-fn method_label(method: &str) -> &'static str {
+fn method_label(method: SignInMethod) -> &'static str {
     match method {
-        "password" => "Password",
-        "password+totp" => "Password + authenticator app",
-        "password+backup_code" => "Password + backup code",
-        "password+passkey" => "Password + passkey",
-        "passkey" => "Passkey",
-        _ => "Other",
+        SignInMethod::Password => "Password",
+        SignInMethod::PasswordAnd(SecondFactor::Totp) => "Password + authenticator app",
+        SignInMethod::PasswordAnd(SecondFactor::BackupCode) => "Password + backup code",
+        SignInMethod::PasswordAnd(SecondFactor::Passkey) => "Password + passkey",
+        SignInMethod::Passkey => "Passkey",
     }
 }
 
@@ -655,7 +655,7 @@ pub(crate) async fn security_center(
             .map(|l| LoginRow {
                 success: l.success,
                 result: match l.reason.as_str() {
-                    "signed_in" => format!("Success · {}", method_label(&l.method)),
+                    "signed_in" => format!("Success · {}", method_label(l.method)),
                     "wrong_password" => "Failed: wrong password".to_owned(),
                     "email_not_confirmed" => "Failed: email not confirmed".to_owned(),
                     "throttled" => "Refused: too many attempts".to_owned(),

@@ -14,7 +14,7 @@ use super::{Client, Core, ServiceError, ServiceResult};
 use crate::clock::{format_utc, Millis, DAY, HOUR};
 use crate::domain::api_key::{
     self, check_key_rules, expiry, parse_signed, required_permission, timestamp_ok, Allowlist,
-    KeyType, Permission, Permissions, Refusal, Verifier,
+    ExpiryWarning, KeyType, Permission, Permissions, Refusal, Verifier,
 };
 use crate::domain::mail_kind::MailKind;
 use crate::domain::step_up::SensitiveAction;
@@ -668,20 +668,24 @@ impl Core {
             self.store.append_audit(&fx).await?;
             mails += 1;
         }
-        for (which, ahead) in [("7d", 7 * DAY), ("1d", DAY)] {
-            for key in self.store.api_keys_to_warn(which, now + ahead, now).await? {
+        for which in ExpiryWarning::ALL {
+            for key in self
+                .store
+                .api_keys_to_warn(which, now + which.ahead(), now)
+                .await?
+            {
                 let Some(account) = self.store.account_by_id(&key.account_id).await? else {
                     continue;
                 };
                 let Some(expires) = key.expires_at else {
                     continue;
                 };
-                let fx = Effects::audit(self.event(None, Some(&account.id), "system".into(), "api_key.expiry_warned", json!({"api_key": key.api_key, "which": which})))
+                let fx = Effects::audit(self.event(None, Some(&account.id), "system".into(), "api_key.expiry_warned", json!({"api_key": key.api_key, "which": which.as_str()})))
                     .with_mail(self.composer.compose(
                         Some(&account.id),
                         &account.email,
                         account.anti_phishing_code.as_deref(),
-                        &format!("Your API key \"{}\" expires {}", key.label, if which == "1d" { "tomorrow" } else { "in 7 days" }),
+                        &format!("Your API key \"{}\" expires {}", key.label, which.when()),
                         &format!(
                             "The API key \"{}\" expires at {}. Bots using it will stop working then.\n\n\
                              To keep a key with write permissions, give it an IP allowlist (keys with an allowlist do not expire), or create a new one.",

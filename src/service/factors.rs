@@ -13,6 +13,7 @@ use crate::domain::password::{self, NewPassword};
 use crate::domain::secret::{
     constant_time_eq, normalize_backup_code, random_token, six_digit_code, token_hash,
 };
+use crate::domain::sign_in::SecondFactor;
 use crate::domain::step_up::{self, SensitiveAction};
 use crate::domain::{email::Email, totp};
 use crate::store::{
@@ -142,7 +143,7 @@ impl Core {
         &self,
         account: &Account,
         code: &str,
-    ) -> ServiceResult<Option<&'static str>> {
+    ) -> ServiceResult<Option<SecondFactor>> {
         let code = code.trim();
         if code.len() > 64 {
             return Ok(None);
@@ -160,7 +161,7 @@ impl Core {
                     .store
                     .totp_use_step(&account.id, step)
                     .await?
-                    .then_some("totp"));
+                    .then_some(SecondFactor::Totp));
             }
         }
         let normalized = normalize_backup_code(code);
@@ -174,7 +175,7 @@ impl Core {
                 )
                 .await?
         {
-            return Ok(Some("backup_code"));
+            return Ok(Some(SecondFactor::BackupCode));
         }
         Ok(None)
     }
@@ -182,16 +183,15 @@ impl Core {
     pub(crate) fn factor_used_mail(
         &self,
         account: &Account,
-        method: &str,
+        method: SecondFactor,
         client: &Client,
     ) -> crate::store::NewMail {
         let what = match method {
-            "totp" => "your authenticator app",
-            "backup_code" => {
+            SecondFactor::Totp => "your authenticator app",
+            SecondFactor::BackupCode => {
                 "a backup code (each works once; make new ones if you are running low)"
             }
-            "passkey" => "your passkey",
-            _ => "a second factor",
+            SecondFactor::Passkey => "your passkey",
         };
         self.composer.compose(
             Some(&account.id),
@@ -636,7 +636,7 @@ impl Core {
     pub(crate) async fn mark_stepped_up(
         &self,
         auth: &SessionAuth,
-        method: &str,
+        method: SecondFactor,
         client: &Client,
     ) -> ServiceResult<Millis> {
         let account = &auth.account;
@@ -645,9 +645,9 @@ impl Core {
             Some(&account.id),
             Self::account_actor(account),
             "step_up.succeeded",
-            json!({ "method": method }),
+            json!({ "method": method.as_str() }),
         ));
-        if method == "backup_code" {
+        if method == SecondFactor::BackupCode {
             fx = fx.with_mail(self.notice(account, "A backup code was used", &format!("A backup code was used to confirm an action from {} ({}). Each code works once.", client.device.summary(), client.ip)));
         }
         let now = self.now();

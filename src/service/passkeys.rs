@@ -17,6 +17,7 @@ use super::{Client, Core, ServiceError, ServiceResult};
 use crate::clock::{format_utc, MINUTE};
 use crate::domain::change::Weakening;
 use crate::domain::secret::{random_token, token_hash};
+use crate::domain::sign_in::{SecondFactor, SignInMethod};
 use crate::domain::step_up::SensitiveAction;
 use crate::store::{Account, Effects, PasskeyRecord, PendingChange, SessionAuth};
 
@@ -415,10 +416,17 @@ impl Core {
                 let known = self.known_device(&account.id, client).await?;
                 let extra = Effects {
                     audit: vec![],
-                    mails: vec![self.factor_used_mail(&account, "passkey", client)],
+                    mails: vec![self.factor_used_mail(&account, SecondFactor::Passkey, client)],
                 };
-                self.open_session(&account, client, known, "passkey", None, Some(extra))
-                    .await
+                self.open_session(
+                    &account,
+                    client,
+                    known,
+                    SignInMethod::Passkey,
+                    None,
+                    Some(extra),
+                )
+                .await
             }
             "passkey.second" => {
                 let second: SecondStepState = serde_json::from_str(&state).map_err(unreadable)?;
@@ -442,13 +450,13 @@ impl Core {
                 let known = self.known_device(&account.id, client).await?;
                 let extra = Effects {
                     audit: vec![],
-                    mails: vec![self.factor_used_mail(&account, "passkey", client)],
+                    mails: vec![self.factor_used_mail(&account, SecondFactor::Passkey, client)],
                 };
                 self.open_session(
                     &account,
                     client,
                     known,
-                    "password+passkey",
+                    SignInMethod::PasswordAnd(SecondFactor::Passkey),
                     Some(&challenge.id),
                     Some(extra),
                 )
@@ -509,7 +517,8 @@ impl Core {
             .finish_passkey_authentication(credential, &state);
         self.verify_assertion(&auth.account, &record, result, client)
             .await?;
-        self.mark_stepped_up(auth, "passkey", client).await
+        self.mark_stepped_up(auth, SecondFactor::Passkey, client)
+            .await
     }
 
     pub async fn rename_passkey(

@@ -9,6 +9,7 @@ use crate::clock::{Millis, DAY, HOUR, MINUTE, SECOND};
 use crate::domain::email::Email;
 use crate::domain::password;
 use crate::domain::secret::{random_token, token_hash};
+use crate::domain::sign_in::SignInMethod;
 use crate::domain::throttle::ThrottlePolicy;
 use crate::store::{
     Account, Device, Effects, Login, Session, SessionAuth, SignInChallenge, SignInRecord,
@@ -144,7 +145,7 @@ impl Core {
             device_id,
             false,
             "throttled",
-            "password",
+            SignInMethod::Password,
         );
         self.store.record_failed_login(&row, &fx).await?;
         Ok(())
@@ -157,7 +158,7 @@ impl Core {
         device_id: Option<&str>,
         success: bool,
         reason: &str,
-        method: &str,
+        method: SignInMethod,
     ) -> Login {
         Login {
             id: uuid::Uuid::new_v4().to_string(),
@@ -172,7 +173,7 @@ impl Core {
             os: client.device.os.clone(),
             browser: client.device.browser.clone(),
             at: self.now(),
-            method: method.to_owned(),
+            method,
         }
     }
 
@@ -281,7 +282,7 @@ impl Core {
                             device_id.as_deref(),
                             false,
                             "wrong_password",
-                            "password",
+                            SignInMethod::Password,
                         );
                         self.store.record_failed_login(&row, &fx).await?;
                     }
@@ -310,7 +311,7 @@ impl Core {
                 None,
                 false,
                 "email_not_confirmed",
-                "password",
+                SignInMethod::Password,
             );
             self.store.record_failed_login(&row, &fx).await?;
             return Err(ServiceError::EmailNotConfirmed);
@@ -352,7 +353,14 @@ impl Core {
             });
         }
         let signed = self
-            .open_session(&account, client, known_device, "password", None, None)
+            .open_session(
+                &account,
+                client,
+                known_device,
+                SignInMethod::Password,
+                None,
+                None,
+            )
             .await?;
         Ok(SignInOutcome::SignedIn(signed))
     }
@@ -364,7 +372,7 @@ impl Core {
         account: &Account,
         client: &Client,
         known_device: Option<Device>,
-        method: &str,
+        method: SignInMethod,
         challenge_id: Option<&str>,
         extra: Option<Effects>,
     ) -> ServiceResult<SignedIn> {
@@ -433,7 +441,7 @@ impl Core {
             && ((device_is_new && self.store.has_devices(&account.id).await?) || moved_country);
         let confirm_token = needs_confirmation.then(random_token);
         let session_token = random_token();
-        let proved_second_factor = method != "password";
+        let proved_second_factor = method.proves_second_factor();
         let session = Session {
             id: token_hash(&session_token),
             account_id: account.id.clone(),
@@ -442,7 +450,7 @@ impl Core {
             last_seen_at: now,
             expires_at: now + self.rules.session_absolute_hours * HOUR,
             stepped_up_at: proved_second_factor.then_some(now),
-            method: method.to_owned(),
+            method,
             confirm_token_hash: confirm_token.as_deref().map(token_hash),
             ended_at: None,
         };
@@ -459,7 +467,7 @@ impl Core {
             Some(&account.id),
             Self::account_actor(account),
             "signin.succeeded",
-            json!({"device_id": device.id, "new_device": device_is_new, "method": method}),
+            json!({"device_id": device.id, "new_device": device_is_new, "method": method.as_str()}),
         ));
         if let Some(extra) = extra {
             fx.audit.extend(extra.audit);
@@ -576,7 +584,7 @@ impl Core {
                     &account,
                     client,
                     known_device,
-                    &format!("password+{method}"),
+                    SignInMethod::PasswordAnd(method),
                     Some(&challenge.id),
                     Some(extra),
                 )
@@ -619,7 +627,7 @@ impl Core {
                     device_id.as_deref(),
                     false,
                     "wrong_second_factor",
-                    "password",
+                    SignInMethod::Password,
                 );
                 self.store.record_failed_login(&row, &fx).await?;
                 Err(ServiceError::InvalidCode {

@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 
 use crate::clock::Millis;
+use crate::domain::api_key::ExpiryWarning;
 use crate::store::{Effects, StoreResult};
 
 /// An API key as stored. `secret_enc` (HMAC) is sealed; `public_key` (Ed25519/RSA) is PEM.
@@ -73,17 +74,17 @@ pub trait ApiKeyStore {
     ) -> StoreResult<u64>;
     /// Records last use in one batch: `(key, at, ip)`.
     async fn api_keys_used(&self, uses: &[(String, Millis, String)]) -> StoreResult<()>;
-    /// Live keys expiring before `before` that still lack the warning `which` (`7d`/`1d`).
+    /// Live keys expiring before `before` that have not had the warning `which`.
     async fn api_keys_to_warn(
         &self,
-        which: &str,
+        which: ExpiryWarning,
         before: Millis,
         now: Millis,
     ) -> StoreResult<Vec<ApiKeyRecord>>;
     async fn api_key_warned(
         &self,
         api_key: &str,
-        which: &str,
+        which: ExpiryWarning,
         now: Millis,
         fx: &Effects,
     ) -> StoreResult<()>;

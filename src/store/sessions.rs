@@ -4,6 +4,7 @@ use async_trait::async_trait;
 use serde::Serialize;
 
 use crate::clock::Millis;
+use crate::domain::sign_in::SignInMethod;
 use crate::store::{Account, Effects, StoreResult};
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
@@ -36,9 +37,9 @@ pub struct Session {
     pub expires_at: Millis,
     /// The last time this session proved a second factor (sign-in or step-up).
     pub stepped_up_at: Option<Millis>,
-    /// How it was opened: `password`, `password+totp`, `password+backup_code`,
-    /// `password+passkey`, `passkey`.
-    pub method: String,
+    /// How it was opened.
+    #[sqlx(try_from = "String")]
+    pub method: SignInMethod,
     /// Set while a sign-in from an unrecognised device waits for its mailed confirmation
     /// (SHA-256 of the link's token); the session is unusable until then.
     pub confirm_token_hash: Option<String>,
@@ -68,8 +69,8 @@ pub struct Login {
     pub os: String,
     pub browser: String,
     pub at: Millis,
-    /// `password`, `password+totp`, `passkey`, … (see [`Session::method`]).
-    pub method: String,
+    #[sqlx(try_from = "String")]
+    pub method: SignInMethod,
 }
 
 /// Everything a successful sign-in writes, in one transaction.

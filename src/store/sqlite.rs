@@ -4,6 +4,10 @@
 //!
 //! The SQL is the shared `store/sql/*.rs`, compiled here against [`dialect`].
 
+// `store/sql/*.rs` is compiled once per backend on purpose: each copy is checked
+// against its own `dialect::Db`.
+#![allow(clippy::duplicate_mod)]
+
 use std::str::FromStr;
 use std::time::Duration;
 

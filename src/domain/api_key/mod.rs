@@ -257,6 +257,41 @@ pub fn expiry(perms: Permissions, allowlist: &Allowlist, created_at: Millis) -> 
     (perms.writes() && allowlist.is_empty()).then_some(created_at + UNRESTRICTED_WRITE_KEY_LIFETIME)
 }
 
+/// The warnings before a key expires: 7 days and 1 day ahead, each sent once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpiryWarning {
+    SevenDays,
+    OneDay,
+}
+
+impl ExpiryWarning {
+    pub const ALL: [ExpiryWarning; 2] = [ExpiryWarning::SevenDays, ExpiryWarning::OneDay];
+
+    /// How long before the expiry it goes out.
+    pub fn ahead(self) -> Millis {
+        match self {
+            ExpiryWarning::SevenDays => 7 * DAY,
+            ExpiryWarning::OneDay => DAY,
+        }
+    }
+
+    /// Its name in the audit log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExpiryWarning::SevenDays => "7d",
+            ExpiryWarning::OneDay => "1d",
+        }
+    }
+
+    /// "Your API key … expires {when}".
+    pub fn when(self) -> &'static str {
+        match self {
+            ExpiryWarning::SevenDays => "in 7 days",
+            ExpiryWarning::OneDay => "tomorrow",
+        }
+    }
+}
+
 fn alnum(n: usize) -> String {
     const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     let mut rng = rand::thread_rng();
@@ -303,8 +338,6 @@ impl KeyType {
         }
     }
 }
-
-/// Verifies a signature over the payload with one key's material.
 
 #[cfg(test)]
 mod tests {

@@ -3,6 +3,7 @@
 
 use super::{Permission, Refusal};
 
+/// A route → permission rule of the gateway.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteRule {

@@ -11,6 +11,7 @@ use super::{KeyType, Permission, DEFAULT_RECV_WINDOW, FUTURE_TOLERANCE, MAX_RECV
 use crate::clock::Millis;
 use crate::domain::Invalid;
 
+/// Verifies a signature over the payload with one key's material.
 #[derive(Clone)]
 pub enum Verifier {
     /// Keyed once; cloning the keyed state per request skips the key setup.
@@ -291,8 +292,6 @@ fn number(v: &str) -> Option<i64> {
 pub fn timestamp_ok(req: &SignedRequest, now: Millis) -> bool {
     req.timestamp < now + FUTURE_TOLERANCE && now - req.timestamp <= req.recv_window
 }
-
-/// A route → permission rule of the gateway.
 
 #[cfg(test)]
 mod tests {

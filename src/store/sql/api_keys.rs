@@ -6,11 +6,20 @@ use sqlx::Row as _;
 use super::dialect::{Db, NOTIFY};
 use super::effects::write_effects;
 use crate::clock::Millis;
+use crate::domain::api_key::ExpiryWarning;
 use crate::store::{ApiKeyAuth, ApiKeyRecord, ApiKeyStore, Effects, SqlStore, StoreResult};
 
 const API_KEY_COLUMNS: &str = "api_key, account_id, label, key_type, secret_enc, public_key, \
      permissions, ip_allowlist, created_at, created_ip, created_device, created_unusual, \
      expires_at, last_used_at, last_used_ip, warned_7d_at, warned_1d_at, deleted_at";
+
+/// The column that records when a warning went out.
+fn warned_column(which: ExpiryWarning) -> &'static str {
+    match which {
+        ExpiryWarning::SevenDays => "warned_7d_at",
+        ExpiryWarning::OneDay => "warned_1d_at",
+    }
+}
 
 #[async_trait]
 impl ApiKeyStore for SqlStore<Db> {
@@ -182,15 +191,11 @@ impl ApiKeyStore for SqlStore<Db> {
 
     async fn api_keys_to_warn(
         &self,
-        which: &str,
+        which: ExpiryWarning,
         before: Millis,
         now: Millis,
     ) -> StoreResult<Vec<ApiKeyRecord>> {
-        let column = if which == "1d" {
-            "warned_1d_at"
-        } else {
-            "warned_7d_at"
-        };
+        let column = warned_column(which);
         let sql = format!(
             "SELECT {API_KEY_COLUMNS}
              FROM api_keys
@@ -208,15 +213,11 @@ impl ApiKeyStore for SqlStore<Db> {
     async fn api_key_warned(
         &self,
         api_key: &str,
-        which: &str,
+        which: ExpiryWarning,
         now: Millis,
         fx: &Effects,
     ) -> StoreResult<()> {
-        let column = if which == "1d" {
-            "warned_1d_at"
-        } else {
-            "warned_7d_at"
-        };
+        let column = warned_column(which);
         let mut tx = self.write.begin().await?;
         sqlx::query(&format!(
             "UPDATE api_keys SET {column} = $1 WHERE api_key = $2"

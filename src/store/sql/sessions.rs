@@ -6,9 +6,10 @@ use sqlx::Row as _;
 use super::dialect::{Db, Tx};
 use super::effects::write_effects;
 use crate::clock::Millis;
+use crate::domain::sign_in::SignInMethod;
 use crate::store::{
     Account, Device, Effects, Login, Session, SessionAuth, SessionStore, SignInRecord, SqlStore,
-    StoreResult,
+    StoreError, StoreResult,
 };
 
 pub(super) const DEVICE_COLUMNS: &str = "id, account_id, token_hash, fingerprint, model, os, \
@@ -72,7 +73,11 @@ impl SessionStore for SqlStore<Db> {
             last_seen_at: row.try_get("last_seen_at")?,
             expires_at: row.try_get("expires_at")?,
             stepped_up_at: row.try_get("stepped_up_at")?,
-            method: row.try_get("method")?,
+            method: {
+                let method: String = row.try_get("method")?;
+                SignInMethod::parse(&method)
+                    .map_err(|e| StoreError::Corrupt(format!("session {session_id}: {e}")))?
+            },
             confirm_token_hash: {
                 let confirmed: Option<Millis> = row.try_get("confirmed_at")?;
                 let pending: Option<String> = row.try_get("confirm_token_hash")?;
@@ -230,7 +235,7 @@ pub(super) async fn insert_sign_in(tx: &mut Tx<'_>, r: &SignInRecord) -> StoreRe
     .bind(s.last_seen_at)
     .bind(s.expires_at)
     .bind(s.stepped_up_at)
-    .bind(&s.method)
+    .bind(s.method.as_str())
     .bind(&s.confirm_token_hash)
     .execute(&mut **tx)
     .await?;
@@ -256,7 +261,7 @@ pub(super) async fn insert_login(tx: &mut Tx<'_>, l: &Login) -> StoreResult<()> 
     .bind(&l.os)
     .bind(&l.browser)
     .bind(l.at)
-    .bind(&l.method)
+    .bind(l.method.as_str())
     .execute(&mut **tx)
     .await?;
     Ok(())
