@@ -14,7 +14,7 @@ use super::{Client, Core, ServiceError, ServiceResult};
 use crate::clock::{format_utc, Millis, DAY, HOUR};
 use crate::domain::api_key::{
     self, check_key_rules, expiry, parse_signed, required_permission, timestamp_ok, Allowlist,
-    ExpiryWarning, KeyType, Permission, Permissions, Refusal, Verifier,
+    ExpiryWarning, KeyAccess, KeyType, Permission, Permissions, Refusal, Verifier,
 };
 use crate::domain::mail_kind::MailKind;
 use crate::domain::step_up::SensitiveAction;
@@ -171,7 +171,7 @@ pub struct NewKey {
 impl Core {
     fn load_key(&self, auth: crate::store::ApiKeyAuth) -> ServiceResult<Arc<CachedKey>> {
         let k = auth.key;
-        let verifier = match KeyType::parse(&k.key_type)? {
+        let verifier = match k.key_type {
             KeyType::Hmac => {
                 let sealed = k.secret_enc.as_deref().ok_or_else(|| {
                     ServiceError::Internal(anyhow::anyhow!("HMAC key without secret"))
@@ -181,13 +181,12 @@ impl Core {
             }
             other => Verifier::public_key(other, k.public_key.as_deref().unwrap_or_default())?,
         };
-        let (permissions, allowlist, unusable) = match (
-            Permissions::from_csv(&k.permissions),
-            Allowlist::from_csv(&k.ip_allowlist),
-        ) {
-            (Ok(p), Ok(a)) => (p, a, false),
-            (p, a) => {
-                let why = p.err().or(a.err()).map(|e| e.message).unwrap_or_default();
+        let (permissions, allowlist, unusable) = match k.access {
+            KeyAccess::Readable {
+                permissions,
+                allowlist,
+            } => (permissions, allowlist, false),
+            KeyAccess::Unreadable { why, .. } => {
                 tracing::error!(api_key = %k.api_key, "stored API key settings unreadable, key refused: {why}");
                 (Permissions::default(), Allowlist::default(), true)
             }
@@ -393,11 +392,13 @@ impl Core {
             api_key: key,
             account_id: account.id.clone(),
             label,
-            key_type: kind.as_str().to_owned(),
+            key_type: kind,
             secret_enc,
             public_key,
-            permissions: permissions.to_csv(),
-            ip_allowlist: allowlist.to_csv(),
+            access: KeyAccess::Readable {
+                permissions,
+                allowlist: allowlist.clone(),
+            },
             created_at: now,
             created_ip: client.ip.to_string(),
             created_device: client.device.summary(),
@@ -423,7 +424,7 @@ impl Core {
             Some(&account.id),
             Self::account_actor(account),
             "api_key.created",
-            json!({"api_key": record.api_key, "label": record.label, "type": record.key_type, "permissions": record.permissions, "ip_allowlist": record.ip_allowlist, "unusual_device": unusual}),
+            json!({"api_key": record.api_key, "label": record.label, "type": record.key_type.as_str(), "permissions": record.access.permissions_csv(), "ip_allowlist": record.access.allowlist_csv(), "unusual_device": unusual}),
         ))
         .with_mail(self.composer.compose(
             Some(&account.id),
@@ -434,12 +435,12 @@ impl Core {
                 "The API key \"{}\" ({}) was created at {} from {} ({}).\nPermissions: {}\nIP allowlist: {}\n{}\n{}\n\
                  If this was not you, delete it now from the Security Center and freeze your account: attackers add API keys as a backdoor.",
                 record.label,
-                record.key_type,
+                record.key_type.as_str(),
                 format_utc(now),
                 client.device.summary(),
                 client.ip,
-                record.permissions,
-                if record.ip_allowlist.is_empty() { "none (any address)" } else { &record.ip_allowlist },
+                permissions.to_csv(),
+                if allowlist.is_empty() { "none (any address)".to_owned() } else { allowlist.to_csv() },
                 expires,
                 if unusual { "This device is new to your account.\n" } else { "" },
             ),
@@ -478,11 +479,18 @@ impl Core {
         };
         // Editing a key whose stored settings do not decode would compute "what was added"
         // against a guess: refuse, and let the owner delete it instead.
-        let unreadable = |e: crate::domain::Invalid| {
-            ServiceError::Internal(anyhow::anyhow!("API key {}: {}", record.api_key, e.message))
+        let (old_perms, old_list) = match &record.access {
+            KeyAccess::Readable {
+                permissions,
+                allowlist,
+            } => (*permissions, allowlist.clone()),
+            KeyAccess::Unreadable { why, .. } => {
+                return Err(ServiceError::Internal(anyhow::anyhow!(
+                    "API key {}: {why}",
+                    record.api_key
+                )))
+            }
         };
-        let old_perms = Permissions::from_csv(&record.permissions).map_err(unreadable)?;
-        let old_list = Allowlist::from_csv(&record.ip_allowlist).map_err(unreadable)?;
         let perms = match permissions {
             Some(p) => Permissions::parse_list(&p)?,
             None => old_perms,
@@ -533,14 +541,7 @@ impl Core {
         }
         if !self
             .store
-            .update_api_key(
-                &account.id,
-                key,
-                &perms.to_csv(),
-                &list.to_csv(),
-                expires_at,
-                &fx,
-            )
+            .update_api_key(&account.id, key, perms, &list, expires_at, &fx)
             .await?
         {
             return Err(ServiceError::NotFound(
@@ -549,8 +550,10 @@ impl Core {
             ));
         }
         self.invalidate_keys(&format!("key:{key}")).await?;
-        record.permissions = perms.to_csv();
-        record.ip_allowlist = list.to_csv();
+        record.access = KeyAccess::Readable {
+            permissions: perms,
+            allowlist: list,
+        };
         record.expires_at = expires_at;
         Ok(record)
     }

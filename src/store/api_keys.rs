@@ -3,22 +3,20 @@
 use async_trait::async_trait;
 
 use crate::clock::Millis;
-use crate::domain::api_key::ExpiryWarning;
+use crate::domain::api_key::{Allowlist, ExpiryWarning, KeyAccess, KeyType, Permissions};
 use crate::store::{Effects, StoreResult};
 
 /// An API key as stored. `secret_enc` (HMAC) is sealed; `public_key` (Ed25519/RSA) is PEM.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct ApiKeyRecord {
     pub api_key: String,
     pub account_id: String,
     pub label: String,
-    pub key_type: String,
+    pub key_type: KeyType,
     pub secret_enc: Option<String>,
     pub public_key: Option<String>,
-    /// `read,spot_trade,…`
-    pub permissions: String,
-    /// `203.0.113.7/32,198.51.100.0/24`
-    pub ip_allowlist: String,
+    /// Stored as `permissions` and `ip_allowlist` text.
+    pub access: KeyAccess,
     pub created_at: Millis,
     pub created_ip: String,
     pub created_device: String,
@@ -54,8 +52,8 @@ pub trait ApiKeyStore {
         &self,
         account_id: &str,
         api_key: &str,
-        permissions: &str,
-        allowlist: &str,
+        permissions: Permissions,
+        allowlist: &Allowlist,
         expires_at: Option<Millis>,
         fx: &Effects,
     ) -> StoreResult<bool>;

@@ -239,6 +239,59 @@ impl Allowlist {
     }
 }
 
+/// A key's stored permissions and allowlist, decoded once where they are read. A row that
+/// does not decode stays visible to its owner (who can delete it) but is never guessed at:
+/// the gateway refuses the key and edits are refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyAccess {
+    Readable {
+        permissions: Permissions,
+        allowlist: Allowlist,
+    },
+    Unreadable {
+        /// The stored text, as it is.
+        permissions: String,
+        allowlist: String,
+        why: String,
+    },
+}
+
+impl KeyAccess {
+    /// Decodes the stored `permissions` and `ip_allowlist` columns.
+    pub fn decode(permissions: String, allowlist: String) -> Self {
+        match (
+            Permissions::from_csv(&permissions),
+            Allowlist::from_csv(&allowlist),
+        ) {
+            (Ok(permissions), Ok(allowlist)) => KeyAccess::Readable {
+                permissions,
+                allowlist,
+            },
+            (p, a) => KeyAccess::Unreadable {
+                why: p.err().or(a.err()).map(|e| e.message).unwrap_or_default(),
+                permissions,
+                allowlist,
+            },
+        }
+    }
+
+    /// `read,spot_trade`: the stored form, and what the API shows.
+    pub fn permissions_csv(&self) -> String {
+        match self {
+            KeyAccess::Readable { permissions, .. } => permissions.to_csv(),
+            KeyAccess::Unreadable { permissions, .. } => permissions.clone(),
+        }
+    }
+
+    /// `203.0.113.7/32,198.51.100.0/24`: the stored form, and what the API shows.
+    pub fn allowlist_csv(&self) -> String {
+        match self {
+            KeyAccess::Readable { allowlist, .. } => allowlist.to_csv(),
+            KeyAccess::Unreadable { allowlist, .. } => allowlist.clone(),
+        }
+    }
+}
+
 /// Checks the rules table: trading and withdrawing need an allowlist.
 pub fn check_key_rules(perms: Permissions, allowlist: &Allowlist) -> Result<(), Invalid> {
     if allowlist.is_empty() {
@@ -318,6 +371,13 @@ pub enum KeyType {
     Rsa,
 }
 
+impl TryFrom<String> for KeyType {
+    type Error = Invalid;
+    fn try_from(s: String) -> Result<Self, Invalid> {
+        Self::parse(&s)
+    }
+}
+
 impl KeyType {
     pub fn parse(s: &str) -> Result<Self, Invalid> {
         match s {
@@ -391,5 +451,20 @@ mod tests {
         let s = new_secret();
         assert!(s.starts_with(SECRET_PREFIX) && s.len() == 53);
         assert!(s[5..].bytes().all(|b| b.is_ascii_alphanumeric()));
+    }
+
+    #[test]
+    fn stored_access_that_does_not_decode_is_kept_as_it_is_and_marked_unreadable() {
+        let ok = KeyAccess::decode("read,spot_trade".into(), "127.0.0.1/32".into());
+        assert!(matches!(ok, KeyAccess::Readable { .. }));
+        assert_eq!(ok.permissions_csv(), "read,spot_trade");
+        assert_eq!(ok.allowlist_csv(), "127.0.0.1/32");
+        let damaged = KeyAccess::decode("read".into(), "10.0.0.0/33".into());
+        assert!(matches!(damaged, KeyAccess::Unreadable { .. }));
+        assert_eq!(damaged.allowlist_csv(), "10.0.0.0/33");
+        assert!(matches!(
+            KeyAccess::decode("read,fly".into(), String::new()),
+            KeyAccess::Unreadable { .. }
+        ));
     }
 }

@@ -6,12 +6,62 @@ use sqlx::Row as _;
 use super::dialect::{Db, NOTIFY};
 use super::effects::write_effects;
 use crate::clock::Millis;
-use crate::domain::api_key::ExpiryWarning;
+use crate::domain::api_key::{Allowlist, ExpiryWarning, KeyAccess, KeyType, Permissions};
 use crate::store::{ApiKeyAuth, ApiKeyRecord, ApiKeyStore, Effects, SqlStore, StoreResult};
 
 const API_KEY_COLUMNS: &str = "api_key, account_id, label, key_type, secret_enc, public_key, \
      permissions, ip_allowlist, created_at, created_ip, created_device, created_unusual, \
      expires_at, last_used_at, last_used_ip, warned_7d_at, warned_1d_at, deleted_at";
+
+/// An `api_keys` row as stored: the key type must decode (else the row is corrupt); the
+/// permissions and allowlist decode into [`KeyAccess`], which keeps an unreadable pair
+/// visible and refused.
+#[derive(sqlx::FromRow)]
+struct ApiKeyRow {
+    api_key: String,
+    account_id: String,
+    label: String,
+    #[sqlx(try_from = "String")]
+    key_type: KeyType,
+    secret_enc: Option<String>,
+    public_key: Option<String>,
+    permissions: String,
+    ip_allowlist: String,
+    created_at: Millis,
+    created_ip: String,
+    created_device: String,
+    created_unusual: bool,
+    expires_at: Option<Millis>,
+    last_used_at: Option<Millis>,
+    last_used_ip: Option<String>,
+    warned_7d_at: Option<Millis>,
+    warned_1d_at: Option<Millis>,
+    deleted_at: Option<Millis>,
+}
+
+impl From<ApiKeyRow> for ApiKeyRecord {
+    fn from(r: ApiKeyRow) -> Self {
+        ApiKeyRecord {
+            access: KeyAccess::decode(r.permissions, r.ip_allowlist),
+            api_key: r.api_key,
+            account_id: r.account_id,
+            label: r.label,
+            key_type: r.key_type,
+            secret_enc: r.secret_enc,
+            public_key: r.public_key,
+            created_at: r.created_at,
+            created_ip: r.created_ip,
+            created_device: r.created_device,
+            created_unusual: r.created_unusual,
+            expires_at: r.expires_at,
+            last_used_at: r.last_used_at,
+            last_used_ip: r.last_used_ip,
+            warned_7d_at: r.warned_7d_at,
+            warned_1d_at: r.warned_1d_at,
+            deleted_at: r.deleted_at,
+        }
+    }
+}
 
 /// The column that records when a warning went out.
 fn warned_column(which: ExpiryWarning) -> &'static str {
@@ -34,11 +84,11 @@ impl ApiKeyStore for SqlStore<Db> {
         .bind(&k.api_key)
         .bind(&k.account_id)
         .bind(&k.label)
-        .bind(&k.key_type)
+        .bind(k.key_type.as_str())
         .bind(&k.secret_enc)
         .bind(&k.public_key)
-        .bind(&k.permissions)
-        .bind(&k.ip_allowlist)
+        .bind(k.access.permissions_csv())
+        .bind(k.access.allowlist_csv())
         .bind(k.created_at)
         .bind(&k.created_ip)
         .bind(&k.created_device)
@@ -66,7 +116,7 @@ impl ApiKeyStore for SqlStore<Db> {
             .fetch_optional(&self.read)
             .await?;
         let Some(row) = row else { return Ok(None) };
-        let key = <ApiKeyRecord as sqlx::FromRow<'_, _>>::from_row(&row)?;
+        let key = ApiKeyRecord::from(<ApiKeyRow as sqlx::FromRow<'_, _>>::from_row(&row)?);
         let frozen: Option<Millis> = row.try_get("frozen_at")?;
         Ok(Some(ApiKeyAuth {
             key,
@@ -83,18 +133,19 @@ impl ApiKeyStore for SqlStore<Db> {
              WHERE account_id = $1 AND deleted_at IS NULL
              ORDER BY created_at DESC, api_key"
         );
-        Ok(sqlx::query_as(&sql)
+        let rows: Vec<ApiKeyRow> = sqlx::query_as(&sql)
             .bind(account_id)
             .fetch_all(&self.write)
-            .await?)
+            .await?;
+        Ok(rows.into_iter().map(ApiKeyRecord::from).collect())
     }
 
     async fn update_api_key(
         &self,
         account_id: &str,
         api_key: &str,
-        permissions: &str,
-        allowlist: &str,
+        permissions: Permissions,
+        allowlist: &Allowlist,
         expires_at: Option<Millis>,
         fx: &Effects,
     ) -> StoreResult<bool> {
@@ -104,8 +155,8 @@ impl ApiKeyStore for SqlStore<Db> {
              SET permissions = $1, ip_allowlist = $2, expires_at = $3
              WHERE api_key = $4 AND account_id = $5 AND deleted_at IS NULL",
         )
-        .bind(permissions)
-        .bind(allowlist)
+        .bind(permissions.to_csv())
+        .bind(allowlist.to_csv())
         .bind(expires_at)
         .bind(api_key)
         .bind(account_id)
@@ -203,11 +254,12 @@ impl ApiKeyStore for SqlStore<Db> {
                AND expires_at > $2 AND {column} IS NULL
              ORDER BY expires_at LIMIT 200"
         );
-        Ok(sqlx::query_as(&sql)
+        let rows: Vec<ApiKeyRow> = sqlx::query_as(&sql)
             .bind(before)
             .bind(now)
             .fetch_all(&self.write)
-            .await?)
+            .await?;
+        Ok(rows.into_iter().map(ApiKeyRecord::from).collect())
     }
 
     async fn api_key_warned(
