@@ -153,8 +153,7 @@ impl ProtectionStore for SqlStore<Db> {
             sqlx::query(
                 "INSERT INTO blocked_fingerprints (account_id, fingerprint, created_at)
                  VALUES ($1, $2, $3)
-                 ON CONFLICT (account_id, fingerprint)
-                 DO NOTHING",
+                 ON CONFLICT (account_id, fingerprint) DO NOTHING",
             )
             .bind(account_id)
             .bind(&fingerprint)

@@ -34,8 +34,7 @@ impl ThrottleStore for SqlStore<Db> {
             sqlx::query(
                 "INSERT INTO throttle (key, failures, window_start, last_failure)
                  VALUES ($1, 0, $2, $3)
-                 ON CONFLICT (key)
-                 DO NOTHING",
+                 ON CONFLICT (key) DO NOTHING",
             )
             .bind(key)
             .bind(now)
@@ -139,10 +138,9 @@ impl ThrottleStore for SqlStore<Db> {
         let done = sqlx::query(
             "INSERT INTO send_marks (key, last_at)
              VALUES ($1, $2)
-             ON CONFLICT (key)
-             DO UPDATE
-             SET last_at = excluded.last_at
-             WHERE send_marks.last_at <= $3",
+             ON CONFLICT (key) DO UPDATE
+                 SET last_at = excluded.last_at
+                 WHERE send_marks.last_at <= $3",
         )
         .bind(key)
         .bind(now)
