@@ -27,6 +27,7 @@ use crate::service::{
     key_cache::{CacheInvalidator, KeyCache},
     notices::Notices,
     passkeys::Passkeys,
+    pending::PendingChanges,
     protection::Protection,
     recovery::Recovery,
     second_factors::SecondFactors,
@@ -34,7 +35,6 @@ use crate::service::{
     sign_in::SignIn,
     step_up::StepUp,
     throttles::Throttles,
-    weakening::Weakening,
     Services,
 };
 use crate::store::{self, SharedStore};
@@ -266,7 +266,7 @@ fn services(
         notices: notices.clone(),
         second_factors: second_factors.clone(),
     });
-    let weakening = Arc::new(Weakening {
+    let weakening = Arc::new(PendingChanges {
         store: store.clone(),
         clock: clock.clone(),
         composer: composer.clone(),

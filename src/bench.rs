@@ -104,11 +104,13 @@ async fn seed_keys(app: &crate::app::App, n: usize) -> anyhow::Result<(String, S
             api_key: key.clone(),
             account_id: account.id.clone(),
             label: "bench".into(),
-            key_type: "hmac".into(),
+            key_type: crate::domain::api_key::KeyType::Hmac,
             secret_enc: Some(app.state.secret_box.seal(secret.as_bytes(), &key)?),
             public_key: None,
-            permissions: "read,spot_trade".into(),
-            ip_allowlist: "127.0.0.1/32".into(),
+            access: crate::domain::api_key::KeyAccess::decode(
+                "read,spot_trade".into(),
+                "127.0.0.1/32".into(),
+            ),
             created_at: now,
             created_ip: "127.0.0.1".into(),
             created_device: "bench".into(),
@@ -475,7 +477,7 @@ pub async fn run(command: BenchCommand, mut settings: Settings) -> anyhow::Resul
                     last_seen_at: now,
                     expires_at: now + 12 * HOUR,
                     stepped_up_at: None,
-                    method: "password".into(),
+                    method: crate::domain::sign_in::SignInMethod::Password,
                     confirm_token_hash: None,
                     ended_at: None,
                 };
@@ -492,7 +494,7 @@ pub async fn run(command: BenchCommand, mut settings: Settings) -> anyhow::Resul
                     os: info.os,
                     browser: info.browser,
                     at,
-                    method: "password".into(),
+                    method: crate::domain::sign_in::SignInMethod::Password,
                 };
                 let fx = Effects::audit(AuditEvent {
                     at,

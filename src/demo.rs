@@ -222,7 +222,7 @@ fn login(
         os: d.os.clone(),
         browser: d.browser.clone(),
         at,
-        method: "password".into(),
+        method: crate::domain::sign_in::SignInMethod::Password,
     }
 }
 
@@ -264,7 +264,7 @@ async fn sign_in(
         last_seen_at: at,
         expires_at: at + app.state.rules.session_absolute_hours * HOUR,
         stepped_up_at: None,
-        method: "password".into(),
+        method: crate::domain::sign_in::SignInMethod::Password,
         confirm_token_hash: None,
         ended_at: None,
     };

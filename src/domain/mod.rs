@@ -4,12 +4,15 @@
 pub mod api_key;
 pub mod audit;
 pub mod backend;
+pub mod change;
 pub mod device;
 pub mod email;
+pub mod mail_kind;
 pub mod password;
 pub mod retry;
 pub mod rules;
 pub mod secret;
+pub mod sign_in;
 pub mod step_up;
 pub mod throttle;
 pub mod totp;
@@ -27,6 +30,24 @@ pub struct AntiPhishingCode(String);
 pub struct Invalid {
     pub code: &'static str,
     pub message: String,
+}
+
+/// A stored value that is not one of its type's values: the store reports it as corrupt
+/// data and the caller refuses, never guessing a default.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {what}: {value:?}")]
+pub struct Unknown {
+    pub what: &'static str,
+    pub value: String,
+}
+
+impl Unknown {
+    pub fn new(what: &'static str, value: impl Into<String>) -> Self {
+        Self {
+            what,
+            value: value.into(),
+        }
+    }
 }
 
 impl Invalid {

@@ -62,7 +62,7 @@ impl Composer {
             created_at: now,
             freeze_link: freeze_link.map(|(_, link)| link),
             inbox: account_id.is_some(),
-            kind: "security",
+            kind: crate::domain::mail_kind::MailKind::Security,
         }
     }
 }

@@ -13,8 +13,10 @@ use super::step_up::StepUp;
 use super::{Client, Clocked, ServiceError, ServiceResult};
 use crate::clock::{format_utc, Millis, SharedClock, DAY, HOUR};
 use crate::domain::api_key::{
-    self, check_key_rules, expiry, Allowlist, KeyType, Permissions, Verifier,
+    self, check_key_rules, expiry, Allowlist, ExpiryWarning, KeyAccess, KeyType, Permissions,
+    Verifier,
 };
+use crate::domain::mail_kind::MailKind;
 use crate::domain::secret::SecretBox;
 use crate::domain::step_up::SensitiveAction;
 use crate::mail::Composer;
@@ -124,11 +126,13 @@ impl ApiKeys {
             api_key: key,
             account_id: account.id.clone(),
             label,
-            key_type: kind.as_str().to_owned(),
+            key_type: kind,
             secret_enc,
             public_key,
-            permissions: permissions.to_csv(),
-            ip_allowlist: allowlist.to_csv(),
+            access: KeyAccess::Readable {
+                permissions,
+                allowlist: allowlist.clone(),
+            },
             created_at: now,
             created_ip: client.ip.to_string(),
             created_device: client.device.summary(),
@@ -154,7 +158,7 @@ impl ApiKeys {
             Some(&account.id),
             Self::account_actor(account),
             "api_key.created",
-            json!({"api_key": record.api_key, "label": record.label, "type": record.key_type, "permissions": record.permissions, "ip_allowlist": record.ip_allowlist, "unusual_device": unusual}),
+            json!({"api_key": record.api_key, "label": record.label, "type": record.key_type.as_str(), "permissions": record.access.permissions_csv(), "ip_allowlist": record.access.allowlist_csv(), "unusual_device": unusual}),
         ))
         .with_mail(self.composer.compose(
             Some(&account.id),
@@ -165,12 +169,12 @@ impl ApiKeys {
                 "The API key \"{}\" ({}) was created at {} from {} ({}).\nPermissions: {}\nIP allowlist: {}\n{}\n{}\n\
                  If this was not you, delete it now from the Security Center and freeze your account: attackers add API keys as a backdoor.",
                 record.label,
-                record.key_type,
+                record.key_type.as_str(),
                 format_utc(now),
                 client.device.summary(),
                 client.ip,
-                record.permissions,
-                if record.ip_allowlist.is_empty() { "none (any address)" } else { &record.ip_allowlist },
+                permissions.to_csv(),
+                if allowlist.is_empty() { "none (any address)".to_owned() } else { allowlist.to_csv() },
                 expires,
                 if unusual { "This device is new to your account.\n" } else { "" },
             ),
@@ -209,11 +213,18 @@ impl ApiKeys {
         };
         // Editing a key whose stored settings do not decode would compute "what was added"
         // against a guess: refuse, and let the owner delete it instead.
-        let unreadable = |e: crate::domain::Invalid| {
-            ServiceError::Internal(anyhow::anyhow!("API key {}: {}", record.api_key, e.message))
+        let (old_perms, old_list) = match &record.access {
+            KeyAccess::Readable {
+                permissions,
+                allowlist,
+            } => (*permissions, allowlist.clone()),
+            KeyAccess::Unreadable { why, .. } => {
+                return Err(ServiceError::Internal(anyhow::anyhow!(
+                    "API key {}: {why}",
+                    record.api_key
+                )))
+            }
         };
-        let old_perms = Permissions::from_csv(&record.permissions).map_err(unreadable)?;
-        let old_list = Allowlist::from_csv(&record.ip_allowlist).map_err(unreadable)?;
         let perms = match permissions {
             Some(p) => Permissions::parse_list(&p)?,
             None => old_perms,
@@ -265,14 +276,7 @@ impl ApiKeys {
         }
         if !self
             .store
-            .update_api_key(
-                &account.id,
-                key,
-                &perms.to_csv(),
-                &list.to_csv(),
-                expires_at,
-                &fx,
-            )
+            .update_api_key(&account.id, key, perms, &list, expires_at, &fx)
             .await?
         {
             return Err(ServiceError::NotFound(
@@ -283,8 +287,10 @@ impl ApiKeys {
         self.invalidator
             .invalidate_keys(&format!("key:{key}"))
             .await?;
-        record.permissions = perms.to_csv();
-        record.ip_allowlist = list.to_csv();
+        record.access = KeyAccess::Readable {
+            permissions: perms,
+            allowlist: list,
+        };
         record.expires_at = expires_at;
         Ok(record)
     }
@@ -403,24 +409,28 @@ impl ApiKeys {
                         auth.key.label
                     ),
                     now,
-                ).optional("api_keys"));
+                ).optional(MailKind::ApiKeys));
             self.store.append_audit(&fx).await?;
             mails += 1;
         }
-        for (which, ahead) in [("7d", 7 * DAY), ("1d", DAY)] {
-            for key in self.store.api_keys_to_warn(which, now + ahead, now).await? {
+        for which in ExpiryWarning::ALL {
+            for key in self
+                .store
+                .api_keys_to_warn(which, now + which.ahead(), now)
+                .await?
+            {
                 let Some(account) = self.store.account_by_id(&key.account_id).await? else {
                     continue;
                 };
                 let Some(expires) = key.expires_at else {
                     continue;
                 };
-                let fx = Effects::audit(self.event(None, Some(&account.id), "system".into(), "api_key.expiry_warned", json!({"api_key": key.api_key, "which": which})))
+                let fx = Effects::audit(self.event(None, Some(&account.id), "system".into(), "api_key.expiry_warned", json!({"api_key": key.api_key, "which": which.as_str()})))
                     .with_mail(self.composer.compose(
                         Some(&account.id),
                         &account.email,
                         account.anti_phishing_code.as_deref(),
-                        &format!("Your API key \"{}\" expires {}", key.label, if which == "1d" { "tomorrow" } else { "in 7 days" }),
+                        &format!("Your API key \"{}\" expires {}", key.label, which.when()),
                         &format!(
                             "The API key \"{}\" expires at {}. Bots using it will stop working then.\n\n\
                              To keep a key with write permissions, give it an IP allowlist (keys with an allowlist do not expire), or create a new one.",
@@ -428,7 +438,7 @@ impl ApiKeys {
                             format_utc(expires)
                         ),
                         now,
-                    ).optional("api_keys"));
+                    ).optional(MailKind::ApiKeys));
                 self.store
                     .api_key_warned(&key.api_key, which, now, &fx)
                     .await?;

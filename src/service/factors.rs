@@ -6,12 +6,13 @@ use std::sync::Arc;
 use serde_json::json;
 
 use super::notices::Notices;
+use super::pending::PendingChanges;
 use super::second_factors::SecondFactors;
 use super::step_up::StepUp;
 use super::throttles::Throttles;
-use super::weakening::Weakening;
 use super::{Client, Clocked, ServiceError, ServiceResult};
 use crate::clock::{format_utc, Millis, SharedClock};
+use crate::domain::change::Weakening;
 use crate::domain::secret::SecretBox;
 use crate::domain::step_up::{self, SensitiveAction};
 use crate::domain::totp;
@@ -48,7 +49,7 @@ pub struct FactorSettings {
     pub(crate) throttles: Arc<Throttles>,
     pub(crate) second_factors: Arc<SecondFactors>,
     pub(crate) step_up: Arc<StepUp>,
-    pub(crate) weakening: Arc<Weakening>,
+    pub(crate) weakening: Arc<PendingChanges>,
 }
 
 impl Clocked for FactorSettings {
@@ -257,8 +258,7 @@ impl FactorSettings {
         self.weakening
             .schedule_weakening(
                 auth,
-                "totp.disable",
-                None,
+                Weakening::DisableTotp,
                 "Turn off the authenticator app",
                 client,
             )
@@ -305,8 +305,7 @@ impl FactorSettings {
             self.weakening
                 .schedule_weakening(
                     auth,
-                    "require_passkey.disable",
-                    None,
+                    Weakening::StopRequiringPasskey,
                     "Stop requiring a passkey for important actions",
                     client,
                 )

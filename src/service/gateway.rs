@@ -11,8 +11,8 @@ use super::sessions::Sessions;
 use super::{Clocked, ServiceError, ServiceResult};
 use crate::clock::{Millis, SharedClock};
 use crate::domain::api_key::{
-    self, parse_signed, required_permission, timestamp_ok, Allowlist, KeyType, Permission,
-    Permissions, Refusal, RouteRule, Verifier,
+    self, parse_signed, required_permission, timestamp_ok, Allowlist, KeyAccess, KeyType,
+    Permission, Permissions, Refusal, RouteRule, Verifier,
 };
 use crate::domain::secret::SecretBox;
 use crate::store::SharedStore;
@@ -62,7 +62,7 @@ impl Clocked for Gateway {
 impl Gateway {
     fn load_key(&self, auth: crate::store::ApiKeyAuth) -> ServiceResult<Arc<CachedKey>> {
         let k = auth.key;
-        let verifier = match KeyType::parse(&k.key_type)? {
+        let verifier = match k.key_type {
             KeyType::Hmac => {
                 let sealed = k.secret_enc.as_deref().ok_or_else(|| {
                     ServiceError::Internal(anyhow::anyhow!("HMAC key without secret"))
@@ -72,13 +72,12 @@ impl Gateway {
             }
             other => Verifier::public_key(other, k.public_key.as_deref().unwrap_or_default())?,
         };
-        let (permissions, allowlist, unusable) = match (
-            Permissions::from_csv(&k.permissions),
-            Allowlist::from_csv(&k.ip_allowlist),
-        ) {
-            (Ok(p), Ok(a)) => (p, a, false),
-            (p, a) => {
-                let why = p.err().or(a.err()).map(|e| e.message).unwrap_or_default();
+        let (permissions, allowlist, unusable) = match k.access {
+            KeyAccess::Readable {
+                permissions,
+                allowlist,
+            } => (permissions, allowlist, false),
+            KeyAccess::Unreadable { why, .. } => {
                 tracing::error!(api_key = %k.api_key, "stored API key settings unreadable, key refused: {why}");
                 (Permissions::default(), Allowlist::default(), true)
             }

@@ -17,6 +17,7 @@ pub mod hasher;
 pub mod key_cache;
 pub mod notices;
 pub mod passkeys;
+pub mod pending;
 pub mod protection;
 pub mod recovery;
 pub mod second_factors;
@@ -24,7 +25,6 @@ pub mod sessions;
 pub mod sign_in;
 pub mod step_up;
 pub mod throttles;
-pub mod weakening;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -95,7 +95,7 @@ pub struct Services {
     pub sessions: Arc<sessions::Sessions>,
     pub signin: Arc<sign_in::SignIn>,
     pub step_up: Arc<step_up::StepUp>,
-    pub weakening: Arc<weakening::Weakening>,
+    pub weakening: Arc<pending::PendingChanges>,
     pub second_factors: Arc<second_factors::SecondFactors>,
     pub factors: Arc<factors::FactorSettings>,
     pub recovery: Arc<recovery::Recovery>,

@@ -4,6 +4,8 @@
 
 use super::{Client, Clocked};
 use crate::clock::{format_utc, SharedClock};
+use crate::domain::mail_kind::MailKind;
+use crate::domain::sign_in::SecondFactor;
 use crate::geo::Location;
 use crate::mail::Composer;
 use crate::store::{Account, NewMail};
@@ -45,16 +47,15 @@ impl Notices {
     pub fn factor_used_mail(
         &self,
         account: &Account,
-        method: &str,
+        method: SecondFactor,
         client: &Client,
     ) -> crate::store::NewMail {
         let what = match method {
-            "totp" => "your authenticator app",
-            "backup_code" => {
+            SecondFactor::Totp => "your authenticator app",
+            SecondFactor::BackupCode => {
                 "a backup code (each works once; make new ones if you are running low)"
             }
-            "passkey" => "your passkey",
-            _ => "a second factor",
+            SecondFactor::Passkey => "your passkey",
         };
         self.composer.compose(
             Some(&account.id),
@@ -71,7 +72,7 @@ impl Notices {
             ),
             self.now(),
         )
-        .optional("signin")
+        .optional(MailKind::Signin)
     }
 
     /// The mail announcing an account's first second factor: from then on it guards every

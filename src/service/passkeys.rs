@@ -15,15 +15,17 @@ use webauthn_rs::{Webauthn, WebauthnBuilder};
 use std::sync::Arc;
 
 use super::notices::Notices;
+use super::pending::PendingChanges;
 use super::second_factors::SecondFactors;
 use super::sessions::{Sessions, SignedIn};
 use super::sign_in::SignIn;
 use super::step_up::StepUp;
 use super::throttles::Throttles;
-use super::weakening::Weakening;
 use super::{Client, Clocked, ServiceError, ServiceResult};
 use crate::clock::{format_utc, SharedClock, MINUTE};
+use crate::domain::change::Weakening;
 use crate::domain::secret::{random_token, token_hash};
+use crate::domain::sign_in::{SecondFactor, SignInMethod};
 use crate::domain::step_up::SensitiveAction;
 use crate::mail::Composer;
 use crate::store::{Account, Effects, PasskeyRecord, PendingChange, SessionAuth, SharedStore};
@@ -113,7 +115,7 @@ pub struct Passkeys {
     pub(crate) sessions: Arc<Sessions>,
     pub(crate) signin: Arc<SignIn>,
     pub(crate) step_up: Arc<StepUp>,
-    pub(crate) weakening: Arc<Weakening>,
+    pub(crate) weakening: Arc<PendingChanges>,
 }
 
 impl Clocked for Passkeys {
@@ -451,10 +453,21 @@ impl Passkeys {
                 let known = self.sessions.known_device(&account.id, client).await?;
                 let extra = Effects {
                     audit: vec![],
-                    mails: vec![self.notices.factor_used_mail(&account, "passkey", client)],
+                    mails: vec![self.notices.factor_used_mail(
+                        &account,
+                        SecondFactor::Passkey,
+                        client,
+                    )],
                 };
                 self.sessions
-                    .open_session(&account, client, known, "passkey", None, Some(extra))
+                    .open_session(
+                        &account,
+                        client,
+                        known,
+                        SignInMethod::Passkey,
+                        None,
+                        Some(extra),
+                    )
                     .await
             }
             "passkey.second" => {
@@ -482,14 +495,18 @@ impl Passkeys {
                 let known = self.sessions.known_device(&account.id, client).await?;
                 let extra = Effects {
                     audit: vec![],
-                    mails: vec![self.notices.factor_used_mail(&account, "passkey", client)],
+                    mails: vec![self.notices.factor_used_mail(
+                        &account,
+                        SecondFactor::Passkey,
+                        client,
+                    )],
                 };
                 self.sessions
                     .open_session(
                         &account,
                         client,
                         known,
-                        "password+passkey",
+                        SignInMethod::PasswordAnd(SecondFactor::Passkey),
                         Some(&challenge.id),
                         Some(extra),
                     )
@@ -550,7 +567,9 @@ impl Passkeys {
             .finish_passkey_authentication(credential, &state);
         self.verify_assertion(&auth.account, &record, result, client)
             .await?;
-        self.step_up.mark_stepped_up(auth, "passkey", client).await
+        self.step_up
+            .mark_stepped_up(auth, SecondFactor::Passkey, client)
+            .await
     }
 
     pub async fn rename_passkey(
@@ -599,7 +618,12 @@ impl Passkeys {
         };
         let what = format!("Remove the passkey \"{}\"", key.name);
         self.weakening
-            .schedule_weakening(auth, "passkey.remove", Some(key.id.clone()), &what, client)
+            .schedule_weakening(
+                auth,
+                Weakening::RemovePasskey(key.id.clone()),
+                &what,
+                client,
+            )
             .await
     }
 }

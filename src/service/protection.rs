@@ -10,10 +10,12 @@ use std::sync::Arc;
 
 use super::key_cache::CacheInvalidator;
 use super::notices::Notices;
+use super::pending::PendingChanges;
 use super::step_up::StepUp;
-use super::weakening::Weakening;
 use super::{Client, Clocked, ServiceError, ServiceResult};
 use crate::clock::{format_utc, Millis, SharedClock, HOUR, MINUTE};
+use crate::domain::change::Weakening;
+use crate::domain::mail_kind::MailKind;
 use crate::domain::rules::Rules;
 use crate::domain::secret::{token_hash, SecretBox};
 use crate::domain::step_up::SensitiveAction;
@@ -43,7 +45,7 @@ pub struct Protection {
     pub(crate) secret_box: Arc<SecretBox>,
     pub(crate) notices: Arc<Notices>,
     pub(crate) step_up: Arc<StepUp>,
-    pub(crate) weakening: Arc<Weakening>,
+    pub(crate) weakening: Arc<PendingChanges>,
     pub(crate) invalidator: Arc<CacheInvalidator>,
 }
 
@@ -322,15 +324,15 @@ impl Protection {
     pub async fn mail_preferences(&self, auth: &SessionAuth) -> ServiceResult<Vec<MailPreference>> {
         let muted = self.store.mail_mutes(&auth.account.id).await?;
         let pending = self.store.pending_changes(&auth.account.id).await?;
-        Ok(crate::store::OPTIONAL_MAIL_KINDS
-            .iter()
-            .map(|(kind, description)| MailPreference {
-                kind,
-                description,
-                enabled: !muted.iter().any(|m| m == kind),
+        Ok(MailKind::OPTIONAL
+            .into_iter()
+            .map(|kind| MailPreference {
+                kind: kind.as_str(),
+                description: kind.optional_description().unwrap_or_default(),
+                enabled: !muted.contains(&kind),
                 turning_off_at: pending
                     .iter()
-                    .find(|c| c.kind == "mail.mute" && c.target.as_deref() == Some(kind))
+                    .find(|c| c.change == Weakening::MuteMail(kind))
                     .map(|c| c.effective_at),
             })
             .collect())
@@ -345,10 +347,10 @@ impl Protection {
         enabled: bool,
         client: &Client,
     ) -> ServiceResult<Option<crate::store::PendingChange>> {
-        let Some((kind, description)) = crate::store::OPTIONAL_MAIL_KINDS
-            .iter()
-            .find(|(k, _)| *k == kind)
-        else {
+        let optional = MailKind::parse(kind)
+            .ok()
+            .and_then(|k| Some((k, k.optional_description()?)));
+        let Some((kind, description)) = optional else {
             return Err(crate::domain::Invalid::new(
                 "invalid_kind",
                 "Only these mails can be switched off: signin, api_keys.",
@@ -362,7 +364,7 @@ impl Protection {
                 Some(&account.id),
                 Self::account_actor(account),
                 "mail_preference.enabled",
-                json!({ "kind": kind }),
+                json!({ "kind": kind.as_str() }),
             ));
             self.store.unmute_mail(&account.id, kind, &fx).await?;
             return Ok(None);
@@ -370,7 +372,7 @@ impl Protection {
         let what = format!("Stop mailing {description}");
         Ok(Some(
             self.weakening
-                .schedule_weakening(auth, "mail.mute", Some((*kind).to_owned()), &what, client)
+                .schedule_weakening(auth, Weakening::MuteMail(kind), &what, client)
                 .await?,
         ))
     }

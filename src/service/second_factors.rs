@@ -4,6 +4,7 @@
 use super::{Clocked, ServiceResult};
 use crate::clock::SharedClock;
 use crate::domain::secret::{normalize_backup_code, SecretBox, ServerKey};
+use crate::domain::sign_in::SecondFactor;
 use crate::domain::totp;
 use crate::store::{Account, SharedStore};
 use std::sync::Arc;
@@ -77,7 +78,7 @@ impl SecondFactors {
         &self,
         account: &Account,
         code: &str,
-    ) -> ServiceResult<Option<&'static str>> {
+    ) -> ServiceResult<Option<SecondFactor>> {
         let code = code.trim();
         if code.len() > 64 {
             return Ok(None);
@@ -95,7 +96,7 @@ impl SecondFactors {
                     .store
                     .totp_use_step(&account.id, step)
                     .await?
-                    .then_some("totp"));
+                    .then_some(SecondFactor::Totp));
             }
         }
         let normalized = normalize_backup_code(code);
@@ -109,7 +110,7 @@ impl SecondFactors {
                 )
                 .await?
         {
-            return Ok(Some("backup_code"));
+            return Ok(Some(SecondFactor::BackupCode));
         }
         Ok(None)
     }

@@ -10,6 +10,7 @@ use super::{Client, Clocked, ServiceError, ServiceResult};
 use crate::clock::{Millis, SharedClock, DAY, HOUR, MINUTE, SECOND};
 use crate::domain::rules::Rules;
 use crate::domain::secret::{random_token, token_hash};
+use crate::domain::sign_in::SignInMethod;
 use crate::store::{
     Account, Device, Effects, Login, Session, SessionAuth, SharedStore, SignInRecord,
 };
@@ -62,7 +63,7 @@ impl Sessions {
         device_id: Option<&str>,
         success: bool,
         reason: &str,
-        method: &str,
+        method: SignInMethod,
     ) -> Login {
         Login {
             id: uuid::Uuid::new_v4().to_string(),
@@ -77,7 +78,7 @@ impl Sessions {
             os: client.device.os.clone(),
             browser: client.device.browser.clone(),
             at: self.now(),
-            method: method.to_owned(),
+            method,
         }
     }
 
@@ -104,7 +105,7 @@ impl Sessions {
         account: &Account,
         client: &Client,
         known_device: Option<Device>,
-        method: &str,
+        method: SignInMethod,
         challenge_id: Option<&str>,
         extra: Option<Effects>,
     ) -> ServiceResult<SignedIn> {
@@ -173,7 +174,7 @@ impl Sessions {
             && ((device_is_new && self.store.has_devices(&account.id).await?) || moved_country);
         let confirm_token = needs_confirmation.then(random_token);
         let session_token = random_token();
-        let proved_second_factor = method != "password";
+        let proved_second_factor = method.proves_second_factor();
         let session = Session {
             id: token_hash(&session_token),
             account_id: account.id.clone(),
@@ -182,7 +183,7 @@ impl Sessions {
             last_seen_at: now,
             expires_at: now + self.rules.session_absolute_hours * HOUR,
             stepped_up_at: proved_second_factor.then_some(now),
-            method: method.to_owned(),
+            method,
             confirm_token_hash: confirm_token.as_deref().map(token_hash),
             ended_at: None,
         };
@@ -199,7 +200,7 @@ impl Sessions {
             Some(&account.id),
             Self::account_actor(account),
             "signin.succeeded",
-            json!({"device_id": device.id, "new_device": device_is_new, "method": method}),
+            json!({"device_id": device.id, "new_device": device_is_new, "method": method.as_str()}),
         ));
         if let Some(extra) = extra {
             fx.audit.extend(extra.audit);

@@ -17,6 +17,7 @@ use crate::clock::{format_utc, Millis, SharedClock, HOUR, MINUTE};
 use crate::domain::email::Email;
 use crate::domain::password;
 use crate::domain::secret::{random_token, token_hash, ServerKey};
+use crate::domain::sign_in::SignInMethod;
 use crate::mail::Composer;
 use crate::store::{Account, Device, Effects, SharedStore, SignInChallenge};
 
@@ -95,7 +96,7 @@ impl SignIn {
             device_id,
             false,
             "throttled",
-            "password",
+            SignInMethod::Password,
         );
         self.store.record_failed_login(&row, &fx).await?;
         Ok(())
@@ -134,7 +135,14 @@ impl SignIn {
         }
         let signed = self
             .sessions
-            .open_session(&account, client, known_device, "password", None, None)
+            .open_session(
+                &account,
+                client,
+                known_device,
+                SignInMethod::Password,
+                None,
+                None,
+            )
             .await?;
         Ok(SignInOutcome::SignedIn(signed))
     }
@@ -232,7 +240,7 @@ impl SignIn {
                     device_id,
                     false,
                     "wrong_password",
-                    "password",
+                    SignInMethod::Password,
                 );
                 self.store.record_failed_login(&row, &fx).await?;
             }
@@ -265,7 +273,7 @@ impl SignIn {
                 None,
                 false,
                 "email_not_confirmed",
-                "password",
+                SignInMethod::Password,
             );
             self.store.record_failed_login(&row, &fx).await?;
             return Err(ServiceError::EmailNotConfirmed);
@@ -404,7 +412,7 @@ impl SignIn {
                         &account,
                         client,
                         known_device,
-                        &format!("password+{method}"),
+                        SignInMethod::PasswordAnd(method),
                         Some(&challenge.id),
                         Some(extra),
                     )
@@ -448,7 +456,7 @@ impl SignIn {
                     device_id.as_deref(),
                     false,
                     "wrong_second_factor",
-                    "password",
+                    SignInMethod::Password,
                 );
                 self.store.record_failed_login(&row, &fx).await?;
                 Err(ServiceError::InvalidCode {

@@ -14,6 +14,7 @@ use crate::clock::{Millis, SharedClock, HOUR, MINUTE};
 use crate::domain::password;
 use crate::domain::rules::Rules;
 use crate::domain::secret::{constant_time_eq, six_digit_code, ServerKey};
+use crate::domain::sign_in::SecondFactor;
 use crate::domain::step_up::{self, SensitiveAction};
 use crate::store::{ActionCode, Effects, SessionAuth, SharedStore};
 
@@ -279,7 +280,7 @@ impl StepUp {
     pub async fn mark_stepped_up(
         &self,
         auth: &SessionAuth,
-        method: &str,
+        method: SecondFactor,
         client: &Client,
     ) -> ServiceResult<Millis> {
         let account = &auth.account;
@@ -288,9 +289,9 @@ impl StepUp {
             Some(&account.id),
             Self::account_actor(account),
             "step_up.succeeded",
-            json!({ "method": method }),
+            json!({ "method": method.as_str() }),
         ));
-        if method == "backup_code" {
+        if method == SecondFactor::BackupCode {
             fx = fx.with_mail(self.notices.notice(account, "A backup code was used", &format!("A backup code was used to confirm an action from {} ({}). Each code works once.", client.device.summary(), client.ip)));
         }
         let now = self.now();

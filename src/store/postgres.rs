@@ -1,20 +1,61 @@
 //! PostgreSQL, for several instances on one database. Rows that serialise writers (the
 //! audit chain's head, throttle counters) are locked with `FOR UPDATE`; outbox claims use
 //! `FOR UPDATE SKIP LOCKED` so instances never take the same mail.
+//!
+//! The SQL is the shared `store/sql/*.rs`, compiled here against [`dialect`].
+
+// `store/sql/*.rs` is compiled once per backend on purpose: each copy is checked
+// against its own `dialect::Db`.
+#![allow(clippy::duplicate_mod)]
 
 use std::time::Duration;
 
 use sqlx::postgres::PgPoolOptions;
 
+use async_trait::async_trait;
+
 use crate::domain::backend::Backend;
+use crate::store::{InvalidationSink, SqlStore, Store};
+
+/// What PostgreSQL adds: row locks that serialise instances, and `NOTIFY`.
+mod dialect {
+    pub type Db = sqlx::Postgres;
+    pub type Tx<'c> = sqlx::Transaction<'c, Db>;
+    /// Appended to a `SELECT` that reads a row the transaction will write.
+    pub const FOR_UPDATE: &str = "FOR UPDATE";
+    /// Appended to an outbox claim's inner `SELECT`: instances never take the same row.
+    pub const SKIP_LOCKED: &str = "FOR UPDATE SKIP LOCKED";
+    /// The statement that tells other instances to drop cached keys (`$1`: what).
+    pub const NOTIFY: Option<&str> = Some("SELECT pg_notify('rampart_cache', $1)");
+}
+
+#[path = "sql/accounts.rs"]
+mod accounts;
+#[path = "sql/api_keys.rs"]
+mod api_keys;
+#[path = "sql/audit.rs"]
+mod audit;
+#[path = "sql/changes.rs"]
+mod changes;
+#[path = "sql/effects.rs"]
+mod effects;
+#[path = "sql/factors.rs"]
+mod factors;
+#[path = "sql/outbox.rs"]
+mod outbox;
+#[path = "sql/protection.rs"]
+mod protection;
+#[path = "sql/sessions.rs"]
+mod sessions;
+#[path = "sql/step_up.rs"]
+mod step_up;
+#[path = "sql/throttle.rs"]
+mod throttle;
 
 /// The `NOTIFY` channel of cache invalidations.
 const CHANNEL: &str = "rampart_cache";
 
-pub struct PostgresStore {
-    write: sqlx::PgPool,
-    read: sqlx::PgPool,
-}
+pub type PostgresStore = SqlStore<sqlx::Postgres>;
 
 impl PostgresStore {
     pub async fn connect(url: &str) -> anyhow::Result<Self> {
@@ -30,8 +71,6 @@ impl PostgresStore {
         })
     }
 }
-
-sql_store!(PostgresStore, sqlx::Postgres, for_update: "FOR UPDATE", skip_locked: "FOR UPDATE SKIP LOCKED", notify_sql: "SELECT pg_notify('rampart_cache', $1)");
 
 #[async_trait]
 impl Store for PostgresStore {

@@ -1,18 +1,60 @@
 //! SQLite: an embedded file, WAL journal, busy timeout, created if missing. All writes go
 //! through a single-connection pool, so transactions never race each other for the write
 //! lock; reads use their own pool and run in parallel under WAL.
+//!
+//! The SQL is the shared `store/sql/*.rs`, compiled here against [`dialect`].
+
+// `store/sql/*.rs` is compiled once per backend on purpose: each copy is checked
+// against its own `dialect::Db`.
+#![allow(clippy::duplicate_mod)]
 
 use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
-use crate::domain::backend::Backend;
+use async_trait::async_trait;
 
-pub struct SqliteStore {
-    write: sqlx::SqlitePool,
-    read: sqlx::SqlitePool,
+use crate::domain::backend::Backend;
+use crate::store::{InvalidationSink, SqlStore, Store};
+
+/// What SQLite differs in: nothing to lock (one writer at a time already), no `NOTIFY`
+/// (one instance per file).
+mod dialect {
+    pub type Db = sqlx::Sqlite;
+    pub type Tx<'c> = sqlx::Transaction<'c, Db>;
+    /// Appended to a `SELECT` that reads a row the transaction will write.
+    pub const FOR_UPDATE: &str = "";
+    /// Appended to an outbox claim's inner `SELECT`.
+    pub const SKIP_LOCKED: &str = "";
+    /// The statement that tells other instances to drop cached keys (`$1`: what).
+    pub const NOTIFY: Option<&str> = None;
 }
+
+#[path = "sql/accounts.rs"]
+mod accounts;
+#[path = "sql/api_keys.rs"]
+mod api_keys;
+#[path = "sql/audit.rs"]
+mod audit;
+#[path = "sql/changes.rs"]
+mod changes;
+#[path = "sql/effects.rs"]
+mod effects;
+#[path = "sql/factors.rs"]
+mod factors;
+#[path = "sql/outbox.rs"]
+mod outbox;
+#[path = "sql/protection.rs"]
+mod protection;
+#[path = "sql/sessions.rs"]
+mod sessions;
+#[path = "sql/step_up.rs"]
+mod step_up;
+#[path = "sql/throttle.rs"]
+mod throttle;
+
+pub type SqliteStore = SqlStore<sqlx::Sqlite>;
 
 impl SqliteStore {
     pub async fn connect(url: &str) -> anyhow::Result<Self> {
@@ -36,8 +78,6 @@ impl SqliteStore {
         Ok(Self { write, read })
     }
 }
-
-sql_store!(SqliteStore, sqlx::Sqlite, for_update: "", skip_locked: "", notify_sql: "");
 
 #[async_trait]
 impl Store for SqliteStore {

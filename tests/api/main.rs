@@ -18,6 +18,7 @@ mod origin;
 mod outbox;
 mod pages;
 mod protection;
+mod schema;
 mod served;
 mod sessions;
 mod step_up_email;

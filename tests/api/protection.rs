@@ -628,7 +628,7 @@ async fn switching_a_security_mail_off_takes_48_hours_and_the_inbox_keeps_everyt
         .expect("a");
     assert_eq!(
         app.store().mail_mutes(&account.id).await.expect("mutes"),
-        vec!["api_keys".to_owned()]
+        vec![rampart::domain::mail_kind::MailKind::ApiKeys]
     );
     app.clock.advance(21 * DAY);
     assert_eq!(

@@ -363,7 +363,7 @@ async fn a_weakening_takes_effect_from_serve_s_own_timed_loop() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(mutes, vec!["signin".to_owned()]);
+    assert_eq!(mutes, vec![rampart::domain::mail_kind::MailKind::Signin]);
 }
 
 #[tokio::test]

@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use rampart::clock::MINUTE;
+use rampart::domain::mail_kind::MailKind;
 use rampart::domain::throttle::ThrottlePolicy;
 use rampart::store::{connect, AuditEvent, Effects, NewMail, SharedStore};
 use serde_json::json;
@@ -43,7 +44,7 @@ fn mail(i: usize) -> NewMail {
         created_at: 1_000,
         freeze_link: None,
         inbox: false,
-        kind: "security",
+        kind: MailKind::Security,
     }
 }
 

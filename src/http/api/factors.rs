@@ -277,8 +277,8 @@ impl From<FactorOverview> for Overview {
                 .into_iter()
                 .map(|c| ChangeView {
                     id: c.id,
-                    kind: c.kind,
-                    target: c.target,
+                    kind: c.change.kind().to_owned(),
+                    target: c.change.target().map(str::to_owned),
                     requested_at: c.requested_at,
                     effective_at: c.effective_at,
                 })

@@ -113,20 +113,22 @@ impl From<ApiKeyRecord> for KeyView {
     fn from(k: ApiKeyRecord) -> Self {
         Self {
             permissions: k
-                .permissions
+                .access
+                .permissions_csv()
                 .split(',')
                 .filter(|s| !s.is_empty())
                 .map(str::to_owned)
                 .collect(),
             ip_allowlist: k
-                .ip_allowlist
+                .access
+                .allowlist_csv()
                 .split(',')
                 .filter(|s| !s.is_empty())
                 .map(str::to_owned)
                 .collect(),
             api_key: k.api_key,
             label: k.label,
-            key_type: k.key_type,
+            key_type: k.key_type.as_str().to_owned(),
             created_at: k.created_at,
             created_ip: k.created_ip,
             created_device: k.created_device,

@@ -197,7 +197,7 @@ impl From<Login> for LoginView {
             os: l.os,
             browser: l.browser,
             at: l.at,
-            method: l.method,
+            method: l.method.as_str().to_owned(),
         }
     }
 }

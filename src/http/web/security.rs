@@ -14,6 +14,8 @@ use serde::Deserialize;
 
 use super::{csrf, csrf_ok, csrf_refused, error_text, page_auth, render, PageForm};
 use crate::clock::format_utc;
+use crate::domain::change::Weakening;
+use crate::domain::sign_in::{SecondFactor, SignInMethod};
 use crate::geo::Location;
 use crate::http::error::ApiError;
 use crate::http::AppState;
@@ -229,7 +231,7 @@ impl From<Login> for LoginRow {
     fn from(l: Login) -> Self {
         Self {
             success: l.success,
-            result: login_result(&l.reason, &l.method),
+            result: login_result(&l.reason, l.method),
             at: format_utc(l.at),
             location: Location::label(l.city.as_deref(), l.country.as_deref()),
             ip: l.ip,
@@ -239,7 +241,7 @@ impl From<Login> for LoginRow {
 }
 
 /// A sign-in attempt's outcome, in words.
-fn login_result(reason: &str, method: &str) -> String {
+fn login_result(reason: &str, method: SignInMethod) -> String {
     match reason {
         "signed_in" => format!("Success · {}", method_label(method)),
         "wrong_password" => "Failed: wrong password".to_owned(),
@@ -263,9 +265,10 @@ impl PasskeyRow {
                 last_used: p
                     .last_used_at
                     .map_or_else(|| "never".to_owned(), format_utc),
-                removal_pending: overview.pending.iter().any(|c| {
-                    c.kind == "passkey.remove" && c.target.as_deref() == Some(p.id.as_str())
-                }),
+                removal_pending: overview
+                    .pending
+                    .iter()
+                    .any(|c| c.change == Weakening::RemovePasskey(p.id.clone())),
             })
             .collect()
     }
@@ -275,17 +278,17 @@ impl PendingRow {
     fn new(c: &PendingChange, passkeys: &[PasskeyRecord]) -> Self {
         Self {
             id: c.id.clone(),
-            what: match c.kind.as_str() {
-                "totp.disable" => "Turn off the authenticator app".to_owned(),
-                "passkey.remove" => format!(
+            what: match &c.change {
+                Weakening::DisableTotp => "Turn off the authenticator app".to_owned(),
+                Weakening::RemovePasskey(id) => format!(
                     "Remove the passkey \"{}\"",
                     passkeys
                         .iter()
-                        .find(|p| Some(p.id.as_str()) == c.target.as_deref())
+                        .find(|p| &p.id == id)
                         .map_or("?", |p| p.name.as_str())
                 ),
-                "require_passkey.disable" => "Stop requiring a passkey".to_owned(),
-                other => other.to_owned(),
+                Weakening::StopRequiringPasskey => "Stop requiring a passkey".to_owned(),
+                Weakening::MuteMail(_) => c.change.kind().to_owned(),
             },
             effective: format_utc(c.effective_at),
         }
@@ -378,14 +381,13 @@ async fn set_anti_phishing_code(
 }
 
 /// How a sign-in was made, in words.
-fn method_label(method: &str) -> &'static str {
+fn method_label(method: SignInMethod) -> &'static str {
     match method {
-        "password" => "Password",
-        "password+totp" => "Password + authenticator app",
-        "password+backup_code" => "Password + backup code",
-        "password+passkey" => "Password + passkey",
-        "passkey" => "Passkey",
-        _ => "Other",
+        SignInMethod::Password => "Password",
+        SignInMethod::PasswordAnd(SecondFactor::Totp) => "Password + authenticator app",
+        SignInMethod::PasswordAnd(SecondFactor::BackupCode) => "Password + backup code",
+        SignInMethod::PasswordAnd(SecondFactor::Passkey) => "Password + passkey",
+        SignInMethod::Passkey => "Passkey",
     }
 }
 

@@ -9,6 +9,7 @@ use super::notices::Notices;
 use super::step_up::StepUp;
 use super::{Client, Clocked, ServiceError, ServiceResult};
 use crate::clock::{format_utc, Millis, SharedClock, HOUR};
+use crate::domain::change::Weakening;
 use crate::domain::secret::{random_token, token_hash};
 use crate::domain::step_up::SensitiveAction;
 use crate::mail::Composer;
@@ -17,18 +18,8 @@ use crate::store::{Effects, PendingChange, SessionAuth, SharedStore};
 /// Weakening a protection takes effect this long after it is asked for.
 pub const WEAKENING_DELAY: Millis = 48 * HOUR;
 
-fn weakening_label(kind: &str) -> &'static str {
-    match kind {
-        "totp.disable" => "Turn off the authenticator app",
-        "passkey.remove" => "Remove a passkey",
-        "require_passkey.disable" => "Stop requiring a passkey for important actions",
-        "mail.mute" => "Stop a security mail",
-        _ => "Weaken a protection",
-    }
-}
-
 /// Pending (weakening) changes: scheduling, cancelling, applying.
-pub struct Weakening {
+pub struct PendingChanges {
     pub(crate) store: SharedStore,
     pub(crate) clock: SharedClock,
     pub(crate) composer: Composer,
@@ -36,19 +27,18 @@ pub struct Weakening {
     pub(crate) step_up: Arc<StepUp>,
 }
 
-impl Clocked for Weakening {
+impl Clocked for PendingChanges {
     fn clock(&self) -> &SharedClock {
         &self.clock
     }
 }
 
-impl Weakening {
+impl PendingChanges {
     /// Schedules a weakening change 48 h out, announced by mail with a cancel link.
     pub async fn schedule_weakening(
         &self,
         auth: &SessionAuth,
-        kind: &str,
-        target: Option<String>,
+        weakening: Weakening,
         what: &str,
         client: &Client,
     ) -> ServiceResult<PendingChange> {
@@ -61,7 +51,7 @@ impl Weakening {
             .pending_changes(&account.id)
             .await?
             .into_iter()
-            .find(|c| c.kind == kind && c.target == target)
+            .find(|c| c.change == weakening)
         {
             return Ok(existing);
         }
@@ -70,8 +60,7 @@ impl Weakening {
         let change = PendingChange {
             id: uuid::Uuid::new_v4().to_string(),
             account_id: account.id.clone(),
-            kind: kind.to_owned(),
-            target,
+            change: weakening,
             cancel_token_hash: token_hash(&token),
             requested_at: now,
             effective_at: now + WEAKENING_DELAY,
@@ -79,7 +68,7 @@ impl Weakening {
             applied_at: None,
         };
         let url = self.composer.public_url.trim_end_matches('/');
-        let fx = Effects::audit(self.event(Some(client), Some(&account.id), Self::account_actor(account), "weakening.scheduled", json!({"kind": kind, "target": change.target, "effective_at": change.effective_at})))
+        let fx = Effects::audit(self.event(Some(client), Some(&account.id), Self::account_actor(account), "weakening.scheduled", json!({"kind": change.change.kind(), "target": change.change.target(), "effective_at": change.effective_at})))
             .with_mail(self.notices.notice(
                 account,
                 &format!("{what}: takes effect in 48 hours"),
@@ -175,10 +164,14 @@ impl Weakening {
             let Some(account) = self.store.account_by_id(&change.account_id).await? else {
                 continue;
             };
-            let what = weakening_label(&change.kind);
-            let fx = Effects::audit(self.event(None, Some(&account.id), "system".into(), "weakening.applied", json!({"kind": change.kind, "target": change.target})))
+            let what = change.change.label();
+            let fx = Effects::audit(self.event(None, Some(&account.id), "system".into(), "weakening.applied", json!({"kind": change.change.kind(), "target": change.change.target()})))
                 .with_mail(self.notices.notice(&account, &format!("{what}: now in effect"), &format!("The change you asked for 48 hours ago is now in effect: {what}.\n\nIf you did not ask for it, freeze your account from the Security Center.")));
-            if self.store.apply_pending_change(&change, now, &fx).await? {
+            if self
+                .store
+                .apply_pending_change(&change, &change.change.steps(), now, &fx)
+                .await?
+            {
                 n += 1;
             }
         }
