@@ -88,6 +88,7 @@ impl Accounts {
         (c, code)
     }
 
+    #[tracing::instrument(level = "info", skip_all, err(level = "info"))]
     pub async fn register(
         &self,
         email: &str,
@@ -250,6 +251,7 @@ impl Accounts {
     /// the code is dead until a new one is requested (or the code's lifetime has passed).
     /// Unknown, already confirmed and awaiting addresses get the same answers: tries left,
     /// then too many tries. Only the right code can learn that it has expired.
+    #[tracing::instrument(level = "info", skip_all, err(level = "info"))]
     pub async fn confirm_email(
         &self,
         email: &str,
@@ -332,6 +334,7 @@ impl Accounts {
     /// Mails a fresh code to an unconfirmed account, at most once a minute per address,
     /// and gives the address its tries back. Answers the same for every address, and
     /// treats every address alike (the tries come back for unknown ones too).
+    #[tracing::instrument(level = "info", skip_all, err(level = "info"))]
     pub async fn resend_confirmation(&self, email: &str, client: &Client) -> ServiceResult<()> {
         let email = Email::parse(email)?;
         let mark = format!(
@@ -365,6 +368,7 @@ impl Accounts {
 
     /// Sets the code shown in every later mail. The mail announcing the change already
     /// carries the new code.
+    #[tracing::instrument(level = "info", skip_all, fields(account = %auth.account.id), err(level = "info"))]
     pub async fn set_anti_phishing_code(
         &self,
         auth: &SessionAuth,

@@ -72,6 +72,7 @@ impl ApiKeys {
     }
 
     /// Creates a key. Returns the record and, for HMAC keys, the secret (shown once).
+    #[tracing::instrument(level = "info", skip_all, fields(account = %auth.account.id), err(level = "info"))]
     pub async fn create_api_key(
         &self,
         auth: &SessionAuth,
@@ -184,12 +185,14 @@ impl ApiKeys {
         Ok((record, secret))
     }
 
+    #[tracing::instrument(level = "info", skip_all, fields(account = %auth.account.id), err(level = "info"))]
     pub async fn list_api_keys(&self, auth: &SessionAuth) -> ServiceResult<Vec<ApiKeyRecord>> {
         Ok(self.store.api_keys(&auth.account.id).await?)
     }
 
     /// Edits permissions and allowlist. Adding a permission or an address needs step-up
     /// and is announced; removing applies at once.
+    #[tracing::instrument(level = "info", skip_all, fields(account = %auth.account.id), err(level = "info"))]
     pub async fn update_api_key(
         &self,
         auth: &SessionAuth,
@@ -295,6 +298,7 @@ impl ApiKeys {
         Ok(record)
     }
 
+    #[tracing::instrument(level = "info", skip_all, fields(account = %auth.account.id), err(level = "info"))]
     pub async fn delete_api_key(
         &self,
         auth: &SessionAuth,
@@ -330,6 +334,7 @@ impl ApiKeys {
     }
 
     /// "Revoke all API keys", the guides' first move after a compromise.
+    #[tracing::instrument(level = "info", skip_all, fields(account = %auth.account.id), err(level = "info"))]
     pub async fn delete_all_api_keys(
         &self,
         auth: &SessionAuth,
@@ -361,6 +366,7 @@ impl ApiKeys {
 
     /// The timed job's share: last-use batches, forbidden-address alerts (at most hourly
     /// per key) and expiry warnings 7 days and 1 day ahead. Returns the mails queued.
+    #[tracing::instrument(level = "info", skip_all, err(level = "info"))]
     pub async fn api_key_housekeeping(&self) -> ServiceResult<usize> {
         let now = self.now();
         let used: Vec<(String, Millis, String)> = match self.key_cache.used.lock() {

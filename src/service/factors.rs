@@ -59,6 +59,7 @@ impl Clocked for FactorSettings {
 }
 
 impl FactorSettings {
+    #[tracing::instrument(level = "info", skip_all, fields(account = %auth.account.id), err(level = "info"))]
     pub async fn factor_overview(&self, auth: &SessionAuth) -> ServiceResult<FactorOverview> {
         let id = &auth.account.id;
         Ok(FactorOverview {
@@ -76,6 +77,7 @@ impl FactorSettings {
     }
 
     /// Starts enrolment: a new secret (encrypted at rest), shown once with its QR code.
+    #[tracing::instrument(level = "info", skip_all, fields(account = %auth.account.id), err(level = "info"))]
     pub async fn totp_begin(
         &self,
         auth: &SessionAuth,
@@ -126,6 +128,7 @@ impl FactorSettings {
 
     /// Confirms enrolment with a current code. Returns the backup codes when this is the
     /// account's first second factor (shown once).
+    #[tracing::instrument(level = "info", skip_all, fields(account = %auth.account.id), err(level = "info"))]
     pub async fn totp_confirm(
         &self,
         auth: &SessionAuth,
@@ -206,6 +209,7 @@ impl FactorSettings {
     }
 
     /// Replaces the backup codes (the old ones stop working at once).
+    #[tracing::instrument(level = "info", skip_all, fields(account = %auth.account.id), err(level = "info"))]
     pub async fn regenerate_backup_codes(
         &self,
         auth: &SessionAuth,
@@ -244,6 +248,7 @@ impl FactorSettings {
         Ok(codes)
     }
 
+    #[tracing::instrument(level = "info", skip_all, fields(account = %auth.account.id), err(level = "info"))]
     pub async fn disable_totp(
         &self,
         auth: &SessionAuth,
@@ -267,6 +272,7 @@ impl FactorSettings {
 
     /// "Require a passkey for important actions": on at once (a passkey must exist), off
     /// after the weakening delay.
+    #[tracing::instrument(level = "info", skip_all, fields(account = %auth.account.id), err(level = "info"))]
     pub async fn set_require_passkey(
         &self,
         auth: &SessionAuth,

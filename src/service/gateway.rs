@@ -113,6 +113,7 @@ impl Gateway {
     /// Authenticates a signed request (the gateway hook's work). Checks, in order: form,
     /// key, timing, signature, then (only for a proven signature) expiry, freeze, address
     /// and permission, so nothing about a key is told to someone who cannot sign with it.
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug", Debug))]
     pub async fn authorize_signed(
         &self,
         api_key: Option<&str>,
@@ -175,6 +176,7 @@ impl Gateway {
     /// The gateway decision for a request carrying a Security Center session cookie (the
     /// platform's own web app acting for its signed-in user): every permission, but the
     /// path must be canonical and withdrawals wait out any lock, exactly as for keys.
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug", Debug))]
     pub async fn authorize_session(
         &self,
         session_token: &str,

@@ -35,6 +35,7 @@ impl Clocked for PendingChanges {
 
 impl PendingChanges {
     /// Schedules a weakening change 48 h out, announced by mail with a cancel link.
+    #[tracing::instrument(level = "info", skip_all, fields(account = %auth.account.id), err(level = "info"))]
     pub async fn schedule_weakening(
         &self,
         auth: &SessionAuth,
@@ -85,6 +86,7 @@ impl PendingChanges {
         Ok(change)
     }
 
+    #[tracing::instrument(level = "info", skip_all, fields(account = %auth.account.id), err(level = "info"))]
     pub async fn cancel_pending_change(
         &self,
         auth: &SessionAuth,
@@ -114,6 +116,7 @@ impl PendingChanges {
     }
 
     /// Cancels through the link in the mail, without a session.
+    #[tracing::instrument(level = "info", skip_all, err(level = "info"))]
     pub async fn cancel_pending_change_by_link(
         &self,
         token: &str,
@@ -157,6 +160,7 @@ impl PendingChanges {
     }
 
     /// Applies every due weakening change (the job calls this). Returns how many.
+    #[tracing::instrument(level = "info", skip_all, err(level = "info"))]
     pub async fn apply_due_changes(&self) -> ServiceResult<usize> {
         let now = self.now();
         let mut n = 0;

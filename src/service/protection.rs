@@ -81,6 +81,7 @@ impl Protection {
     }
 
     /// Freezes the signed-in account. Idempotent: a second freeze changes nothing.
+    #[tracing::instrument(level = "info", skip_all, fields(account = %auth.account.id), err(level = "info"))]
     pub async fn freeze(
         &self,
         auth: &SessionAuth,
@@ -96,6 +97,7 @@ impl Protection {
     }
 
     /// Whether a freeze link can still be used (for the page that shows its button).
+    #[tracing::instrument(level = "info", skip_all, err(level = "info"))]
     pub async fn freeze_link_state(&self, token: &str) -> ServiceResult<()> {
         self.usable_freeze_link(token).await.map(|_| ())
     }
@@ -128,6 +130,7 @@ impl Protection {
     }
 
     /// Freezes through the link in a mail: no session needed, works once, for 7 days.
+    #[tracing::instrument(level = "info", skip_all, err(level = "info"))]
     pub async fn freeze_by_link(
         &self,
         token: &str,
@@ -161,6 +164,7 @@ impl Protection {
 
     /// Removes a device (step-up): its sessions end at once; with `block`, its fingerprint
     /// is refused at sign-in from then on.
+    #[tracing::instrument(level = "info", skip_all, fields(account = %auth.account.id), err(level = "info"))]
     pub async fn remove_device(
         &self,
         auth: &SessionAuth,
@@ -207,6 +211,7 @@ impl Protection {
             })
     }
 
+    #[tracing::instrument(level = "info", skip_all, fields(account = %auth.account.id), err(level = "info"))]
     pub async fn sign_out_others(&self, auth: &SessionAuth, client: &Client) -> ServiceResult<u64> {
         let account = &auth.account;
         let fx = Effects::audit(self.event(
@@ -223,6 +228,7 @@ impl Protection {
     }
 
     /// Adds a device to (or takes it off) the trusted list of at most three.
+    #[tracing::instrument(level = "info", skip_all, fields(account = %auth.account.id), err(level = "info"))]
     pub async fn set_trusted(
         &self,
         auth: &SessionAuth,
@@ -275,6 +281,7 @@ impl Protection {
     }
 
     /// Confirms a new device's pending session from the mailed link.
+    #[tracing::instrument(level = "info", skip_all, err(level = "info"))]
     pub async fn confirm_device(&self, token: &str, client: &Client) -> ServiceResult<()> {
         let invalid = || {
             ServiceError::NotFound("link_invalid", "This confirmation link is not valid, was already used, or its session ended. Sign in again.".into())
@@ -302,6 +309,7 @@ impl Protection {
         }
     }
 
+    #[tracing::instrument(level = "info", skip_all, fields(account = %auth.account.id), err(level = "info"))]
     pub async fn notifications(
         &self,
         auth: &SessionAuth,
@@ -313,6 +321,7 @@ impl Protection {
             .await?)
     }
 
+    #[tracing::instrument(level = "info", skip_all, fields(account = %auth.account.id), err(level = "info"))]
     pub async fn mark_notifications_read(&self, auth: &SessionAuth) -> ServiceResult<u64> {
         Ok(self
             .store
@@ -321,6 +330,7 @@ impl Protection {
     }
 
     /// The optional security mails and whether each is on (or switching off, and when).
+    #[tracing::instrument(level = "info", skip_all, fields(account = %auth.account.id), err(level = "info"))]
     pub async fn mail_preferences(&self, auth: &SessionAuth) -> ServiceResult<Vec<MailPreference>> {
         let muted = self.store.mail_mutes(&auth.account.id).await?;
         let pending = self.store.pending_changes(&auth.account.id).await?;
@@ -340,6 +350,7 @@ impl Protection {
 
     /// Switching a security mail on applies at once; switching it off is weakening
     /// (48 hours, announced, cancellable). The inbox keeps every event either way.
+    #[tracing::instrument(level = "info", skip_all, fields(account = %auth.account.id), err(level = "info"))]
     pub async fn set_mail_preference(
         &self,
         auth: &SessionAuth,
@@ -378,6 +389,7 @@ impl Protection {
     }
 
     /// Registers a webhook endpoint (operator action); returns the signing secret.
+    #[tracing::instrument(level = "info", skip_all, err(level = "info"))]
     pub async fn add_webhook(&self, url: &str) -> ServiceResult<(String, String)> {
         add_webhook(self.store.as_ref(), &self.secret_box, self.now(), url).await
     }

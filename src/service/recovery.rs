@@ -52,6 +52,7 @@ impl Clocked for Recovery {
 
 impl Recovery {
     /// Mails the code that a password change needs.
+    #[tracing::instrument(level = "info", skip_all, fields(account = %auth.account.id), err(level = "info"))]
     pub async fn send_password_change_code(
         &self,
         auth: &SessionAuth,
@@ -98,6 +99,7 @@ impl Recovery {
     /// Changes the password: current password, a fresh second factor (if enrolled) and the
     /// mailed code (which, with the password, is the whole step-up of an account without a
     /// second factor); ends every other session; locks withdrawals for 24 h.
+    #[tracing::instrument(level = "info", skip_all, fields(account = %auth.account.id), err(level = "info"))]
     pub async fn change_password(
         &self,
         auth: &SessionAuth,
@@ -217,6 +219,7 @@ impl Recovery {
 
     /// Removes the authenticator app at once, proved with a backup code; withdrawals are
     /// locked for 48 h. A new app can then be set up.
+    #[tracing::instrument(level = "info", skip_all, fields(account = %auth.account.id), err(level = "info"))]
     pub async fn reset_totp_with_backup_code(
         &self,
         auth: &SessionAuth,
@@ -287,6 +290,7 @@ impl Recovery {
     /// Asks for an authenticator reset through the recovery review (when the backup codes
     /// are lost too). The request is recorded for an operator; the answer is the same for
     /// every address and password, so it reveals nothing.
+    #[tracing::instrument(level = "info", skip_all, err(level = "info"))]
     pub async fn request_authenticator_reset(
         &self,
         email: &str,

@@ -235,6 +235,7 @@ impl Sessions {
 
     /// The live session behind a cookie. Expired sessions (idle or absolute) are ended on
     /// sight; a frozen account's sessions are refused.
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     pub async fn authenticate(&self, session_token: &str) -> ServiceResult<SessionAuth> {
         let id = token_hash(session_token);
         let Some(auth) = self.store.session_auth(&id).await? else {
@@ -283,6 +284,7 @@ impl Sessions {
         Ok(auth)
     }
 
+    #[tracing::instrument(level = "info", skip_all, fields(account = %auth.account.id), err(level = "info"))]
     pub async fn sign_out(&self, auth: &SessionAuth, client: &Client) -> ServiceResult<()> {
         let fx = Effects::audit(self.event(
             Some(client),
@@ -298,11 +300,13 @@ impl Sessions {
     }
 
     /// Devices active within the device-history window (90 days by default).
+    #[tracing::instrument(level = "info", skip_all, fields(account = %auth.account.id), err(level = "info"))]
     pub async fn devices(&self, auth: &SessionAuth) -> ServiceResult<Vec<Device>> {
         let since = self.now() - self.rules.device_history_days * DAY;
         Ok(self.store.devices(&auth.account.id, since).await?)
     }
 
+    #[tracing::instrument(level = "info", skip_all, fields(account = %auth.account.id), err(level = "info"))]
     pub async fn logins(&self, auth: &SessionAuth, limit: i64) -> ServiceResult<Vec<Login>> {
         Ok(self
             .store

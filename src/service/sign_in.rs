@@ -105,6 +105,12 @@ impl SignIn {
     /// Email + password. Unknown email and wrong password give the same answer after the
     /// same work (an argon2 verification either way). A right password on an account with
     /// a second factor opens a challenge instead of a session.
+    #[tracing::instrument(
+        level = "info",
+        skip_all,
+        fields(account = tracing::field::Empty),
+        err(level = "info")
+    )]
     pub async fn sign_in(
         &self,
         email: &str,
@@ -113,6 +119,9 @@ impl SignIn {
     ) -> ServiceResult<SignInOutcome> {
         let email = Email::parse(email).map_err(|_| ServiceError::InvalidCredentials)?;
         let account = self.store.account_by_email(email.as_str()).await?;
+        if let Some(a) = &account {
+            tracing::Span::current().record("account", a.id.as_str());
+        }
         let known_device = match &account {
             Some(a) => self.sessions.known_device(&a.id, client).await?,
             None => None,
@@ -358,6 +367,12 @@ impl SignIn {
     }
 
     /// Finishes a sign-in with an authenticator-app code or a backup code.
+    #[tracing::instrument(
+        level = "info",
+        skip_all,
+        fields(account = tracing::field::Empty),
+        err(level = "info")
+    )]
     pub async fn sign_in_second_factor(
         &self,
         challenge_token: &str,
@@ -365,6 +380,7 @@ impl SignIn {
         client: &Client,
     ) -> ServiceResult<SignedIn> {
         let (challenge, account) = self.open_challenge(challenge_token).await?;
+        tracing::Span::current().record("account", account.id.as_str());
         if account.require_passkey {
             return Err(ServiceError::Forbidden(
                 "passkey_required",
@@ -468,6 +484,7 @@ impl SignIn {
 
     /// Alerts owners whose right password was not followed by a second factor within
     /// three minutes (the job calls this). Returns how many alerts were queued.
+    #[tracing::instrument(level = "info", skip_all, err(level = "info"))]
     pub async fn alert_incomplete_signins(&self) -> ServiceResult<usize> {
         let now = self.now();
         let mut n = 0;

@@ -46,6 +46,7 @@ impl StepUp {
     /// Refuses a sensitive action unless this session proved, within five minutes, the
     /// second factor or (on an account without one) the password plus a mailed code.
     /// Every sensitive handler calls this first.
+    #[tracing::instrument(level = "info", skip_all, fields(account = %auth.account.id), err(level = "info"))]
     pub async fn require_step_up(
         &self,
         auth: &SessionAuth,
@@ -64,6 +65,7 @@ impl StepUp {
 
     /// Proves a second factor for this session (authenticator or backup code): sensitive
     /// actions are then allowed for five minutes.
+    #[tracing::instrument(level = "info", skip_all, fields(account = %auth.account.id), err(level = "info"))]
     pub async fn step_up_with_code(
         &self,
         auth: &SessionAuth,
@@ -129,6 +131,7 @@ impl StepUp {
     /// sensitive action (with its password). At most one new code a minute; a code works
     /// for 10 minutes, once, with 5 tries. Returns whether a code was sent now (`false`:
     /// the one sent less than a minute ago still works) and when the current one expires.
+    #[tracing::instrument(level = "info", skip_all, fields(account = %auth.account.id), err(level = "info"))]
     pub async fn send_step_up_code(
         &self,
         auth: &SessionAuth,
@@ -184,6 +187,7 @@ impl StepUp {
 
     /// Step-up of an account without a second factor: its password plus the mailed code
     /// (`send_step_up_code`). Throttled per account like sign-in; the code is spent.
+    #[tracing::instrument(level = "info", skip_all, fields(account = %auth.account.id), err(level = "info"))]
     pub async fn step_up_with_email_code(
         &self,
         auth: &SessionAuth,
@@ -277,6 +281,7 @@ impl StepUp {
         Ok(now + step_up::STEP_UP_WINDOW)
     }
 
+    #[tracing::instrument(level = "info", skip_all, fields(account = %auth.account.id), err(level = "info"))]
     pub async fn mark_stepped_up(
         &self,
         auth: &SessionAuth,
