@@ -14,13 +14,31 @@ pub struct TimedReport {
     pub api_key_mails: usize,
 }
 
-/// One pass over everything that is due.
+/// One pass over everything that is due. Each kind of work runs whatever happened to the
+/// others: a failure in one (a damaged row, a database hiccup) must not stop the alerts
+/// and changes of every other account. Any failure is returned after all three ran.
 pub async fn step(services: &Services) -> anyhow::Result<TimedReport> {
-    Ok(TimedReport {
-        changes_applied: services.weakening.apply_due_changes().await?,
-        signin_alerts: services.signin.alert_incomplete_signins().await?,
-        api_key_mails: services.api_keys.api_key_housekeeping().await?,
-    })
+    let changes = services.weakening.apply_due_changes().await;
+    let alerts = services.signin.alert_incomplete_signins().await;
+    let key_mails = services.api_keys.api_key_housekeeping().await;
+    let mut failed = Vec::new();
+    let mut count = |what: &str, r: crate::service::ServiceResult<usize>| match r {
+        Ok(n) => n,
+        Err(e) => {
+            failed.push(format!("{what}: {e}"));
+            0
+        }
+    };
+    let report = TimedReport {
+        changes_applied: count("applying due changes", changes),
+        signin_alerts: count("unfinished sign-in alerts", alerts),
+        api_key_mails: count("API key housekeeping", key_mails),
+    };
+    if failed.is_empty() {
+        Ok(report)
+    } else {
+        Err(anyhow::anyhow!("{}", failed.join("; ")))
+    }
 }
 
 /// Runs `step` every `every` until `shutdown` changes.

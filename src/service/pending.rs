@@ -165,6 +165,15 @@ impl PendingChanges {
         let now = self.now();
         let mut n = 0;
         for change in self.store.due_pending_changes(now, 100).await? {
+            // A damaged row is not applied (failing closed keeps the protection) and must
+            // not hold up anyone else's change; it is reported on every pass until fixed.
+            let change = match change {
+                Ok(change) => change,
+                Err(e) => {
+                    tracing::error!("due pending change not applied: {e}");
+                    continue;
+                }
+            };
             let Some(account) = self.store.account_by_id(&change.account_id).await? else {
                 continue;
             };

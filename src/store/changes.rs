@@ -59,8 +59,13 @@ pub trait ChangeStore {
         now: Millis,
         fx: &Effects,
     ) -> StoreResult<bool>;
-    async fn due_pending_changes(&self, now: Millis, limit: i64)
-        -> StoreResult<Vec<PendingChange>>;
+    /// The open changes whose time has come, oldest first, each decoded on its own: a row
+    /// that does not decode is an `Err` in its place, so it cannot hold up the others.
+    async fn due_pending_changes(
+        &self,
+        now: Millis,
+        limit: i64,
+    ) -> StoreResult<Vec<StoreResult<PendingChange>>>;
     /// Marks an open change applied and writes its `steps`, in order, in one transaction;
     /// `false` (and nothing written) if it was no longer open.
     async fn apply_pending_change(

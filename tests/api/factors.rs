@@ -455,6 +455,50 @@ async fn weakening_takes_effect_after_48_hours_unless_cancelled_from_the_securit
 }
 
 #[tokio::test]
+async fn a_damaged_pending_change_is_not_applied_and_holds_up_nobody_else() {
+    let app = spawn_app().await;
+    // Two owners ask to turn their authenticator off; one row is then damaged.
+    let mut ids = Vec::new();
+    for email in ["hal@example.com", "ida@example.com"] {
+        let c = app.signed_in(email).await;
+        app.step_up_by_email(&c, email).await;
+        enrol_totp(&app, &c).await;
+        let r = c.delete("/api/v1/me/totp").await;
+        assert_eq!(r.status, StatusCode::ACCEPTED);
+        ids.push(r.json()["change_id"].as_str().expect("id").to_owned());
+    }
+    let damaged = &ids[0];
+    raw_sql(
+        &app.database_url,
+        &format!("UPDATE pending_changes SET kind = 'bogus' WHERE id = '{damaged}'"),
+    )
+    .await;
+    // Ida also leaves a right password without its second factor.
+    password_step(&app.client_with_ua(IPHONE), "ida@example.com").await;
+    app.clock.advance(48 * HOUR);
+
+    let report = rampart::jobs::timed::step(&app.state.services)
+        .await
+        .expect("the other work goes on");
+    assert_eq!(
+        report.changes_applied, 1,
+        "Ida's change, not the damaged one"
+    );
+    assert_eq!(report.signin_alerts, 1, "Ida is still alerted");
+    assert!(app
+        .mails_to("ida@example.com")
+        .await
+        .iter()
+        .any(|m| m.subject.contains("now in effect")));
+    // Hal's authenticator stays on: a change that cannot be read is never applied.
+    let hal = app.client();
+    assert_eq!(
+        password_step(&hal, "hal@example.com").await["status"],
+        "second_factor_required"
+    );
+}
+
+#[tokio::test]
 async fn password_change_needs_everything_and_locks_withdrawals() {
     let app = spawn_app().await;
     let c = app.signed_in("gil@example.com").await;

@@ -202,7 +202,7 @@ impl ChangeStore for SqlStore<Db> {
         &self,
         now: Millis,
         limit: i64,
-    ) -> StoreResult<Vec<PendingChange>> {
+    ) -> StoreResult<Vec<StoreResult<PendingChange>>> {
         let sql = format!(
             "SELECT {CHANGE_COLUMNS}
              FROM pending_changes
@@ -214,7 +214,7 @@ impl ChangeStore for SqlStore<Db> {
             .bind(limit)
             .fetch_all(&self.write)
             .await?;
-        rows.into_iter().map(ChangeRow::decode).collect()
+        Ok(rows.into_iter().map(ChangeRow::decode).collect())
     }
 
     async fn apply_pending_change(
