@@ -120,7 +120,25 @@ impl Settings {
     fn from_toml_file(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read config file {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+        Self::from_toml(&text).with_context(|| format!("invalid config file {}", path.display()))
+    }
+
+    /// Parses settings. A TOML error names the line, the column and what is wrong, but
+    /// never quotes the line: it may be the one that holds the secret key or a URL with a
+    /// password, and start-up errors end up in logs.
+    fn from_toml(text: &str) -> anyhow::Result<Self> {
+        toml::from_str(text).map_err(|e| {
+            let what = e.message().trim_end();
+            match e.span() {
+                Some(span) => {
+                    let before = &text[..span.start.min(text.len())];
+                    let line = before.matches('\n').count() + 1;
+                    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+                    anyhow::anyhow!("line {line}, column {column}: {what}")
+                }
+                None => anyhow::anyhow!("{what}"),
+            }
+        })
     }
 
     /// Applies `RAMPART_*` variables; an unknown `RAMPART_` variable is an error so a typo
@@ -239,6 +257,18 @@ fn parse_bool(s: &str) -> Result<bool, String> {
 mod tests {
     use super::*;
 
+
+    #[test]
+    fn a_toml_error_never_quotes_the_line_of_a_secret() {
+        for text in [
+            "secret_key = \"aHVudGVyMmh1bnRlcjJodW50ZXIyaHVudGVyMmh1bnQ=\",\n",
+            "listen = \"127.0.0.1:8080\"\nsmtp_url = \"smtp://u:hunter2@h:25\" x\n",
+        ] {
+            let e = format!("{:#}", Settings::from_toml(text).expect_err("refused"));
+            assert!(!e.contains("hunter2") && !e.contains("aHVudGVy"), "{e}");
+            assert!(e.contains("line "), "says where: {e}");
+        }
+    }
     #[test]
     fn environment_overrides_toml_which_overrides_defaults() {
         let mut s: Settings = toml::from_str(
