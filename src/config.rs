@@ -257,7 +257,6 @@ fn parse_bool(s: &str) -> Result<bool, String> {
 mod tests {
     use super::*;
 
-
     #[test]
     fn a_toml_error_never_quotes_the_line_of_a_secret() {
         for text in [

@@ -11,7 +11,7 @@ use super::sessions::Sessions;
 use super::{Clocked, ServiceError, ServiceResult};
 use crate::clock::{Millis, SharedClock};
 use crate::domain::api_key::{
-    self, parse_signed, required_permission, timestamp_ok, Allowlist, KeyAccess, KeyType,
+    self, key_hint, parse_signed, required_permission, timestamp_ok, Allowlist, KeyAccess, KeyType,
     Permission, Permissions, Refusal, RouteRule, Verifier,
 };
 use crate::domain::secret::SecretBox;
@@ -78,7 +78,7 @@ impl Gateway {
                 allowlist,
             } => (permissions, allowlist, false),
             KeyAccess::Unreadable { why, .. } => {
-                tracing::error!(api_key = %k.api_key, "stored API key settings unreadable, key refused: {why}");
+                tracing::error!(api_key = %key_hint(&k.api_key), "stored API key settings unreadable, key refused: {why}");
                 (Permissions::default(), Allowlist::default(), true)
             }
         };

@@ -353,6 +353,15 @@ fn alnum(n: usize) -> String {
         .collect()
 }
 
+/// How logs name a key: its first 12 characters and an ellipsis, enough to find it in the
+/// owner's list, not the whole key.
+pub fn key_hint(key: &str) -> String {
+    match key.char_indices().nth(12) {
+        Some((end, _)) => format!("{}…", &key[..end]),
+        None => key.to_owned(),
+    }
+}
+
 /// A new public API key: `rmpk_` + 59 characters (64 in all, as exchange clients expect).
 pub fn new_key() -> String {
     format!("{KEY_PREFIX}{}", alnum(59))
