@@ -266,7 +266,7 @@ fn services(
         notices: notices.clone(),
         second_factors: second_factors.clone(),
     });
-    let weakening = Arc::new(PendingChanges {
+    let pending_changes = Arc::new(PendingChanges {
         store: store.clone(),
         clock: clock.clone(),
         composer: composer.clone(),
@@ -308,7 +308,7 @@ fn services(
         throttles: throttles.clone(),
         second_factors: second_factors.clone(),
         step_up: step_up.clone(),
-        weakening: weakening.clone(),
+        pending_changes: pending_changes.clone(),
     });
     let recovery = Arc::new(Recovery {
         store: store.clone(),
@@ -333,7 +333,7 @@ fn services(
         sessions: sessions.clone(),
         signin: signin.clone(),
         step_up: step_up.clone(),
-        weakening: weakening.clone(),
+        pending_changes: pending_changes.clone(),
     });
     let api_keys = Arc::new(ApiKeys {
         store: store.clone(),
@@ -359,7 +359,7 @@ fn services(
         secret_box: secret_box.clone(),
         notices,
         step_up: step_up.clone(),
-        weakening: weakening.clone(),
+        pending_changes: pending_changes.clone(),
         invalidator: invalidator.clone(),
     });
     Ok(Services {
@@ -376,7 +376,7 @@ fn services(
         sessions,
         signin,
         step_up,
-        weakening,
+        pending_changes,
         second_factors,
         factors,
         recovery,

@@ -18,7 +18,7 @@ pub struct TimedReport {
 /// others: a failure in one (a damaged row, a database hiccup) must not stop the alerts
 /// and changes of every other account. Any failure is returned after all three ran.
 pub async fn step(services: &Services) -> anyhow::Result<TimedReport> {
-    let changes = services.weakening.apply_due_changes().await;
+    let changes = services.pending_changes.apply_due_changes().await;
     let alerts = services.signin.alert_incomplete_signins().await;
     let key_mails = services.api_keys.api_key_housekeeping().await;
     let mut failed = Vec::new();

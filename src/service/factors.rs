@@ -49,7 +49,7 @@ pub struct FactorSettings {
     pub(crate) throttles: Arc<Throttles>,
     pub(crate) second_factors: Arc<SecondFactors>,
     pub(crate) step_up: Arc<StepUp>,
-    pub(crate) weakening: Arc<PendingChanges>,
+    pub(crate) pending_changes: Arc<PendingChanges>,
 }
 
 impl Clocked for FactorSettings {
@@ -260,7 +260,7 @@ impl FactorSettings {
                 "No authenticator app is set up.".into(),
             ));
         }
-        self.weakening
+        self.pending_changes
             .schedule_weakening(
                 auth,
                 Weakening::DisableTotp,
@@ -308,7 +308,7 @@ impl FactorSettings {
             return Ok(None);
         }
         Ok(Some(
-            self.weakening
+            self.pending_changes
                 .schedule_weakening(
                     auth,
                     Weakening::StopRequiringPasskey,

@@ -95,7 +95,7 @@ pub struct Services {
     pub sessions: Arc<sessions::Sessions>,
     pub signin: Arc<sign_in::SignIn>,
     pub step_up: Arc<step_up::StepUp>,
-    pub weakening: Arc<pending::PendingChanges>,
+    pub pending_changes: Arc<pending::PendingChanges>,
     pub second_factors: Arc<second_factors::SecondFactors>,
     pub factors: Arc<factors::FactorSettings>,
     pub recovery: Arc<recovery::Recovery>,

@@ -45,7 +45,7 @@ pub struct Protection {
     pub(crate) secret_box: Arc<SecretBox>,
     pub(crate) notices: Arc<Notices>,
     pub(crate) step_up: Arc<StepUp>,
-    pub(crate) weakening: Arc<PendingChanges>,
+    pub(crate) pending_changes: Arc<PendingChanges>,
     pub(crate) invalidator: Arc<CacheInvalidator>,
 }
 
@@ -382,7 +382,7 @@ impl Protection {
         }
         let what = format!("Stop mailing {description}");
         Ok(Some(
-            self.weakening
+            self.pending_changes
                 .schedule_weakening(auth, Weakening::MuteMail(kind), &what, client)
                 .await?,
         ))

@@ -441,7 +441,7 @@ async fn cancel_change(
     client: Client,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    s.weakening
+    s.pending_changes
         .cancel_pending_change(&auth, &id, &client)
         .await?;
     Ok(StatusCode::NO_CONTENT)

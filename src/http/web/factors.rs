@@ -274,7 +274,7 @@ async fn cancel_pending(
 ) -> Response {
     let auth = guarded!(state, jar, f.csrf);
     let r = state
-        .weakening
+        .pending_changes
         .cancel_pending_change(&auth, &id, &client)
         .await;
     finish(&state, jar, auth, r, "cancelled").await
@@ -352,7 +352,7 @@ async fn cancel_link(
     if !csrf_ok(&state, &jar, &f.csrf) {
         return csrf_refused();
     }
-    match state.weakening.cancel_pending_change_by_link(&token, &client).await {
+    match state.pending_changes.cancel_pending_change_by_link(&token, &client).await {
         Ok(change) => message(
             StatusCode::OK,
             "Cancelled",

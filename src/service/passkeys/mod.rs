@@ -115,7 +115,7 @@ pub struct Passkeys {
     pub(crate) sessions: Arc<Sessions>,
     pub(crate) signin: Arc<SignIn>,
     pub(crate) step_up: Arc<StepUp>,
-    pub(crate) weakening: Arc<PendingChanges>,
+    pub(crate) pending_changes: Arc<PendingChanges>,
 }
 
 impl Clocked for Passkeys {
@@ -348,7 +348,7 @@ impl Passkeys {
             ));
         };
         let what = format!("Remove the passkey \"{}\"", key.name);
-        self.weakening
+        self.pending_changes
             .schedule_weakening(
                 auth,
                 Weakening::RemovePasskey(key.id.clone()),
