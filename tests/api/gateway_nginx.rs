@@ -14,7 +14,8 @@ use serde_json::json;
 use crate::api_keys::hmac_hex;
 use crate::helpers::*;
 
-struct Nginx(Child);
+/// A running nginx, stopped when dropped.
+pub(crate) struct Nginx(Child);
 
 impl Drop for Nginx {
     fn drop(&mut self) {
@@ -23,7 +24,7 @@ impl Drop for Nginx {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")
         .local_addr()
@@ -62,9 +63,6 @@ fn start_nginx(
     api: SocketAddr,
     port: u16,
 ) -> Option<Nginx> {
-    let nginx = ["/usr/sbin/nginx", "/usr/local/sbin/nginx"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists())?;
     let documented = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/deploy/nginx-gateway.conf"
@@ -78,10 +76,20 @@ fn start_nginx(
         gateway, documented,
         "the documented addresses were found and replaced"
     );
+    run_nginx(dir, &gateway, "")
+}
+
+/// Starts nginx (in the foreground, as a child) with a prefix in `dir`: `gateway` is
+/// included in the `http` block, `main` (e.g. `load_module ...;`) goes before it. None
+/// when nginx is not installed.
+pub(crate) fn run_nginx(dir: &std::path::Path, gateway: &str, main: &str) -> Option<Nginx> {
+    let nginx = ["/usr/sbin/nginx", "/usr/local/sbin/nginx"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())?;
     std::fs::write(dir.join("gateway.conf"), gateway).expect("write");
     let d = dir.display();
     let main = format!(
-        "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
+        "{main}daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
          events {{ worker_connections 256; }}\nhttp {{\n access_log off;\n client_body_temp_path {d}/body;\n proxy_temp_path {d}/proxy;\n \
          fastcgi_temp_path {d}/fastcgi;\n uwsgi_temp_path {d}/uwsgi;\n scgi_temp_path {d}/scgi;\n include {d}/gateway.conf;\n}}\n"
     );

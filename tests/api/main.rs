@@ -13,6 +13,7 @@ mod audit;
 mod bad_input;
 mod factors;
 mod gateway_nginx;
+mod gateway_njs;
 mod lockout;
 mod origin;
 mod outbox;
