@@ -61,6 +61,8 @@ pub struct GatewayListener {
     pub addr: SocketAddr,
     pub router: Router,
     pub upstream: String,
+    /// How long a client has to send a request's headers.
+    pub header_timeout: Duration,
 }
 
 impl App {
@@ -247,6 +249,7 @@ async fn build_with_store(
             Some(GatewayListener {
                 addr: listener.local_addr()?,
                 listener,
+                header_timeout: config.body_timeout,
                 router: crate::http::gateway::router(state.clone(), config)?,
                 upstream,
             })
@@ -462,12 +465,12 @@ pub async fn serve(
         let _ = rx.wait_for(|stop| *stop).await;
     };
     let gateway = app.gateway.take().map(|g| {
-        let service = g.router.into_make_service_with_connect_info::<SocketAddr>();
-        tokio::spawn(
-            axum::serve(g.listener, service)
-                .with_graceful_shutdown(stopped(stop_rx.clone()))
-                .into_future(),
-        )
+        tokio::spawn(crate::http::gateway::serve(
+            g.listener,
+            g.router,
+            g.header_timeout,
+            stop_rx.clone(),
+        ))
     });
     let service = app
         .router

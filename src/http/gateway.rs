@@ -14,6 +14,8 @@
 //! `gateway_body_timeout_ms`) before anything reaches the upstream: the signature covers
 //! it, and an oversized or slow upload must cost the upstream nothing. The answer streams
 //! back as it arrives. One pooled HTTP/1.1 client keeps connections to the upstream alive.
+//! The listener is served by [`serve`], not `axum::serve`, because it must time out a
+//! client that never finishes its headers (axum's server sets no timer).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -43,8 +45,76 @@ pub struct GatewayConfig {
     /// `http://host:port` or `https://host`, with an optional path prefix.
     pub upstream: String,
     pub body_limit: usize,
+    /// For the headers of each request, then again for its body.
     pub body_timeout: Duration,
     pub upstream_timeout: Duration,
+}
+
+/// Serves the gateway router on `listener` (HTTP/1.1, keep-alive) until `stop` turns true,
+/// then lets requests in flight finish. Each connection must deliver a request's headers
+/// within `header_timeout` (slow-header clients are cut off, so idle sockets cannot pile
+/// up) and the body within the body timeout (in the handler).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    header_timeout: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use tower::ServiceExt;
+    // Every connection task holds a clone of `open`; `closed()` resolves when all are gone.
+    let (all_done, open) = tokio::sync::watch::channel(());
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait rather than spin.
+                    tracing::warn!("gateway accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = async { stop.wait_for(|s| *s).await.map(|_| ()) } => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service =
+            router
+                .clone()
+                .map_request(move |req: axum::http::Request<hyper::body::Incoming>| {
+                    let mut req = req.map(Body::new);
+                    req.extensions_mut()
+                        .insert(axum::extract::ConnectInfo(peer));
+                    req
+                });
+        let service = hyper_util::service::TowerToHyperService::new(service);
+        let mut stop = stop.clone();
+        let open = open.clone();
+        tokio::spawn(async move {
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .keep_alive(true);
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                result = conn.as_mut() => {
+                    if let Err(e) = result {
+                        tracing::debug!("gateway connection ended: {e}");
+                    }
+                }
+                _ = async { stop.wait_for(|s| *s).await.map(|_| ()) } => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+            drop(open);
+        });
+    }
+    drop(open);
+    all_done.closed().await;
+    Ok(())
 }
 
 impl GatewayConfig {

@@ -457,6 +457,23 @@ async fn a_slow_upload_is_cut_off_before_the_upstream_sees_anything() {
 }
 
 #[tokio::test]
+async fn a_client_that_never_finishes_its_headers_is_disconnected() {
+    let (upstream, received) = recording_upstream().await;
+    let app = gateway_to(&upstream, |s| s.gateway_body_timeout_ms = 300).await;
+    let gw = app.gateway.clone().expect("gateway listener");
+    let addr = gw.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream
+        .write_all(format!("GET /api/v3/ping HTTP/1.1\r\nHost: {addr}\r\nX-Slow: ").as_bytes())
+        .await
+        .expect("write");
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "the connection is closed, not held open");
+    assert!(received.lock().expect("log").is_empty());
+}
+
+#[tokio::test]
 async fn an_unreachable_or_silent_upstream_is_a_clear_502_or_504() {
     // Nothing listens on the upstream's port.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");

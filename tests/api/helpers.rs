@@ -123,9 +123,10 @@ async fn spawn(settings: Settings, dir: Option<tempfile::TempDir>, with_jobs: bo
     let gateway = app.gateway.as_ref().map(|g| format!("http://{}", g.addr));
     if !with_jobs {
         if let Some(g) = app.gateway.take() {
-            let service = g.router.into_make_service_with_connect_info::<SocketAddr>();
+            let (never, stop) = tokio::sync::watch::channel(false);
             tokio::spawn(async move {
-                axum::serve(g.listener, service)
+                let _never = never;
+                rampart::http::gateway::serve(g.listener, g.router, g.header_timeout, stop)
                     .await
                     .expect("gateway runs")
             });
