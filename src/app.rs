@@ -2,6 +2,7 @@
 //! router and background worker. Nothing here is global except the metrics recorder (the
 //! `metrics` crate has one per process), so tests can build many apps side by side.
 
+use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -49,6 +50,19 @@ pub struct App {
     /// Where people reach this server (`public_url`, or derived from the listen address).
     pub public_url: String,
     pub settings: Settings,
+    /// The gateway listener, when `gateway_listen` is set: bound, not yet serving.
+    pub gateway: Option<GatewayListener>,
+}
+
+/// The gateway listener (`gateway_listen`) and what it serves.
+pub struct GatewayListener {
+    pub listener: TcpListener,
+    /// The address actually bound (port 0 picks one).
+    pub addr: SocketAddr,
+    pub router: Router,
+    pub upstream: String,
+    /// How long a client has to send a request's headers.
+    pub header_timeout: Duration,
 }
 
 impl App {
@@ -111,8 +125,16 @@ fn write_private(path: &std::path::Path, content: &str) -> anyhow::Result<()> {
 pub async fn build(settings: Settings, clock: SharedClock) -> anyhow::Result<App> {
     // A server that will refuse to start must not leave a key file or a database behind.
     preflight(&settings)?;
+    let gateway_listener = match settings.gateway_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on gateway_listen {addr}"))?,
+        ),
+        None => None,
+    };
     let store = store::connect(settings.database_url.expose_secret()).await?;
-    build_with_store(settings, clock, store).await
+    build_with_store(settings, clock, store, gateway_listener).await
 }
 
 /// The settings that can be refused before anything is written: the route table, a way
@@ -126,6 +148,18 @@ fn preflight(settings: &Settings) -> anyhow::Result<()> {
         settings.dev_mailbox || settings.demo,
     )?;
     crate::service::passkeys::relying_party(&settings.public_url_for(settings.listen))?;
+    match (&settings.gateway_listen, &settings.gateway_upstream) {
+        (Some(_), Some(upstream)) => crate::http::gateway::GatewayConfig::check_upstream(upstream)?,
+        (None, None) => {}
+        (Some(_), None) => anyhow::bail!("gateway_listen is set but gateway_upstream is not: the gateway needs an upstream to forward allowed requests to"),
+        (None, Some(_)) => anyhow::bail!("gateway_upstream is set but gateway_listen is not: give the address the gateway listens on"),
+    }
+    if settings.gateway_body_limit_bytes == 0
+        || settings.gateway_body_timeout_ms == 0
+        || settings.gateway_upstream_timeout_ms == 0
+    {
+        anyhow::bail!("gateway_body_limit_bytes, gateway_body_timeout_ms and gateway_upstream_timeout_ms must be above 0");
+    }
     Ok(())
 }
 
@@ -136,6 +170,7 @@ async fn build_with_store(
     settings: Settings,
     clock: SharedClock,
     store: SharedStore,
+    gateway_listener: Option<TcpListener>,
 ) -> anyhow::Result<App> {
     let Settings {
         listen,
@@ -154,6 +189,11 @@ async fn build_with_store(
         demo,
         outbox_poll_ms,
         outbox_lease_ms,
+        gateway_listen: _, // bound by `build`: `gateway_listener`
+        gateway_upstream,
+        gateway_body_limit_bytes,
+        gateway_body_timeout_ms,
+        gateway_upstream_timeout_ms,
         gateway_routes,
         rules,
     } = settings.clone();
@@ -198,6 +238,24 @@ async fn build_with_store(
         }))
         .await?;
     let router = crate::http::router(state.clone(), body_limit_bytes);
+    let gateway = match (gateway_listener, gateway_upstream) {
+        (Some(listener), Some(upstream)) => {
+            let config = crate::http::gateway::GatewayConfig {
+                upstream: upstream.clone(),
+                body_limit: gateway_body_limit_bytes,
+                body_timeout: Duration::from_millis(gateway_body_timeout_ms),
+                upstream_timeout: Duration::from_millis(gateway_upstream_timeout_ms),
+            };
+            Some(GatewayListener {
+                addr: listener.local_addr()?,
+                listener,
+                header_timeout: config.body_timeout,
+                router: crate::http::gateway::router(state.clone(), config)?,
+                upstream,
+            })
+        }
+        _ => None,
+    };
     let worker = OutboxWorker {
         store,
         clock,
@@ -216,6 +274,7 @@ async fn build_with_store(
         },
         public_url,
         settings,
+        gateway,
     })
 }
 
@@ -388,9 +447,10 @@ fn services(
 }
 
 /// Serves until `shutdown` resolves, with every background job running beside the server
-/// (`jobs::spawn`); on shutdown the jobs finish the item in hand and the store closes.
+/// (`jobs::spawn`) and the gateway listener when there is one; on shutdown both listeners
+/// stop taking connections, the jobs finish the item in hand and the store closes.
 pub async fn serve(
-    app: App,
+    mut app: App,
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
@@ -401,13 +461,34 @@ pub async fn serve(
         app.intervals,
         &stop_rx,
     )?;
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let gateway = app.gateway.take().map(|g| {
+        tokio::spawn(crate::http::gateway::serve(
+            g.listener,
+            g.router,
+            g.header_timeout,
+            stop_rx.clone(),
+        ))
+    });
     let service = app
         .router
         .into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, service)
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    let main = axum::serve(listener, service).with_graceful_shutdown(stopped(stop_rx.clone()));
+    let signal = {
+        let stop_tx = stop_tx.clone();
+        async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        }
+    };
+    let (served, ()) = tokio::join!(main.into_future(), signal);
     let _ = stop_tx.send(true);
+    served?;
+    if let Some(gateway) = gateway {
+        gateway.await??;
+    }
     for job in jobs {
         let _ = job.await;
     }

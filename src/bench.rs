@@ -20,6 +20,7 @@ use crate::config::Settings;
 use crate::domain::device::DeviceInfo;
 use crate::domain::password;
 use crate::domain::secret::{random_token, token_hash};
+use crate::service::api_keys::GatewayRequest;
 use crate::service::Client;
 use crate::store::{
     Account, AuditEvent, Confirmation, Device, Effects, Login, Session, SignInRecord,
@@ -161,7 +162,14 @@ async fn bench_propagation(
         // B has the key in its cache.
         if b.state
             .gateway
-            .authorize_signed(Some(&key), "GET", "/api/v3/account", &query, "", ip)
+            .authorize(&GatewayRequest {
+                api_key: Some(&key),
+                method: "GET",
+                path: "/api/v3/account",
+                query: &query,
+                body: "",
+                ip,
+            })
             .await
             .is_err()
         {
@@ -181,7 +189,14 @@ async fn bench_propagation(
             match b
                 .state
                 .gateway
-                .authorize_signed(Some(&key), "GET", "/api/v3/account", &query, "", ip)
+                .authorize(&GatewayRequest {
+                    api_key: Some(&key),
+                    method: "GET",
+                    path: "/api/v3/account",
+                    query: &query,
+                    body: "",
+                    ip,
+                })
                 .await
             {
                 Err(AuthzError::Refused(crate::domain::api_key::Refusal::AccountFrozen)) => break,
@@ -233,7 +248,14 @@ async fn bench_authz(
         for _ in 0..iterations {
             if services
                 .gateway
-                .authorize_signed(Some(&key), "POST", "/api/v3/order", &query, "", ip)
+                .authorize(&GatewayRequest {
+                    api_key: Some(&key),
+                    method: "POST",
+                    path: "/api/v3/order",
+                    query: &query,
+                    body: "",
+                    ip,
+                })
                 .await
                 .is_err()
             {

@@ -63,8 +63,22 @@ pub struct Settings {
     /// How long a claimed mail is reserved for the worker that claimed it; a worker that
     /// dies leaves its mails to others after this.
     pub outbox_lease_ms: i64,
-    /// The gateway hook's route → permission table (`[[gateway_routes]]`, first match
-    /// wins; unlisted reads need `read`, unlisted writes are refused).
+    /// Address of the gateway listener: the exchange API's traffic, each request verified
+    /// (query string and body) and forwarded to `gateway_upstream`. Unset: no listener
+    /// (`/authz` still serves proxies that ask it).
+    pub gateway_listen: Option<SocketAddr>,
+    /// Where the gateway listener forwards allowed requests: `http://host:port` or
+    /// `https://host`, optionally with a path prefix.
+    pub gateway_upstream: Option<String>,
+    /// Largest request body the gateway listener reads; larger ones are refused (413).
+    pub gateway_body_limit_bytes: usize,
+    /// How long a client may take to send its body; slower ones are refused (408).
+    pub gateway_body_timeout_ms: u64,
+    /// How long the upstream may take to start answering (504 after that).
+    pub gateway_upstream_timeout_ms: u64,
+    /// The gateway's route table (`[[gateway_routes]]`, first match wins): each route's
+    /// security type (public, api_key, signed) and the permission keys need; a request no
+    /// rule covers is refused.
     pub gateway_routes: Vec<crate::domain::api_key::RouteRule>,
     pub rules: Rules,
 }
@@ -88,6 +102,11 @@ impl Default for Settings {
             demo: false,
             outbox_poll_ms: 500,
             outbox_lease_ms: 2 * 60 * 1000,
+            gateway_listen: None,
+            gateway_upstream: None,
+            gateway_body_limit_bytes: 64 * 1024,
+            gateway_body_timeout_ms: 10_000,
+            gateway_upstream_timeout_ms: 30_000,
             gateway_routes: crate::domain::api_key::default_routes(),
             rules: Rules::default(),
         }
@@ -180,6 +199,23 @@ impl Settings {
                 "DEMO" => self.demo = parse_bool(&value).map_err(|e| bad(&e))?,
                 "OUTBOX_POLL_MS" => self.outbox_poll_ms = value.parse().map_err(|e| bad(&e))?,
                 "OUTBOX_LEASE_MS" => self.outbox_lease_ms = value.parse().map_err(|e| bad(&e))?,
+                "GATEWAY_LISTEN" => {
+                    self.gateway_listen = Some(value.as_str())
+                        .filter(|v| !v.is_empty())
+                        .map(str::parse)
+                        .transpose()
+                        .map_err(|e| bad(&e))?
+                }
+                "GATEWAY_UPSTREAM" => self.gateway_upstream = Some(value).filter(|v| !v.is_empty()),
+                "GATEWAY_BODY_LIMIT_BYTES" => {
+                    self.gateway_body_limit_bytes = value.parse().map_err(|e| bad(&e))?
+                }
+                "GATEWAY_BODY_TIMEOUT_MS" => {
+                    self.gateway_body_timeout_ms = value.parse().map_err(|e| bad(&e))?
+                }
+                "GATEWAY_UPSTREAM_TIMEOUT_MS" => {
+                    self.gateway_upstream_timeout_ms = value.parse().map_err(|e| bad(&e))?
+                }
                 // Variables read by other parts (tests, log filter, tooling) are not settings.
                 "LOG" | "TEST_DATABASE_URL" | "BIN" => {}
                 _ => bail!("unknown setting {key}"),

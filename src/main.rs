@@ -43,6 +43,15 @@ enum Command {
         /// who can reach the server reads every code and link there [env RAMPART_DEV_MAILBOX].
         #[arg(long)]
         dev_mailbox: bool,
+        /// Also listen here as the exchange API's gateway: verify every request (query
+        /// string and body) and forward allowed ones to --gateway-upstream
+        /// [env RAMPART_GATEWAY_LISTEN].
+        #[arg(long, value_name = "ADDR", requires = "gateway_upstream")]
+        gateway_listen: Option<String>,
+        /// The exchange API behind the gateway, e.g. http://127.0.0.1:9000
+        /// [env RAMPART_GATEWAY_UPSTREAM].
+        #[arg(long, value_name = "URL")]
+        gateway_upstream: Option<String>,
     },
     /// Create or upgrade the database schema, then exit.
     Migrate {
@@ -125,7 +134,17 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             database_url,
             demo,
             dev_mailbox,
+            gateway_listen,
+            gateway_upstream,
         } => {
+            if let Some(l) = gateway_listen {
+                settings.gateway_listen = Some(l.parse().with_context(|| {
+                    format!("--gateway-listen {l:?} is not an address like 127.0.0.1:8443")
+                })?);
+            }
+            if let Some(u) = gateway_upstream {
+                settings.gateway_upstream = Some(u);
+            }
             if let Some(l) = listen {
                 settings.listen = l.parse().with_context(|| {
                     format!("--listen {l:?} is not an address like 127.0.0.1:8080")
@@ -252,6 +271,9 @@ async fn serve(mut settings: Settings) -> anyhow::Result<()> {
     say!("Rampart listening on {addr}");
     say!("  open: {url}/signin");
     say!("  database: {db}");
+    if let Some(g) = &app.gateway {
+        say!("  gateway listening on {} → {}", g.addr, g.upstream);
+    }
     if let Some(w) = url_warning {
         say!("  WARNING: {w}");
         tracing::warn!("{w}");

@@ -5,6 +5,7 @@
 pub mod api;
 pub mod error;
 pub mod extract;
+pub mod gateway;
 pub mod web;
 
 use std::ops::Deref;

@@ -22,7 +22,7 @@ use crate::domain::step_up::SensitiveAction;
 use crate::mail::Composer;
 use crate::store::{ApiKeyRecord, Effects, SessionAuth, SharedStore};
 
-pub use super::gateway::{session_permissions, AuthzError, Identity};
+pub use super::gateway::{session_permissions, Access, AuthzError, GatewayRequest, Identity};
 pub use super::key_cache::{CachedKey, FillTicket, KeyCache};
 
 /// At most one "used from a forbidden address" mail per key per hour.

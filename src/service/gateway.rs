@@ -1,5 +1,6 @@
-//! The gateway check (`/authz`): authenticating every signed request the platform
-//! receives, and Security Center sessions acting at the gateway. The hot path reads keys
+//! The gateway check (`/authz` and the gateway listener): deciding every request the
+//! platform receives by its route's security type (public, key only, signed), and Security
+//! Center sessions acting at the gateway. The hot path reads keys
 //! from the in-process cache (no database read on a hit, no write per request: last use is
 //! recorded in batches by the timed job).
 
@@ -11,8 +12,8 @@ use super::sessions::Sessions;
 use super::{Clocked, ServiceError, ServiceResult};
 use crate::clock::{Millis, SharedClock};
 use crate::domain::api_key::{
-    self, key_hint, parse_signed, required_permission, timestamp_ok, Allowlist, KeyAccess, KeyType,
-    Permission, Permissions, Refusal, RouteRule, Verifier,
+    self, key_hint, parse_signed, route_for, timestamp_ok, Allowlist, KeyAccess, KeyType,
+    Permission, Permissions, Refusal, Route, RouteRule, Security, Verifier,
 };
 use crate::domain::secret::SecretBox;
 use crate::store::SharedStore;
@@ -28,6 +29,27 @@ pub struct Identity {
     pub via: &'static str,
     /// Set while a withdrawal lock is in force: when it ends (Unix ms).
     pub withdrawals_locked_until: Option<Millis>,
+}
+
+/// A request as the gateway sees it: the path exactly as sent, the query string without
+/// `?`, the body (empty when none).
+#[derive(Debug, Clone, Copy)]
+pub struct GatewayRequest<'a> {
+    pub api_key: Option<&'a str>,
+    pub method: &'a str,
+    pub path: &'a str,
+    pub query: &'a str,
+    pub body: &'a str,
+    pub ip: IpAddr,
+}
+
+/// What an allowed request is.
+#[derive(Debug, Clone)]
+pub enum Access {
+    /// A public route: no key asked for, no identity given.
+    Public,
+    /// A key (proven by its signature on signed routes, by possession on key-only ones).
+    Key(Identity),
 }
 
 /// A refusal (with its reason) or a failure of ours.
@@ -110,56 +132,87 @@ impl Gateway {
         Ok(Some(entry))
     }
 
-    /// Authenticates a signed request (the gateway hook's work). Checks, in order: form,
-    /// key, timing, signature, then (only for a proven signature) expiry, freeze, address
-    /// and permission, so nothing about a key is told to someone who cannot sign with it.
+    /// Decides a request by its route (the gateway hook's work): a path that is not
+    /// canonical or a route the table does not know is refused; public routes pass;
+    /// key-only routes need a usable key; signed routes need its signature too.
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug", Debug))]
-    pub async fn authorize_signed(
-        &self,
-        api_key: Option<&str>,
-        method: &str,
-        path: &str,
-        query: &str,
-        body: &str,
-        ip: IpAddr,
-    ) -> Result<Identity, AuthzError> {
-        let api_key = api_key
+    pub async fn authorize(&self, req: &GatewayRequest<'_>) -> Result<Access, AuthzError> {
+        let path = api_key::canonical_path(req.path)?;
+        let route =
+            route_for(&self.gateway_routes, req.method, path).ok_or(Refusal::UnknownRoute)?;
+        match route.security {
+            Security::Public => Ok(Access::Public),
+            Security::ApiKey => self.key_only(req, route).await.map(Access::Key),
+            Security::Signed => self.signed(req, route).await.map(Access::Key),
+        }
+    }
+
+    fn api_key<'a>(req: &GatewayRequest<'a>) -> Result<&'a str, Refusal> {
+        req.api_key
             .filter(|k| !k.is_empty())
-            .ok_or(Refusal::MissingKey)?;
-        let path = api_key::canonical_path(path)?;
-        let req = parse_signed(query, body)?;
+            .ok_or(Refusal::MissingKey)
+    }
+
+    async fn key(&self, api_key: &str) -> Result<Arc<CachedKey>, AuthzError> {
         if api_key.len() > 128 {
             return Err(Refusal::UnknownKey.into());
         }
-        let key = self
+        Ok(self
             .cached_key(api_key)
             .await
             .map_err(AuthzError::Failed)?
-            .ok_or(Refusal::UnknownKey)?;
-        let now = self.now();
-        if !timestamp_ok(&req, now) {
+            .ok_or(Refusal::UnknownKey)?)
+    }
+
+    /// A key-only route (user data streams, some market data): the key must exist and be
+    /// usable from here, with the route's permission; no signature is asked for.
+    async fn key_only(
+        &self,
+        req: &GatewayRequest<'_>,
+        route: Route,
+    ) -> Result<Identity, AuthzError> {
+        let key = self.key(Self::api_key(req)?).await?;
+        Ok(self.admit(&key, route.permission, req.ip)?)
+    }
+
+    /// A signed route. Checks, in order: form, key, timing, signature, then (only for a
+    /// proven signature) expiry, freeze, address and permission, so nothing about a key is
+    /// told to someone who cannot sign with it.
+    async fn signed(&self, req: &GatewayRequest<'_>, route: Route) -> Result<Identity, AuthzError> {
+        let api_key = Self::api_key(req)?;
+        let signed = parse_signed(req.query, req.body)?;
+        let key = self.key(api_key).await?;
+        if !timestamp_ok(&signed, self.now()) {
             return Err(Refusal::TimestampOutsideWindow.into());
         }
-        if !key.verifier.verify(req.payload.as_bytes(), &req.signature) {
+        if !key
+            .verifier
+            .verify(signed.payload.as_bytes(), &signed.signature)
+        {
             return Err(Refusal::BadSignature.into());
         }
+        Ok(self.admit(&key, route.permission, req.ip)?)
+    }
+
+    /// What holds for every key whatever the route: readable settings, not expired, account
+    /// not frozen, an allowed address, the permission, and no withdrawal during a lock.
+    fn admit(&self, key: &CachedKey, needed: Permission, ip: IpAddr) -> Result<Identity, Refusal> {
+        let now = self.now();
         if key.unusable {
-            return Err(Refusal::KeyUnusable.into());
+            return Err(Refusal::KeyUnusable);
         }
         if key.expires_at.is_some_and(|t| now >= t) {
-            return Err(Refusal::KeyExpired.into());
+            return Err(Refusal::KeyExpired);
         }
         if key.frozen {
-            return Err(Refusal::AccountFrozen.into());
+            return Err(Refusal::AccountFrozen);
         }
         if !key.allowlist.allows(ip) {
             self.key_cache.note_refused_ip(&key.api_key, now, ip);
-            return Err(Refusal::IpNotAllowed.into());
+            return Err(Refusal::IpNotAllowed);
         }
-        let needed = required_permission(&self.gateway_routes, method, path)
-            .ok_or(Refusal::RouteUnmapped)?;
         if !key.permissions.contains(needed) {
-            return Err(Refusal::PermissionMissing(needed).into());
+            return Err(Refusal::PermissionMissing(needed));
         }
         let locked_until = key.withdrawals_locked_until.filter(|&t| t > now);
         check_withdrawal_lock(needed, locked_until)?;
@@ -198,8 +251,8 @@ impl Gateway {
             .iter()
             .map(|l| l.until)
             .max();
-        if let Some(needed) = required_permission(&self.gateway_routes, method, path) {
-            check_withdrawal_lock(needed, locked_until)?;
+        if let Some(route) = route_for(&self.gateway_routes, method, path) {
+            check_withdrawal_lock(route.permission, locked_until)?;
         }
         Ok(Identity {
             uid: auth.account.uid,

@@ -240,7 +240,7 @@ async fn paths_that_the_upstream_would_route_elsewhere_are_refused_before_it() {
     // permission.
     let (status, body) = raw_request(
         base,
-        "GET",
+        "POST",
         &format!("/SAPI/v1/asset/transfer?{query}"),
         &key,
     )

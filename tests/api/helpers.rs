@@ -26,6 +26,8 @@ pub const PASSWORD: &str = "Tr0ub4dor&3-horse-staple-battery";
 
 pub struct TestApp {
     pub base: String,
+    /// The gateway listener's base URL, when the settings set `gateway_listen`.
+    pub gateway: Option<String>,
     pub clock: ManualClock,
     pub state: AppState,
     pub worker: OutboxWorker,
@@ -115,9 +117,21 @@ async fn spawn(settings: Settings, dir: Option<tempfile::TempDir>, with_jobs: bo
     }
     let database_url = settings.database_url.expose_secret().to_owned();
     let clock = ManualClock::new(SystemClock.now());
-    let app: App = rampart::app::build(settings, Arc::new(clock.clone()))
+    let mut app: App = rampart::app::build(settings, Arc::new(clock.clone()))
         .await
         .expect("app builds");
+    let gateway = app.gateway.as_ref().map(|g| format!("http://{}", g.addr));
+    if !with_jobs {
+        if let Some(g) = app.gateway.take() {
+            let (never, stop) = tokio::sync::watch::channel(false);
+            tokio::spawn(async move {
+                let _never = never;
+                rampart::http::gateway::serve(g.listener, g.router, g.header_timeout, stop)
+                    .await
+                    .expect("gateway runs")
+            });
+        }
+    }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -144,6 +158,7 @@ async fn spawn(settings: Settings, dir: Option<tempfile::TempDir>, with_jobs: bo
     });
     TestApp {
         base: format!("http://{addr}"),
+        gateway,
         clock,
         state,
         worker,

@@ -242,9 +242,11 @@ async fn configured_routes_from_rampart_toml_are_what_the_gateway_enforces() {
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
     assert_eq!(r.code(), "permission_missing");
     assert!(r.body.contains("withdraw"), "{}", r.body);
-    // The configured table replaces the default one: the rest is read-only by method.
+    // The configured table replaces the default one: a route it does not list is refused
+    // (403 to nginx, which understands no 404 from its auth subrequest).
     let r = authz(&gw, &key, "GET", &sign("/api/v3/account")).await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    assert_eq!(r.code(), "unknown_route");
 }
 
 #[tokio::test]
@@ -384,4 +386,85 @@ async fn a_public_url_on_an_ip_address_is_refused_with_the_fix() {
         text.contains("IP address") && text.contains("http://localhost:8091"),
         "{text}"
     );
+}
+
+#[tokio::test]
+async fn serve_with_gateway_flags_verifies_and_forwards_on_its_second_port() {
+    let (db, dir) = fresh_database().await;
+    let key = test_settings(&db).secret_key.expect("key");
+    let (upstream, received) = crate::gateway_listener::recording_upstream().await;
+    let mut args = serve_args(&db);
+    args.extend([
+        "--dev-mailbox",
+        "--gateway-listen",
+        "127.0.0.1:0",
+        "--gateway-upstream",
+        &upstream,
+    ]);
+    let r = rampart(
+        dir.as_ref().map_or(std::path::Path::new("."), |d| d.path()),
+        &args,
+        &[("RAMPART_SECRET_KEY", key.expose_secret())],
+    );
+    let text = r.wait_for("gateway listening on").await;
+    let gateway = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("gateway listening on "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no gateway address in {text}"))
+        .to_owned();
+    assert!(
+        text.contains(&upstream),
+        "the banner names the upstream: {text}"
+    );
+    let http = reqwest::Client::new();
+    let ping = http
+        .get(format!("http://{gateway}/api/v3/ping"))
+        .send()
+        .await
+        .expect("ping");
+    assert_eq!(ping.status(), StatusCode::OK);
+    let refused = http
+        .get(format!(
+            "http://{gateway}/api/v3/account?timestamp=1&signature=00"
+        ))
+        .send()
+        .await
+        .expect("account");
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    let body: serde_json::Value = refused.json().await.expect("json");
+    assert_eq!(body["code"], -2014, "{body}");
+    let seen = received.lock().expect("log").clone();
+    assert_eq!(seen.len(), 1, "only the ping was forwarded");
+    assert_eq!(seen[0].uri, "/api/v3/ping");
+}
+
+#[tokio::test]
+async fn a_gateway_without_an_upstream_does_not_start() {
+    let (db, dir) = fresh_database().await;
+    let work = tempfile::tempdir().expect("dir");
+    let _ = dir;
+    let mut r = rampart(
+        work.path(),
+        &serve_args(&db),
+        &[
+            ("RAMPART_GATEWAY_LISTEN", "127.0.0.1:0"),
+            ("RAMPART_DEV_MAILBOX", "true"),
+        ],
+    );
+    let (status, text) = r.exit().await;
+    assert!(!status.success(), "{text}");
+    assert!(text.contains("gateway_upstream is not"), "{text}");
+    let mut r = rampart(
+        work.path(),
+        &serve_args(&db),
+        &[
+            ("RAMPART_GATEWAY_LISTEN", "127.0.0.1:0"),
+            ("RAMPART_GATEWAY_UPSTREAM", "ftp://files.example"),
+            ("RAMPART_DEV_MAILBOX", "true"),
+        ],
+    );
+    let (status, text) = r.exit().await;
+    assert!(!status.success(), "{text}");
+    assert!(text.contains("http:// or https://"), "{text}");
 }

@@ -16,7 +16,9 @@ use crate::clock::{Millis, DAY};
 mod routes;
 mod signing;
 
-pub use routes::{canonical_path, default_routes, required_permission, validate_routes, RouteRule};
+pub use routes::{
+    canonical_path, default_routes, route_for, validate_routes, Route, RouteRule, Security,
+};
 pub use signing::{parse_signed, timestamp_ok, Refusal, SignedRequest, Verifier};
 
 /// A key with write permissions and no IP allowlist expires this long after creation.

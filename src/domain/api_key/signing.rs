@@ -116,7 +116,9 @@ impl Verifier {
 pub enum Refusal {
     MissingKey,
     MissingParameter(&'static str),
-    DuplicateParameter(&'static str),
+    /// A parameter named twice, in the query string, the body or across both (names
+    /// compared decoded): upstreams disagree on which one counts.
+    DuplicateParameter(String),
     BadParameter(&'static str, &'static str),
     UnknownKey,
     TimestampOutsideWindow,
@@ -125,8 +127,8 @@ pub enum Refusal {
     AccountFrozen,
     IpNotAllowed,
     PermissionMissing(Permission),
-    /// A write to a route that no rule of the gateway's table covers.
-    RouteUnmapped,
+    /// A request to a route that no rule of the gateway's table covers.
+    UnknownRoute,
     /// A path an upstream could route differently from how it reads (dot or empty
     /// segments, encoded unreserved characters or slashes, backslashes).
     NonCanonicalPath,
@@ -151,7 +153,8 @@ impl Refusal {
             Self::KeyExpired => "key_expired",
             Self::AccountFrozen => "account_frozen",
             Self::IpNotAllowed => "ip_not_allowed",
-            Self::PermissionMissing(_) | Self::RouteUnmapped => "permission_missing",
+            Self::PermissionMissing(_) => "permission_missing",
+            Self::UnknownRoute => "unknown_route",
             Self::NonCanonicalPath => "non_canonical_path",
             Self::WithdrawalsLocked { .. } => "withdrawals_locked",
             Self::KeyUnusable => "key_unusable",
@@ -162,7 +165,7 @@ impl Refusal {
         match self {
             Self::MissingKey => "Send your API key in the X-MBX-APIKEY header.".into(),
             Self::MissingParameter(p) => format!("The {p} parameter is required on signed requests."),
-            Self::DuplicateParameter(p) => format!("The {p} parameter appears more than once."),
+            Self::DuplicateParameter(p) => format!("The {p} parameter appears more than once (query string and body count together)."),
             Self::BadParameter(p, why) => format!("The {p} parameter {why}."),
             Self::UnknownKey => "This API key does not exist (it may have been deleted).".into(),
             Self::TimestampOutsideWindow => "The timestamp is outside the receive window: check your clock (server time is UTC milliseconds).".into(),
@@ -171,7 +174,7 @@ impl Refusal {
             Self::AccountFrozen => "The account is frozen; its API keys are refused.".into(),
             Self::IpNotAllowed => "Requests from this IP address are not allowed for this key.".into(),
             Self::PermissionMissing(p) => format!("This key lacks the {p} permission needed here."),
-            Self::RouteUnmapped => "No permission grants this route to API keys.".into(),
+            Self::UnknownRoute => "This route is not in the gateway's route table, so it is refused.".into(),
             Self::NonCanonicalPath => "The path is not in canonical form: no \".\" or \"..\" segments, no empty segments, no backslashes, and no percent-encoded letters, digits, \"-._~\" or slashes.".into(),
             Self::WithdrawalsLocked { until } => format!(
                 "Withdrawals are locked on this account until {} for its protection (after a password change, a second-factor reset or a freeze).",
@@ -182,16 +185,43 @@ impl Refusal {
     }
 
     /// 401 when who is asking is not established, 403 when they may not do this, 400 for
-    /// malformed requests.
+    /// malformed requests, 404 for a route the gateway does not know.
     pub fn status(&self) -> u16 {
         match self {
             Self::MissingParameter(_) | Self::DuplicateParameter(_) | Self::BadParameter(..) => 400,
             Self::IpNotAllowed
             | Self::PermissionMissing(_)
-            | Self::RouteUnmapped
             | Self::WithdrawalsLocked { .. }
             | Self::KeyUnusable => 403,
+            Self::UnknownRoute => 404,
             _ => 401,
+        }
+    }
+
+    /// The exchange's HTTP status and error code for this refusal, so that client
+    /// libraries raise their usual exceptions (`{"code": -1022, "msg": …}`): -2014 no key,
+    /// -2015 a key that may not do this (unknown, expired, frozen, wrong IP, missing
+    /// permission), -1021 timestamp, -1022 signature, -1102 missing or malformed parameter,
+    /// -1101 duplicate, -1131 receive window, -1002 not authorised now (withdrawal lock),
+    /// -1020 a route or path the gateway does not serve.
+    pub fn exchange_error(&self) -> (u16, i32) {
+        match self {
+            Self::MissingKey => (401, -2014),
+            Self::UnknownKey
+            | Self::KeyExpired
+            | Self::AccountFrozen
+            | Self::IpNotAllowed
+            | Self::PermissionMissing(_)
+            | Self::KeyUnusable => (401, -2015),
+            Self::TimestampOutsideWindow => (400, -1021),
+            Self::BadSignature => (400, -1022),
+            Self::MissingParameter(_) => (400, -1102),
+            Self::BadParameter("recvWindow", _) => (400, -1131),
+            Self::BadParameter(..) => (400, -1102),
+            Self::DuplicateParameter(_) => (400, -1101),
+            Self::WithdrawalsLocked { .. } => (401, -1002),
+            Self::UnknownRoute => (404, -1020),
+            Self::NonCanonicalPath => (400, -1020),
         }
     }
 }
@@ -210,7 +240,10 @@ pub struct SignedRequest {
 const MAX_PAYLOAD: usize = 64 * 1024;
 
 /// Parses `query` (without `?`) and `body` (form-encoded, or empty). The signature must
-/// appear exactly once, in either; `timestamp` exactly once; `recvWindow` at most once.
+/// appear exactly once, in either; `timestamp` exactly once; `recvWindow` at most once; and
+/// no parameter twice, whether in one part or across both (names compared after
+/// form-decoding, so `%74imestamp` is `timestamp`): an upstream reading the first, the last
+/// or the query's copy would act on a value that was not what Rampart judged.
 pub fn parse_signed(query: &str, body: &str) -> Result<SignedRequest, Refusal> {
     if query.len() + body.len() > MAX_PAYLOAD {
         return Err(Refusal::BadParameter("request", "is too long"));
@@ -218,16 +251,19 @@ pub fn parse_signed(query: &str, body: &str) -> Result<SignedRequest, Refusal> {
     let mut signature: Option<String> = None;
     let mut timestamp: Option<i64> = None;
     let mut recv_window: Option<i64> = None;
+    let mut seen = std::collections::HashSet::new();
     let mut payload = String::with_capacity(query.len() + body.len());
     for part in [query, body] {
         let mut kept = 0usize;
         for pair in part.split('&').filter(|p| !p.is_empty()) {
-            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            match name {
-                "signature" => {
-                    if signature.is_some() {
-                        return Err(Refusal::DuplicateParameter("signature"));
-                    }
+            let (raw_name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let name = decoded_name(raw_name);
+            if !seen.insert(name.clone()) {
+                let shown: String = name.chars().take(64).collect();
+                return Err(Refusal::DuplicateParameter(shown));
+            }
+            match (raw_name, name.as_ref()) {
+                ("signature", _) => {
                     let decoded = percent_encoding::percent_decode_str(value)
                         .decode_utf8()
                         .map_err(|_| Refusal::BadParameter("signature", "is not valid text"))?;
@@ -237,19 +273,13 @@ pub fn parse_signed(query: &str, body: &str) -> Result<SignedRequest, Refusal> {
                     signature = Some(decoded.into_owned());
                     continue;
                 }
-                "timestamp" => {
-                    if timestamp.is_some() {
-                        return Err(Refusal::DuplicateParameter("timestamp"));
-                    }
+                ("timestamp", _) => {
                     timestamp = Some(number(value).ok_or(Refusal::BadParameter(
                         "timestamp",
                         "must be milliseconds since 1970",
                     ))?);
                 }
-                "recvWindow" => {
-                    if recv_window.is_some() {
-                        return Err(Refusal::DuplicateParameter("recvWindow"));
-                    }
+                ("recvWindow", _) => {
                     let w = number(value).ok_or(Refusal::BadParameter(
                         "recvWindow",
                         "must be a number of milliseconds",
@@ -261,6 +291,13 @@ pub fn parse_signed(query: &str, body: &str) -> Result<SignedRequest, Refusal> {
                         ));
                     }
                     recv_window = Some(w);
+                }
+                (_, "signature" | "timestamp" | "recvWindow") => {
+                    // Encoded: the upstream would decode it into the real parameter.
+                    return Err(Refusal::BadParameter(
+                        "name",
+                        "of signature, timestamp and recvWindow must not be percent-encoded",
+                    ));
                 }
                 _ => {}
             }
@@ -277,6 +314,18 @@ pub fn parse_signed(query: &str, body: &str) -> Result<SignedRequest, Refusal> {
         timestamp: timestamp.ok_or(Refusal::MissingParameter("timestamp"))?,
         recv_window: recv_window.unwrap_or(DEFAULT_RECV_WINDOW),
     })
+}
+
+/// A parameter name as an upstream's form decoder reads it (`+` is a space, `%xx` a byte).
+fn decoded_name(raw: &str) -> std::borrow::Cow<'_, str> {
+    if !raw.contains(['%', '+']) {
+        return raw.into();
+    }
+    let spaced = raw.replace('+', " ");
+    percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8_lossy()
+        .into_owned()
+        .into()
 }
 
 fn number(v: &str) -> Option<i64> {
@@ -349,12 +398,34 @@ mod tests {
         );
         assert_eq!(
             parse_signed("timestamp=1&timestamp=2&signature=a", ""),
-            Err(Refusal::DuplicateParameter("timestamp"))
+            Err(Refusal::DuplicateParameter("timestamp".into()))
         );
         assert_eq!(
             parse_signed("timestamp=1&signature=a", "signature=b"),
-            Err(Refusal::DuplicateParameter("signature"))
+            Err(Refusal::DuplicateParameter("signature".into()))
         );
+        for (query, body, name) in [
+            (
+                "symbol=A&quantity=1&timestamp=1&signature=a",
+                "quantity=100",
+                "quantity",
+            ),
+            ("symbol=A&symbol=B&timestamp=1&signature=a", "", "symbol"),
+            ("timestamp=1&signature=a", "symbol=A&symbo%6C=B", "symbol"),
+            ("timestamp=1&signature=a", "side=BUY&side=SELL", "side"),
+            ("a+b=1&a%20b=2&timestamp=1&signature=a", "", "a b"),
+            ("timestamp=1&%74imestamp=2&signature=a", "", "timestamp"),
+        ] {
+            assert_eq!(
+                parse_signed(query, body),
+                Err(Refusal::DuplicateParameter(name.into())),
+                "{query} | {body}"
+            );
+        }
+        assert!(matches!(
+            parse_signed("%74imestamp=2&signature=a", ""),
+            Err(Refusal::BadParameter("name", _))
+        ));
         assert!(matches!(
             parse_signed("timestamp=12x&signature=a", ""),
             Err(Refusal::BadParameter("timestamp", _))

@@ -19,7 +19,7 @@ use crate::domain::api_key::Refusal;
 use crate::http::error::{ApiError, ErrorBody, ErrorDetail};
 use crate::http::extract::{client_ip, ApiJson, Authed, Peer};
 use crate::http::{AppState, SESSION_COOKIE};
-use crate::service::api_keys::{AuthzError, Identity, NewKey};
+use crate::service::api_keys::{Access, AuthzError, GatewayRequest, Identity, NewKey};
 use crate::service::Client;
 use crate::store::ApiKeyRecord;
 
@@ -264,9 +264,13 @@ async fn delete_all_keys(
 fn refusal(r: &Refusal, nginx: bool) -> Response {
     let mut status = StatusCode::from_u16(r.status()).unwrap_or(StatusCode::UNAUTHORIZED);
     // nginx's auth_request treats anything but 2xx/401/403 as its own failure (a 500):
-    // malformed requests are refused as 401 there, with the same code.
+    // malformed requests are refused as 401 there and unknown routes as 403, with the
+    // same code.
     if nginx && status == StatusCode::BAD_REQUEST {
         status = StatusCode::UNAUTHORIZED;
+    }
+    if nginx && status == StatusCode::NOT_FOUND {
+        status = StatusCode::FORBIDDEN;
     }
     let body = ErrorBody {
         error: ErrorDetail {
@@ -315,6 +319,16 @@ fn allowed(id: Identity) -> Response {
     resp
 }
 
+/// A public route: allowed, with no identity (`X-Rampart-Auth: public`).
+fn public() -> Response {
+    let mut resp = StatusCode::OK.into_response();
+    resp.headers_mut().insert(
+        HeaderName::from_static("x-rampart-auth"),
+        HeaderValue::from_static("public"),
+    );
+    resp
+}
+
 /// The caller's address: the proxy's `X-Forwarded-For` when the proxy is trusted.
 fn source_ip(
     state: &AppState,
@@ -353,24 +367,29 @@ async fn decide(
         body,
     } = original;
     let decision = match (api_key, jar.get(SESSION_COOKIE)) {
-        (None, Some(cookie)) => {
-            state
-                .gateway
-                .authorize_session(cookie.value(), method, path)
-                .await
-        }
+        (None, Some(cookie)) => state
+            .gateway
+            .authorize_session(cookie.value(), method, path)
+            .await
+            .map(Access::Key),
         _ => {
             let Ok(body) = std::str::from_utf8(body) else {
                 return refusal(&Refusal::BadParameter("body", "is not valid UTF-8"), nginx);
             };
-            state
-                .gateway
-                .authorize_signed(api_key, method, path, query, body, ip)
-                .await
+            let request = GatewayRequest {
+                api_key,
+                method,
+                path,
+                query,
+                body,
+                ip,
+            };
+            state.gateway.authorize(&request).await
         }
     };
     match decision {
-        Ok(id) => allowed(id),
+        Ok(Access::Key(id)) => allowed(id),
+        Ok(Access::Public) => public(),
         Err(AuthzError::Refused(r)) => {
             metrics::counter!("rampart_authz_refused_total", "code" => r.code()).increment(1);
             refusal(&r, nginx)
@@ -380,7 +399,8 @@ async fn decide(
 }
 
 /// The gateway hook (nginx `auth_request` style). Answers 200 with `X-Rampart-Uid`,
-/// `X-Rampart-Key`, `X-Rampart-Permissions`, or 400/401/403 with the reason. Any method:
+/// `X-Rampart-Key`, `X-Rampart-Permissions` (none on a public route, `X-Rampart-Auth:
+/// public`), or 400/401/403/404 with the reason. Any method:
 /// the gateway may forward the original one.
 #[utoipa::path(method(get, post, put, patch, delete, head, options, trace), path = "/authz", params(
     ("X-Original-Method" = Option<String>, Header, description = "the original request's method"),
@@ -390,7 +410,8 @@ async fn decide(
     (status = 200, description = "allowed; identity in X-Rampart-* headers"),
     (status = 400, body = ErrorBody, description = "bad_parameter (a malformed signed parameter), bad_forwarded_for"),
     (status = 401, body = ErrorBody, description = "unknown_key, bad_signature, timestamp_outside_window, key_expired, account_frozen"),
-    (status = 403, body = ErrorBody, description = "ip_not_allowed, permission_missing"),
+    (status = 403, body = ErrorBody, description = "ip_not_allowed, permission_missing, withdrawals_locked, key_unusable; unknown_route when asked by nginx"),
+    (status = 404, body = ErrorBody, description = "unknown_route: no rule of the route table covers this request (403 to nginx)"),
 ))]
 async fn authz(
     State(state): State<AppState>,

@@ -1,0 +1,522 @@
+//! The gateway listener (`--gateway-listen`): Rampart itself in front of the exchange API,
+//! for clients that sign the request body (ccxt's orders), which a proxy's `auth_request`
+//! never shows to `/authz`.
+//!
+//! Every request is decided exactly as `/authz` decides it (the route's security type; the
+//! signature over the query string followed by the body) and, when allowed, forwarded to
+//! `gateway_upstream` unchanged — method, request target byte for byte, headers, body —
+//! with the caller's identity in `X-Rampart-*` headers, which clients cannot set (inbound
+//! ones are dropped). Refusals answer in the exchange's error shape,
+//! `{"code": -2015, "msg": …, "rampart_code": "permission_missing"}` with the exchange's
+//! HTTP status, so client libraries raise their usual exceptions.
+//!
+//! The body is read whole (at most `gateway_body_limit_bytes`, within
+//! `gateway_body_timeout_ms`) before anything reaches the upstream: the signature covers
+//! it, and an oversized or slow upload must cost the upstream nothing. The answer streams
+//! back as it arrives. One pooled HTTP/1.1 client keeps connections to the upstream alive.
+//! The listener is served by [`serve`], not `axum::serve`, because it must time out a
+//! client that never finishes its headers (axum's server sets no timer).
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::json;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::domain::api_key::Refusal;
+use crate::http::extract::{client_ip, Peer};
+use crate::http::AppState;
+use crate::service::api_keys::{Access, AuthzError, GatewayRequest, Identity};
+
+/// The gateway listener's settings.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// `http://host:port` or `https://host`, with an optional path prefix.
+    pub upstream: String,
+    pub body_limit: usize,
+    /// For the headers of each request, then again for its body.
+    pub body_timeout: Duration,
+    pub upstream_timeout: Duration,
+}
+
+/// Serves the gateway router on `listener` (HTTP/1.1, keep-alive) until `stop` turns true,
+/// then lets requests in flight finish. Each connection must deliver a request's headers
+/// within `header_timeout` (slow-header clients are cut off, so idle sockets cannot pile
+/// up) and the body within the body timeout (in the handler).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    header_timeout: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use tower::ServiceExt;
+    // Every connection task holds a clone of `open`; `closed()` resolves when all are gone.
+    let (all_done, open) = tokio::sync::watch::channel(());
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait rather than spin.
+                    tracing::warn!("gateway accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = async { stop.wait_for(|s| *s).await.map(|_| ()) } => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service =
+            router
+                .clone()
+                .map_request(move |req: axum::http::Request<hyper::body::Incoming>| {
+                    let mut req = req.map(Body::new);
+                    req.extensions_mut()
+                        .insert(axum::extract::ConnectInfo(peer));
+                    req
+                });
+        let service = hyper_util::service::TowerToHyperService::new(service);
+        let mut stop = stop.clone();
+        let open = open.clone();
+        tokio::spawn(async move {
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .keep_alive(true);
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                result = conn.as_mut() => {
+                    if let Err(e) = result {
+                        tracing::debug!("gateway connection ended: {e}");
+                    }
+                }
+                _ = async { stop.wait_for(|s| *s).await.map(|_| ()) } => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+            drop(open);
+        });
+    }
+    drop(open);
+    all_done.closed().await;
+    Ok(())
+}
+
+impl GatewayConfig {
+    /// Refuses an upstream that cannot be forwarded to: not http(s), no host, or with a
+    /// query string, fragment or credentials (which would be sent on every request).
+    pub fn check_upstream(upstream: &str) -> anyhow::Result<()> {
+        let url = url::Url::parse(upstream)
+            .with_context(|| format!("gateway_upstream {upstream:?} is not a URL"))?;
+        let problem = if !matches!(url.scheme(), "http" | "https") {
+            Some("must start with http:// or https://")
+        } else if url.host_str().is_none() {
+            Some("has no host")
+        } else if url.query().is_some() || url.fragment().is_some() {
+            Some("must not have a query string or fragment")
+        } else if !url.username().is_empty() || url.password().is_some() {
+            Some("must not carry credentials")
+        } else {
+            None
+        };
+        match problem {
+            Some(p) => anyhow::bail!("gateway_upstream {p} (like http://127.0.0.1:9000)"),
+            None => Ok(()),
+        }
+    }
+}
+
+type UpstreamClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Body>;
+
+/// Forwards allowed requests to the upstream.
+struct Forwarder {
+    client: UpstreamClient,
+    /// The upstream without a trailing slash; the request target is appended as sent.
+    base: String,
+    config: GatewayConfig,
+}
+
+#[derive(Clone)]
+struct GatewayState {
+    app: AppState,
+    forwarder: Arc<Forwarder>,
+}
+
+/// The gateway listener's router: every path goes through [`handle`].
+pub fn router(app: AppState, config: GatewayConfig) -> anyhow::Result<Router> {
+    GatewayConfig::check_upstream(&config.upstream)?;
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(Duration::from_secs(5)));
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_webpki_roots()
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    let client = Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .pool_max_idle_per_host(256)
+        .build(connector);
+    let forwarder = Arc::new(Forwarder {
+        client,
+        base: config.upstream.trim_end_matches('/').to_owned(),
+        config,
+    });
+    Ok(Router::new()
+        .fallback(handle)
+        .with_state(GatewayState { app, forwarder })
+        .layer(CatchPanicLayer::custom(|_| {
+            exchange_error(StatusCode::INTERNAL_SERVER_ERROR, -1000, "internal_error", UNKNOWN)
+        }))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            tracing::info_span!("gateway", method = %req.method(), path = %req.uri().path())
+        })))
+}
+
+const UNKNOWN: &str = "An unknown error occurred while processing the request.";
+
+async fn handle(State(gw): State<GatewayState>, Peer(peer): Peer, request: Request) -> Response {
+    let response = decide_and_forward(&gw, peer, request).await;
+    let outcome = match response.status().as_u16() {
+        _ if response.headers().contains_key(RAMPART_ERROR) => "refused",
+        502..=504 => "upstream_failed",
+        _ => "forwarded",
+    };
+    metrics::counter!("rampart_gateway_requests_total", "outcome" => outcome).increment(1);
+    response
+}
+
+async fn decide_and_forward(
+    gw: &GatewayState,
+    peer: Option<SocketAddr>,
+    request: Request,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    let peer_ip = peer.map_or(IpAddr::from([127, 0, 0, 1]), |p| p.ip());
+    let Ok(ip) = client_ip(peer_ip, &parts.headers, &gw.app.trusted_proxies) else {
+        return refused(&Refusal::BadParameter(
+            "X-Forwarded-For",
+            "from the proxy is malformed",
+        ));
+    };
+    let body = match read_body(&parts.headers, body, &gw.forwarder.config).await {
+        Ok(b) => b,
+        Err(resp) => return resp,
+    };
+    let Ok(body_text) = std::str::from_utf8(&body) else {
+        return refused(&Refusal::BadParameter("body", "is not valid UTF-8"));
+    };
+    if !body.is_empty() && !is_form(&parts.headers) {
+        return refused(&Refusal::BadParameter(
+            "body",
+            "must be form-encoded (Content-Type: application/x-www-form-urlencoded)",
+        ));
+    }
+    let api_key = parts
+        .headers
+        .get("x-mbx-apikey")
+        .map(|v| v.to_str().unwrap_or("\u{0}"));
+    let decision = gw
+        .app
+        .gateway
+        .authorize(&GatewayRequest {
+            api_key,
+            method: parts.method.as_str(),
+            path: parts.uri.path(),
+            query: parts.uri.query().unwrap_or(""),
+            body: body_text,
+            ip,
+        })
+        .await;
+    let identity = match decision {
+        Ok(Access::Public) => None,
+        Ok(Access::Key(id)) => Some(id),
+        Err(AuthzError::Refused(r)) => {
+            metrics::counter!("rampart_authz_refused_total", "code" => r.code()).increment(1);
+            return refused(&r);
+        }
+        Err(AuthzError::Failed(e)) => {
+            tracing::error!("gateway decision failed: {e:#}");
+            return exchange_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                -1000,
+                "internal_error",
+                UNKNOWN,
+            );
+        }
+    };
+    let target = format!(
+        "{}{}",
+        gw.forwarder.base,
+        parts.uri.path_and_query().map_or("/", |pq| pq.as_str())
+    );
+    let Ok(uri) = target.parse::<Uri>() else {
+        return refused(&Refusal::NonCanonicalPath);
+    };
+    let mut upstream = axum::http::Request::new(Body::from(body));
+    *upstream.method_mut() = parts.method;
+    *upstream.uri_mut() = uri;
+    *upstream.headers_mut() = forwarded_headers(parts.headers, ip, identity.as_ref());
+    forward(&gw.forwarder, upstream).await
+}
+
+/// The body, whole: refused when larger than the limit (by its `Content-Length` before
+/// reading anything, or as it arrives) or slower than the body timeout.
+async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    config: &GatewayConfig,
+) -> Result<Bytes, Response> {
+    let too_large = || {
+        exchange_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            -1000,
+            "body_too_large",
+            &format!(
+                "The request body is larger than {} bytes.",
+                config.body_limit
+            ),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > config.body_limit as u64) {
+        return Err(too_large());
+    }
+    match tokio::time::timeout(
+        config.body_timeout,
+        axum::body::to_bytes(body, config.body_limit),
+    )
+    .await
+    {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(e)) => {
+            let over_limit = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            Err(if over_limit {
+                too_large()
+            } else {
+                exchange_error(
+                    StatusCode::BAD_REQUEST,
+                    -1000,
+                    "body_unreadable",
+                    "The request body could not be read.",
+                )
+            })
+        }
+        Err(_) => Err(exchange_error(
+            StatusCode::REQUEST_TIMEOUT,
+            -1000,
+            "body_timeout",
+            &format!(
+                "The request body did not arrive within {} ms.",
+                config.body_timeout.as_millis()
+            ),
+        )),
+    }
+}
+
+/// Form-encoded (the exchange's only body type), or no declared type.
+fn is_form(headers: &HeaderMap) -> bool {
+    headers.get(header::CONTENT_TYPE).is_none_or(|v| {
+        v.to_str().is_ok_and(|t| {
+            t.split(';').next().is_some_and(|m| {
+                m.trim()
+                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+            })
+        })
+    })
+}
+
+/// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1), plus those the
+/// forwarding sets itself (`Host` from the upstream, the length of the body as read).
+const HOP_BY_HOP: [&str; 10] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+];
+
+/// Headers that make some frameworks run another method or path than the one Rampart
+/// judged, and the caller-address headers Rampart sets itself: never from clients.
+const DROPPED: [&str; 8] = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "x-original-url",
+    "x-rewrite-url",
+    "x-forwarded-for",
+    "x-real-ip",
+    "forwarded",
+];
+
+/// Removes hop-by-hop headers and those the `Connection` header names.
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+/// The client's headers as the upstream receives them: without hop-by-hop, override and
+/// `X-Rampart-*` headers (a client cannot claim an identity), with the identity Rampart
+/// established, and the caller's address as Rampart judged it (`X-Forwarded-For`,
+/// `X-Real-IP`; only trusted proxies' forwarding headers count).
+fn forwarded_headers(mut headers: HeaderMap, ip: IpAddr, identity: Option<&Identity>) -> HeaderMap {
+    let host = headers.get(header::HOST).cloned();
+    strip_hop_by_hop(&mut headers);
+    headers.remove(header::CONTENT_LENGTH);
+    for name in DROPPED {
+        headers.remove(name);
+    }
+    let claimed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| n.as_str().starts_with("x-rampart-"))
+        .cloned()
+        .collect();
+    for name in claimed {
+        headers.remove(name);
+    }
+    let ip = HeaderValue::from_str(&ip.to_canonical().to_string())
+        .unwrap_or(HeaderValue::from_static("unknown"));
+    headers.insert("x-forwarded-for", ip.clone());
+    headers.insert("x-real-ip", ip);
+    if let Some(host) = host {
+        headers.insert("x-forwarded-host", host);
+    }
+    let auth = match identity {
+        None => "public",
+        Some(id) => {
+            for (name, value) in [
+                ("x-rampart-uid", id.uid.as_str()),
+                ("x-rampart-key", id.api_key.as_str()),
+                ("x-rampart-permissions", id.permissions.as_str()),
+            ] {
+                if let Ok(v) = HeaderValue::from_str(value) {
+                    headers.insert(HeaderName::from_static(name), v);
+                }
+            }
+            if let Some(until) = id.withdrawals_locked_until {
+                headers.insert(
+                    HeaderName::from_static(LOCKED_UNTIL),
+                    HeaderValue::from(until),
+                );
+            }
+            id.via
+        }
+    };
+    headers.insert(
+        HeaderName::from_static("x-rampart-auth"),
+        HeaderValue::from_static(auth),
+    );
+    headers
+}
+
+/// Sends the request upstream and streams its answer back; an upstream that cannot be
+/// reached or does not answer in time is a 502 / 504 in the exchange's shape.
+async fn forward(forwarder: &Forwarder, request: axum::http::Request<Body>) -> Response {
+    let sent = tokio::time::timeout(
+        forwarder.config.upstream_timeout,
+        forwarder.client.request(request),
+    )
+    .await;
+    match sent {
+        Ok(Ok(response)) => {
+            let (mut parts, body) = response.into_parts();
+            strip_hop_by_hop(&mut parts.headers);
+            Response::from_parts(parts, Body::new(body))
+        }
+        Ok(Err(e)) => {
+            tracing::warn!("gateway upstream failed: {e:#}");
+            exchange_error(
+                StatusCode::BAD_GATEWAY,
+                -1001,
+                "upstream_unavailable",
+                "Internal error; unable to process your request. Please try again.",
+            )
+        }
+        Err(_) => {
+            tracing::warn!(
+                "gateway upstream did not answer within {} ms",
+                forwarder.config.upstream_timeout.as_millis()
+            );
+            exchange_error(
+                StatusCode::GATEWAY_TIMEOUT,
+                -1007,
+                "upstream_timeout",
+                "Timeout waiting for response from backend server. Send status unknown; execution status unknown.",
+            )
+        }
+    }
+}
+
+/// Set on every refusal: Rampart's stable code (the body has it too, as `rampart_code`).
+const RAMPART_ERROR: &str = "x-rampart-error";
+/// Sent with refusals and forwarded requests while a withdrawal lock is in force.
+const LOCKED_UNTIL: &str = "x-rampart-withdrawals-locked-until";
+
+/// A refusal in the exchange's shape, with the exchange's status and code for it.
+fn refused(r: &Refusal) -> Response {
+    let (status, code) = r.exchange_error();
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::UNAUTHORIZED);
+    let mut resp = exchange_error(status, code, r.code(), &r.message());
+    if let Refusal::WithdrawalsLocked { until } = r {
+        resp.headers_mut().insert(
+            HeaderName::from_static(LOCKED_UNTIL),
+            HeaderValue::from(*until),
+        );
+    }
+    resp
+}
+
+/// `{"code": …, "msg": …, "rampart_code": …}` with `X-Rampart-Error`.
+fn exchange_error(
+    status: StatusCode,
+    code: i32,
+    rampart_code: &'static str,
+    msg: &str,
+) -> Response {
+    let mut resp = (
+        status,
+        axum::Json(json!({"code": code, "msg": msg, "rampart_code": rampart_code})),
+    )
+        .into_response();
+    resp.headers_mut().insert(
+        HeaderName::from_static(RAMPART_ERROR),
+        HeaderValue::from_static(rampart_code),
+    );
+    resp
+}
