@@ -267,7 +267,7 @@ async fn body_signed_requests_reach_the_api_byte_for_byte_with_rampart_identity(
         "/api/v3/order",
         &key,
         "X-Rampart-Uid: spoofed\r\nX-Rampart-Permissions: withdraw\r\nX-Rampart-Auth: session\r\n\
-         X-HTTP-Method-Override: DELETE\r\n",
+         X-HTTP-Method-Override: DELETE\r\nX-Forwarded-For: 10.9.9.9\r\nForwarded: for=10.9.9.9\r\n",
         body.as_bytes(),
     )
     .await;
@@ -289,7 +289,14 @@ async fn body_signed_requests_reach_the_api_byte_for_byte_with_rampart_identity(
     assert_eq!(s.header("x-rampart-auth"), Some("api_key"));
     assert_eq!(s.header("x-rampart-withdrawals-locked-until"), None);
     assert_eq!(s.header("x-http-method-override"), None, "never forwarded");
-    assert_eq!(s.header("x-forwarded-for"), Some("127.0.0.1"));
+    assert_eq!(
+        s.header("x-forwarded-for"),
+        Some("127.0.0.1"),
+        "the address judged"
+    );
+    assert_eq!(s.header("x-real-ip"), Some("127.0.0.1"));
+    assert_eq!(s.header("forwarded"), None);
+    assert_eq!(s.header("x-forwarded-host"), Some(addr));
     assert_eq!(
         s.header("content-type"),
         Some("application/x-www-form-urlencoded")
@@ -334,6 +341,28 @@ async fn body_signed_requests_reach_the_api_byte_for_byte_with_rampart_identity(
         "the chunked 64 KiB body went through a temp file: {log}"
     );
 
+    // A public route: no key, no identity, and the client's own claims are dropped.
+    let a = send(
+        addr,
+        "GET /api/v3/ping HTTP/1.1\r\nX-Rampart-Uid: spoofed\r\nX-Rampart-Key: spoofed\r\n",
+        b"",
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let seen = gw.seen();
+    let s = seen.last().expect("forwarded");
+    assert_eq!(s.uri, "/api/v3/ping");
+    assert_eq!(s.header("x-rampart-auth"), Some("public"));
+    assert_eq!(s.header("x-rampart-uid"), None);
+    assert_eq!(s.header("x-rampart-key"), None);
+    // A key-only route (user data stream): the key, no signature.
+    let a = post_form(addr, "/api/v3/userDataStream", &key, "", b"").await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let seen = gw.seen();
+    let s = seen.last().expect("forwarded");
+    assert_eq!(s.header("x-rampart-uid"), Some(uid.as_str()));
+    assert_eq!(seen.len(), 6);
+
     // Query-signed requests without a body work as with auth_request.
     let params = format!("timestamp={now}");
     let target = format!(
@@ -348,13 +377,13 @@ async fn body_signed_requests_reach_the_api_byte_for_byte_with_rampart_identity(
     .await;
     assert_eq!(a.status, 200, "{}", a.body);
     let seen = gw.seen();
-    assert_eq!(seen.len(), 5);
+    assert_eq!(seen.len(), 7);
     assert_eq!(
-        (seen[4].method.as_str(), seen[4].uri.as_str()),
+        (seen[6].method.as_str(), seen[6].uri.as_str()),
         ("GET", target.as_str())
     );
-    assert!(seen[4].body.is_empty());
-    assert_eq!(seen[4].header("x-rampart-uid"), Some(uid.as_str()));
+    assert!(seen[6].body.is_empty());
+    assert_eq!(seen[6].header("x-rampart-uid"), Some(uid.as_str()));
 }
 
 #[tokio::test]
@@ -380,14 +409,35 @@ async fn tampered_misplaced_and_oversized_bodies_are_refused_before_the_api() {
     // A signature over the query string only, with a body sent alongside: the body is
     // part of what must be signed.
     let target = format!("/api/v3/order?{signed}");
-    post_form(addr, &target, &key, "", b"quantity=100")
+    post_form(addr, &target, &key, "", b"newClientOrderId=mine")
         .await
         .refused(401, "bad_signature");
 
-    // The signature in both (Rampart's 400s are 401s at /authz, with the same code).
+    // A parameter in both the query string and the body, even correctly signed: the API
+    // might read either (Rampart's 400s are 401s at /authz, with the same code).
+    let query = "symbol=BTCUSDT&quantity=1";
+    let params = format!("side=BUY&quantity=100&timestamp={now}");
+    let body = format!(
+        "{params}&signature={}",
+        hmac_hex(&secret, &format!("{query}{params}"))
+    );
+    post_form(
+        addr,
+        &format!("/api/v3/order?{query}"),
+        &key,
+        "",
+        body.as_bytes(),
+    )
+    .await
+    .refused(401, "duplicate_parameter");
+    // The signature in both.
     post_form(addr, &target, &key, "", signed.as_bytes())
         .await
         .refused(401, "duplicate_parameter");
+    // A route outside the table.
+    post_form(addr, "/api/v3/nowhere", &key, "", signed.as_bytes())
+        .await
+        .refused(403, "unknown_route");
 
     // No key; a key without the permission.
     post_form(addr, "/api/v3/order", "", "", signed.as_bytes())
@@ -425,4 +475,61 @@ async fn tampered_misplaced_and_oversized_bodies_are_refused_before_the_api() {
     }
 
     assert!(gw.seen().is_empty(), "nothing reached the API");
+}
+
+#[tokio::test]
+async fn a_withdrawal_lock_reaches_the_api_and_the_refused_client() {
+    let Some(gw) = gateway().await else {
+        return;
+    };
+    let (app, addr) = (&gw.app, gw.addr.as_str());
+    let email = "di@example.com";
+    let c = app.signed_in(email).await;
+    app.step_up_by_email(&c, email).await;
+    let created = c
+        .post(
+            "/api/v1/me/api-keys",
+            json!({"label": "treasury", "type": "hmac", "permissions": ["read", "spot_trade", "withdraw"], "ip_allowlist": ["127.0.0.1"]}),
+        )
+        .await
+        .json();
+    let (key, secret) = (
+        created["api_key"].as_str().expect("k").to_owned(),
+        created["secret"].as_str().expect("s").to_owned(),
+    );
+    crate::api_keys::change_password(app, &c, email, "Fresh-garden-lamp-2031").await;
+    let now = app.clock.now_ms();
+
+    // Trading goes on; the API learns when the lock ends.
+    let params = format!("symbol=BTCUSDT&side=BUY&quantity=1&timestamp={now}");
+    let body = format!("{params}&signature={}", hmac_hex(&secret, &params));
+    let a = post_form(addr, "/api/v3/order", &key, "", body.as_bytes()).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let seen = gw.seen();
+    let until: i64 = seen[0]
+        .header("x-rampart-withdrawals-locked-until")
+        .and_then(|v| v.parse().ok())
+        .expect("lock end in ms");
+    assert!(until > now);
+
+    // A withdrawal is refused, and the client is told until when.
+    let params = format!("coin=BTC&amount=1&address=bc1qexample&timestamp={now}");
+    let body = format!("{params}&signature={}", hmac_hex(&secret, &params));
+    let a = post_form(
+        addr,
+        "/sapi/v1/capital/withdraw/apply",
+        &key,
+        "",
+        body.as_bytes(),
+    )
+    .await;
+    a.refused(403, "withdrawals_locked");
+    assert!(
+        a.headers
+            .to_ascii_lowercase()
+            .contains(&format!("x-rampart-withdrawals-locked-until: {until}")),
+        "{}",
+        a.headers
+    );
+    assert_eq!(gw.seen().len(), 1, "the withdrawal never reached the API");
 }
