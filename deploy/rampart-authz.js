@@ -25,7 +25,9 @@
 //      holding it in memory. (A subrequest to the API instead would keep the API's
 //      whole answer in memory, up to subrequest_output_buffer_size, and this script
 //      would have to copy its status and headers by hand.)
-//   4. Refused: the client gets Rampart's status, JSON body and X-Rampart-Error header.
+//   4. Refused: the client gets Rampart's status, JSON body and X-Rampart-Error header
+//      (the exchange's {"code","msg"} shape and statuses: nginx-njs-gateway.conf asks
+//      Rampart for them with X-Rampart-Refusal-Shape: exchange).
 //      Anything but a clear answer from Rampart (unreachable, 5xx) is a 502: fail closed.
 
 // Rampart's answer headers that become the API's identity headers (js_var variables in
@@ -41,10 +43,11 @@ const IDENTITY = [
 // Rampart's refusal headers the client sees.
 const REFUSAL_HEADERS = ['X-Rampart-Error', 'X-Rampart-Withdrawals-Locked-Until', 'Retry-After'];
 
+// A failure of the check itself, in the exchange's shape like Rampart's refusals.
 function fail(r, status, code, message) {
     r.headersOut['Content-Type'] = 'application/json';
     r.headersOut['X-Rampart-Error'] = code;
-    r.return(status, JSON.stringify({error: {code: code, message: message}}));
+    r.return(status, JSON.stringify({code: -1001, msg: message, rampart_code: code}));
 }
 
 async function authorize(r) {

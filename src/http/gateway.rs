@@ -223,10 +223,7 @@ async fn decide_and_forward(
         return refused(&Refusal::BadParameter("body", "is not valid UTF-8"));
     };
     if !body.is_empty() && !is_form(&parts.headers) {
-        return refused(&Refusal::BadParameter(
-            "body",
-            "must be form-encoded (Content-Type: application/x-www-form-urlencoded)",
-        ));
+        return refused(&NOT_A_FORM);
     }
     let api_key = parts
         .headers
@@ -334,8 +331,15 @@ async fn read_body(
     }
 }
 
+/// A body that is not a form: the exchange signs and reads only form bodies, and a JSON
+/// body would carry parameters Rampart never saw as parameters.
+pub(crate) const NOT_A_FORM: Refusal = Refusal::BadParameter(
+    "body",
+    "must be form-encoded (Content-Type: application/x-www-form-urlencoded)",
+);
+
 /// Form-encoded (the exchange's only body type), or no declared type.
-fn is_form(headers: &HeaderMap) -> bool {
+pub(crate) fn is_form(headers: &HeaderMap) -> bool {
     headers.get(header::CONTENT_TYPE).is_none_or(|v| {
         v.to_str().is_ok_and(|t| {
             t.split(';').next().is_some_and(|m| {
@@ -489,7 +493,7 @@ const RAMPART_ERROR: &str = "x-rampart-error";
 const LOCKED_UNTIL: &str = "x-rampart-withdrawals-locked-until";
 
 /// A refusal in the exchange's shape, with the exchange's status and code for it.
-fn refused(r: &Refusal) -> Response {
+pub(crate) fn refused(r: &Refusal) -> Response {
     let (status, code) = r.exchange_error();
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::UNAUTHORIZED);
     let mut resp = exchange_error(status, code, r.code(), &r.message());

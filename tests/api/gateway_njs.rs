@@ -161,9 +161,17 @@ impl Answer {
             .unwrap_or_else(|_| panic!("JSON answer, got {} {}", self.status, self.body))
     }
 
-    fn refused(&self, status: u16, code: &str) {
+    /// Refused in the exchange's shape: HTTP status, the exchange's code, Rampart's code.
+    fn refused(&self, status: u16, exchange_code: i64, code: &str) {
         assert_eq!(self.status, status, "{code}: {}", self.body);
-        assert_eq!(self.json()["error"]["code"], code, "{}", self.body);
+        let body = self.json();
+        assert_eq!(body["rampart_code"], code, "{}", self.body);
+        assert_eq!(body["code"], exchange_code, "{}", self.body);
+        assert!(
+            body["msg"].as_str().is_some_and(|m| !m.is_empty()),
+            "{}",
+            self.body
+        );
         assert!(
             self.headers
                 .to_ascii_lowercase()
@@ -401,20 +409,20 @@ async fn tampered_misplaced_and_oversized_bodies_are_refused_before_the_api() {
     let tampered = signed.replace("quantity=1", "quantity=9");
     post_form(addr, "/api/v3/order", &key, "", tampered.as_bytes())
         .await
-        .refused(401, "bad_signature");
+        .refused(400, -1022, "bad_signature");
     post_chunked(addr, "/api/v3/order", &key, tampered.as_bytes(), 5)
         .await
-        .refused(401, "bad_signature");
+        .refused(400, -1022, "bad_signature");
 
     // A signature over the query string only, with a body sent alongside: the body is
     // part of what must be signed.
     let target = format!("/api/v3/order?{signed}");
     post_form(addr, &target, &key, "", b"newClientOrderId=mine")
         .await
-        .refused(401, "bad_signature");
+        .refused(400, -1022, "bad_signature");
 
     // A parameter in both the query string and the body, even correctly signed: the API
-    // might read either (Rampart's 400s are 401s at /authz, with the same code).
+    // might read either.
     let query = "symbol=BTCUSDT&quantity=1";
     let params = format!("side=BUY&quantity=100&timestamp={now}");
     let body = format!(
@@ -429,20 +437,32 @@ async fn tampered_misplaced_and_oversized_bodies_are_refused_before_the_api() {
         body.as_bytes(),
     )
     .await
-    .refused(401, "duplicate_parameter");
+    .refused(400, -1101, "duplicate_parameter");
     // The signature in both.
     post_form(addr, &target, &key, "", signed.as_bytes())
         .await
-        .refused(401, "duplicate_parameter");
+        .refused(400, -1101, "duplicate_parameter");
     // A route outside the table.
     post_form(addr, "/api/v3/nowhere", &key, "", signed.as_bytes())
         .await
-        .refused(403, "unknown_route");
+        .refused(404, -1020, "unknown_route");
+    // A JSON body, even one whose bytes are signed: the API would read parameters
+    // Rampart never saw as parameters.
+    let json_body = format!("{{\"side\":\"BUY\",\"timestamp\":{now}}}");
+    let head = format!(
+        "POST /api/v3/order?signature={}&timestamp={now} HTTP/1.1\r\nX-MBX-APIKEY: {key}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n",
+        hmac_hex(&secret, &json_body),
+        json_body.len()
+    );
+    send(addr, &head, json_body.as_bytes())
+        .await
+        .refused(400, -1102, "bad_parameter");
 
     // No key; a key without the permission.
     post_form(addr, "/api/v3/order", "", "", signed.as_bytes())
         .await
-        .refused(401, "missing_api_key");
+        .refused(401, -2014, "missing_api_key");
     let params = format!("coin=BTC&amount=1&timestamp={now}");
     let withdraw = format!("{params}&signature={}", hmac_hex(&secret, &params));
     post_form(
@@ -453,7 +473,7 @@ async fn tampered_misplaced_and_oversized_bodies_are_refused_before_the_api() {
         withdraw.as_bytes(),
     )
     .await
-    .refused(403, "permission_missing");
+    .refused(401, -2015, "permission_missing");
 
     // Bigger than the 64 KiB limit: nginx refuses it itself (Rampart's /authz has no such
     // code), before Rampart or the API.
@@ -466,9 +486,9 @@ async fn tampered_misplaced_and_oversized_bodies_are_refused_before_the_api() {
         post_form(addr, "/api/v3/order", &key, "", big.as_bytes()).await,
         post_chunked(addr, "/api/v3/order", &key, big.as_bytes(), 8 * 1024).await,
     ] {
-        a.refused(413, "body_too_large");
+        a.refused(413, -1000, "body_too_large");
         assert!(
-            a.body.contains("larger than 64 KiB"),
+            a.body.contains("larger than 65536 bytes"),
             "nginx's answer: {}",
             a.body
         );
@@ -523,7 +543,7 @@ async fn a_withdrawal_lock_reaches_the_api_and_the_refused_client() {
         body.as_bytes(),
     )
     .await;
-    a.refused(403, "withdrawals_locked");
+    a.refused(401, -1002, "withdrawals_locked");
     assert!(
         a.headers
             .to_ascii_lowercase()

@@ -261,7 +261,24 @@ async fn delete_all_keys(
 
 // ---- the gateway hook ------------------------------------------------------------------
 
-fn refusal(r: &Refusal, nginx: bool) -> Response {
+/// How a refusal is written, by who asked.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    /// nginx's `auth_request`, which only understands 2xx, 401 and 403.
+    AuthRequest,
+    /// Envoy: Rampart's `{"error": …}` with its own statuses, passed to the client.
+    Rampart,
+    /// A proxy that passes Rampart's answer on to exchange clients (nginx with njs) and
+    /// asked with `X-Rampart-Refusal-Shape: exchange`: the exchange's `{"code","msg"}`
+    /// and statuses, exactly as the gateway listener answers.
+    Exchange,
+}
+
+fn refusal(r: &Refusal, shape: Shape) -> Response {
+    if shape == Shape::Exchange {
+        return crate::http::gateway::refused(r);
+    }
+    let nginx = shape == Shape::AuthRequest;
     let mut status = StatusCode::from_u16(r.status()).unwrap_or(StatusCode::UNAUTHORIZED);
     // nginx's auth_request treats anything but 2xx/401/403 as its own failure (a 500):
     // malformed requests are refused as 401 there and unknown routes as 403, with the
@@ -341,8 +358,7 @@ fn source_ip(
 
 /// The request the proxy asks about.
 struct Original<'a> {
-    /// Asked through nginx's `auth_request` (which only understands 2xx, 401 and 403).
-    nginx: bool,
+    shape: Shape,
     method: &'a str,
     path: &'a str,
     query: &'a str,
@@ -360,7 +376,7 @@ async fn decide(
         .get("x-mbx-apikey")
         .map(|v| v.to_str().unwrap_or("\u{0}"));
     let Original {
-        nginx,
+        shape,
         method,
         path,
         query,
@@ -374,8 +390,11 @@ async fn decide(
             .map(Access::Key),
         _ => {
             let Ok(body) = std::str::from_utf8(body) else {
-                return refusal(&Refusal::BadParameter("body", "is not valid UTF-8"), nginx);
+                return refusal(&Refusal::BadParameter("body", "is not valid UTF-8"), shape);
             };
+            if !body.is_empty() && !crate::http::gateway::is_form(headers) {
+                return refusal(&crate::http::gateway::NOT_A_FORM, shape);
+            }
             let request = GatewayRequest {
                 api_key,
                 method,
@@ -392,7 +411,7 @@ async fn decide(
         Ok(Access::Public) => public(),
         Err(AuthzError::Refused(r)) => {
             metrics::counter!("rampart_authz_refused_total", "code" => r.code()).increment(1);
-            refusal(&r, nginx)
+            refusal(&r, shape)
         }
         Err(AuthzError::Failed(e)) => ApiError::from(e).into_response(),
     }
@@ -406,6 +425,7 @@ async fn decide(
     ("X-Original-Method" = Option<String>, Header, description = "the original request's method"),
     ("X-Original-URI" = Option<String>, Header, description = "the original path and query string"),
     ("X-MBX-APIKEY" = Option<String>, Header, description = "the API key"),
+    ("X-Rampart-Refusal-Shape" = Option<String>, Header, description = "`exchange`: refusals in the exchange's {code, msg} shape and statuses, for proxies that pass them to clients (nginx with njs)"),
 ), responses(
     (status = 200, description = "allowed; identity in X-Rampart-* headers"),
     (status = 400, body = ErrorBody, description = "bad_parameter (a malformed signed parameter), bad_forwarded_for"),
@@ -439,8 +459,15 @@ async fn authz(
         Some(Err(_)) => ("\u{0}", ""),
         None => ("/", uri.query().unwrap_or("")),
     };
+    let exchange_shape = headers
+        .get("x-rampart-refusal-shape")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"exchange"));
     let original = Original {
-        nginx: true,
+        shape: if exchange_shape {
+            Shape::Exchange
+        } else {
+            Shape::AuthRequest
+        },
         method: &original_method,
         path,
         query,
@@ -469,7 +496,7 @@ async fn authz_envoy(
     // what the upstream will receive.
     let path = uri.path().strip_prefix("/authz").unwrap_or("/");
     let original = Original {
-        nginx: false,
+        shape: Shape::Rampart,
         method: method.as_str(),
         path,
         query: uri.query().unwrap_or(""),
