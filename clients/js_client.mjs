@@ -96,7 +96,6 @@ for (const name of a.scenario.split(',')) {
         error_class: isError ? e.constructor.name : (e?.code !== undefined ? 'BinanceApiError' : typeof e),
         error_message: isError ? e.message : (e?.message ?? String(e)),
         error_code: e?.code ?? null,
-        status_code: e?.response?.status ?? null,
         result: e?.body ?? null,
       });
       console.error(isError ? e.stack : JSON.stringify(e?.body ?? e));
