@@ -12,6 +12,7 @@ mod api_keys;
 mod audit;
 mod bad_input;
 mod factors;
+mod gateway_clients;
 mod gateway_listener;
 mod gateway_nginx;
 mod gateway_njs;
