@@ -63,6 +63,7 @@ pub struct GatewayListener {
     pub upstream: String,
     /// How long a client has to send a request's headers.
     pub header_timeout: Duration,
+    pub max_connections: usize,
 }
 
 impl App {
@@ -157,8 +158,9 @@ fn preflight(settings: &Settings) -> anyhow::Result<()> {
     if settings.gateway_body_limit_bytes == 0
         || settings.gateway_body_timeout_ms == 0
         || settings.gateway_upstream_timeout_ms == 0
+        || settings.gateway_max_connections == 0
     {
-        anyhow::bail!("gateway_body_limit_bytes, gateway_body_timeout_ms and gateway_upstream_timeout_ms must be above 0");
+        anyhow::bail!("gateway_body_limit_bytes, gateway_body_timeout_ms, gateway_upstream_timeout_ms and gateway_max_connections must be above 0");
     }
     Ok(())
 }
@@ -194,6 +196,7 @@ async fn build_with_store(
         gateway_body_limit_bytes,
         gateway_body_timeout_ms,
         gateway_upstream_timeout_ms,
+        gateway_max_connections,
         gateway_routes,
         rules,
     } = settings.clone();
@@ -250,6 +253,7 @@ async fn build_with_store(
                 addr: listener.local_addr()?,
                 listener,
                 header_timeout: config.body_timeout,
+                max_connections: gateway_max_connections,
                 router: crate::http::gateway::router(state.clone(), config)?,
                 upstream,
             })
@@ -469,6 +473,7 @@ pub async fn serve(
             g.listener,
             g.router,
             g.header_timeout,
+            g.max_connections,
             stop_rx.clone(),
         ))
     });

@@ -76,6 +76,10 @@ pub struct Settings {
     pub gateway_body_timeout_ms: u64,
     /// How long the upstream may take to start answering (504 after that).
     pub gateway_upstream_timeout_ms: u64,
+    /// Most connections the gateway listener holds open at once; more wait to be
+    /// accepted. Keep it under the process's open-file limit, less what the main listener
+    /// and the database pool need.
+    pub gateway_max_connections: usize,
     /// The gateway's route table (`[[gateway_routes]]`, first match wins): each route's
     /// security type (public, api_key, signed) and the permission keys need; a request no
     /// rule covers is refused.
@@ -107,6 +111,7 @@ impl Default for Settings {
             gateway_body_limit_bytes: 64 * 1024,
             gateway_body_timeout_ms: 10_000,
             gateway_upstream_timeout_ms: 30_000,
+            gateway_max_connections: 4096,
             gateway_routes: crate::domain::api_key::default_routes(),
             rules: Rules::default(),
         }
@@ -212,6 +217,9 @@ impl Settings {
                 }
                 "GATEWAY_BODY_TIMEOUT_MS" => {
                     self.gateway_body_timeout_ms = value.parse().map_err(|e| bad(&e))?
+                }
+                "GATEWAY_MAX_CONNECTIONS" => {
+                    self.gateway_max_connections = value.parse().map_err(|e| bad(&e))?
                 }
                 "GATEWAY_UPSTREAM_TIMEOUT_MS" => {
                     self.gateway_upstream_timeout_ms = value.parse().map_err(|e| bad(&e))?

@@ -53,18 +53,30 @@ pub struct GatewayConfig {
 /// Serves the gateway router on `listener` (HTTP/1.1, keep-alive) until `stop` turns true,
 /// then lets requests in flight finish. Each connection must deliver a request's headers
 /// within `header_timeout` (slow-header clients are cut off, so idle sockets cannot pile
-/// up) and the body within the body timeout (in the handler).
+/// up) and the body within the body timeout (in the handler). At most `max_connections`
+/// are open at once; beyond that new ones wait in the kernel's accept queue, so a flood of
+/// connections cannot use up the file descriptors the main listener and the database
+/// need.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
     header_timeout: Duration,
+    max_connections: usize,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> std::io::Result<()> {
+    let slots = Arc::new(tokio::sync::Semaphore::new(max_connections.max(1)));
     use hyper_util::rt::{TokioIo, TokioTimer};
     use tower::ServiceExt;
     // Every connection task holds a clone of `open`; `closed()` resolves when all are gone.
     let (all_done, open) = tokio::sync::watch::channel(());
     loop {
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+            _ = async { stop.wait_for(|s| *s).await.map(|_| ()) } => break,
+        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
@@ -110,6 +122,7 @@ pub async fn serve(
                 }
             }
             drop(open);
+            drop(slot);
         });
     }
     drop(open);
@@ -222,8 +235,8 @@ async fn decide_and_forward(
     let Ok(body_text) = std::str::from_utf8(&body) else {
         return refused(&Refusal::BadParameter("body", "is not valid UTF-8"));
     };
-    if !body.is_empty() && !is_form(&parts.headers) {
-        return refused(&NOT_A_FORM);
+    if let Some(refusal) = ambiguous_headers(&parts.headers, !body.is_empty()) {
+        return refused(&refusal);
     }
     let api_key = parts
         .headers
@@ -333,13 +346,37 @@ async fn read_body(
 
 /// A body that is not a form: the exchange signs and reads only form bodies, and a JSON
 /// body would carry parameters Rampart never saw as parameters.
-pub(crate) const NOT_A_FORM: Refusal = Refusal::BadParameter(
+const NOT_A_FORM: Refusal = Refusal::BadParameter(
     "body",
     "must be form-encoded (Content-Type: application/x-www-form-urlencoded)",
 );
 
+/// Headers that would make the upstream read another request than the one Rampart judged:
+/// the key twice (Rampart judges one, the upstream might use the other), the body's type
+/// twice or not a form, or a body that the upstream would decode (`Content-Encoding`)
+/// into parameters nobody signed.
+pub(crate) fn ambiguous_headers(headers: &HeaderMap, has_body: bool) -> Option<Refusal> {
+    if headers.get_all("x-mbx-apikey").iter().count() > 1 {
+        return Some(Refusal::DuplicateParameter("X-MBX-APIKEY".into()));
+    }
+    if headers.get_all(header::CONTENT_TYPE).iter().count() > 1 {
+        return Some(Refusal::DuplicateParameter("Content-Type".into()));
+    }
+    let encoded = headers
+        .get_all(header::CONTENT_ENCODING)
+        .iter()
+        .any(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
+    if encoded {
+        return Some(Refusal::BadParameter(
+            "Content-Encoding",
+            "must be absent: bodies are read as sent",
+        ));
+    }
+    (has_body && !is_form(headers)).then_some(NOT_A_FORM)
+}
+
 /// Form-encoded (the exchange's only body type), or no declared type.
-pub(crate) fn is_form(headers: &HeaderMap) -> bool {
+fn is_form(headers: &HeaderMap) -> bool {
     headers.get(header::CONTENT_TYPE).is_none_or(|v| {
         v.to_str().is_ok_and(|t| {
             t.split(';').next().is_some_and(|m| {
@@ -367,16 +404,33 @@ const HOP_BY_HOP: [&str; 10] = [
 
 /// Headers that make some frameworks run another method or path than the one Rampart
 /// judged, and the caller-address headers Rampart sets itself: never from clients.
-const DROPPED: [&str; 8] = [
+const DROPPED: [&str; 11] = [
     "x-http-method-override",
     "x-http-method",
     "x-method-override",
     "x-original-url",
     "x-rewrite-url",
-    "x-forwarded-for",
     "x-real-ip",
     "forwarded",
+    "true-client-ip",
+    "x-client-ip",
+    "cf-connecting-ip",
+    // Rampart answered any `Expect: 100-continue` itself when it read the body.
+    "expect",
 ];
+
+/// An inbound header the upstream never receives: the fixed list above, anything that
+/// claims to be Rampart's (`x-rampart-*`) or a proxy's (`x-forwarded-*`), and any name
+/// with an underscore — many servers read `X-Rampart_Uid` as `X-Rampart-Uid` (CGI-style
+/// `HTTP_X_RAMPART_UID`), which would let a client add to its identity. nginx drops
+/// underscored names by default too.
+fn dropped(name: &HeaderName) -> bool {
+    let n = name.as_str();
+    n.contains('_')
+        || n.starts_with("x-rampart-")
+        || n.starts_with("x-forwarded-")
+        || DROPPED.contains(&n)
+}
 
 /// Removes hop-by-hop headers and those the `Connection` header names.
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
@@ -403,14 +457,7 @@ fn forwarded_headers(mut headers: HeaderMap, ip: IpAddr, identity: Option<&Ident
     let host = headers.get(header::HOST).cloned();
     strip_hop_by_hop(&mut headers);
     headers.remove(header::CONTENT_LENGTH);
-    for name in DROPPED {
-        headers.remove(name);
-    }
-    let claimed: Vec<HeaderName> = headers
-        .keys()
-        .filter(|n| n.as_str().starts_with("x-rampart-"))
-        .cloned()
-        .collect();
+    let claimed: Vec<HeaderName> = headers.keys().filter(|n| dropped(n)).cloned().collect();
     for name in claimed {
         headers.remove(name);
     }
@@ -461,6 +508,8 @@ async fn forward(forwarder: &Forwarder, request: axum::http::Request<Body>) -> R
         Ok(Ok(response)) => {
             let (mut parts, body) = response.into_parts();
             strip_hop_by_hop(&mut parts.headers);
+            // Only Rampart's own refusals carry it (metrics and proxies count on that).
+            parts.headers.remove(RAMPART_ERROR);
             Response::from_parts(parts, Body::new(body))
         }
         Ok(Err(e)) => {

@@ -194,22 +194,24 @@ impl Gateway {
         Ok(self.admit(&key, route.permission, req.ip)?)
     }
 
-    /// What holds for every key whatever the route: readable settings, not expired, account
-    /// not frozen, an allowed address, the permission, and no withdrawal during a lock.
+    /// What holds for every key whatever the route: readable settings, an allowed address,
+    /// not expired, account not frozen, the permission, and no withdrawal during a lock.
+    /// The address comes before expiry and freeze: on key-only routes the key is all a
+    /// caller shows, and someone elsewhere who learnt it must not learn the account's state.
     fn admit(&self, key: &CachedKey, needed: Permission, ip: IpAddr) -> Result<Identity, Refusal> {
         let now = self.now();
         if key.unusable {
             return Err(Refusal::KeyUnusable);
+        }
+        if !key.allowlist.allows(ip) {
+            self.key_cache.note_refused_ip(&key.api_key, now, ip);
+            return Err(Refusal::IpNotAllowed);
         }
         if key.expires_at.is_some_and(|t| now >= t) {
             return Err(Refusal::KeyExpired);
         }
         if key.frozen {
             return Err(Refusal::AccountFrozen);
-        }
-        if !key.allowlist.allows(ip) {
-            self.key_cache.note_refused_ip(&key.api_key, now, ip);
-            return Err(Refusal::IpNotAllowed);
         }
         if !key.permissions.contains(needed) {
             return Err(Refusal::PermissionMissing(needed));

@@ -155,6 +155,12 @@ async fn a_body_signed_order_reaches_the_upstream_byte_for_byte_with_the_identit
         .header("x-rampart-uid", "spoofed")
         .header("x-rampart-permissions", "withdraw")
         .header("x-forwarded-for", "203.0.113.9")
+        // Many servers read underscores as dashes (CGI's HTTP_X_RAMPART_UID).
+        .header("x-rampart_uid", "spoofed")
+        .header("x_rampart_permissions", "withdraw")
+        .header("x-forwarded_for", "203.0.113.9")
+        .header("x-forwarded-proto", "https")
+        .header("true-client-ip", "203.0.113.9")
         .header(form().0, form().1)
         .body(body.clone())
         .send()
@@ -180,6 +186,13 @@ async fn a_body_signed_order_reaches_the_upstream_byte_for_byte_with_the_identit
         "127.0.0.1",
         "the address Rampart judged"
     );
+    for name in seen.headers.keys() {
+        let n = name.as_str();
+        assert!(
+            !n.contains('_') && n != "x-forwarded-proto" && n != "true-client-ip",
+            "{n} reached the upstream"
+        );
+    }
     assert_eq!(
         seen.header("content-type"),
         "application/x-www-form-urlencoded"
@@ -365,6 +378,42 @@ async fn every_refusal_is_in_the_exchange_s_shape_and_reaches_nothing_upstream()
             (400, -1021, "timestamp_outside_window"),
         ),
         (
+            "a parameter name without a value, where a request could be re-split",
+            {
+                let params = format!("symbol=BTCUSDT&quantity=10&timestamp={now}");
+                let signature = hmac_hex(&secret, &params);
+                post(
+                    format!("/api/v3/order?symbol=BTCUSDT&quantity=1&signature={signature}"),
+                    format!("0&timestamp={now}"),
+                )
+            },
+            (400, -1102, "bad_parameter"),
+        ),
+        (
+            "the key twice",
+            post("/api/v3/order".into(), sign(&order)).header("x-mbx-apikey", "rmpk_other"),
+            (400, -1101, "duplicate_parameter"),
+        ),
+        (
+            "two body types",
+            post("/api/v3/order".into(), sign(&order)).header("content-type", "application/json"),
+            (400, -1101, "duplicate_parameter"),
+        ),
+        (
+            "an encoded body the upstream would decode",
+            post("/api/v3/order".into(), sign(&order)).header("content-encoding", "br"),
+            (400, -1102, "bad_parameter"),
+        ),
+        (
+            "the withdraw route by GET with a key that may not withdraw",
+            http.get(format!(
+                "{gw}/sapi/v1/capital/withdraw/apply?{}",
+                sign(&format!("coin=BTC&amount=1&timestamp={now}"))
+            ))
+            .header("x-mbx-apikey", &key),
+            (401, -2015, "permission_missing"),
+        ),
+        (
             "no key",
             http.get(format!(
                 "{gw}/api/v3/account?{}",
@@ -471,6 +520,26 @@ async fn a_client_that_never_finishes_its_headers_is_disconnected() {
     let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
     assert!(read.is_ok(), "the connection is closed, not held open");
     assert!(received.lock().expect("log").is_empty());
+}
+
+#[tokio::test]
+async fn connections_beyond_the_cap_wait_until_one_closes() {
+    let (upstream, _) = recording_upstream().await;
+    let app = gateway_to(&upstream, |s| s.gateway_max_connections = 1).await;
+    let gw = app.gateway.clone().expect("gateway listener");
+    let held = tokio::net::TcpStream::connect(gw.trim_start_matches("http://"))
+        .await
+        .expect("connect");
+    let waiting = tokio::spawn(reqwest::get(format!("{gw}/api/v3/ping")));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished(), "the only slot is taken");
+    drop(held);
+    let r = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("served once the slot is free")
+        .expect("task")
+        .expect("request");
+    assert_eq!(r.status(), StatusCode::OK);
 }
 
 #[tokio::test]

@@ -126,9 +126,15 @@ async fn spawn(settings: Settings, dir: Option<tempfile::TempDir>, with_jobs: bo
             let (never, stop) = tokio::sync::watch::channel(false);
             tokio::spawn(async move {
                 let _never = never;
-                rampart::http::gateway::serve(g.listener, g.router, g.header_timeout, stop)
-                    .await
-                    .expect("gateway runs")
+                rampart::http::gateway::serve(
+                    g.listener,
+                    g.router,
+                    g.header_timeout,
+                    g.max_connections,
+                    stop,
+                )
+                .await
+                .expect("gateway runs")
             });
         }
     }

@@ -229,7 +229,17 @@ pub fn default_routes() -> Vec<RouteRule> {
     }
     // Wallet: withdrawals, transfers between the account's wallets and sub-accounts, the
     // rest read-only.
-    rules.push(signed("POST", "/sapi/v1/capital/withdraw/*", Withdraw));
+    // Under withdraw/ only the two histories are reads; anything else there needs withdraw
+    // whatever the method, so an upstream whose withdraw handler also runs on GET is safe.
+    rules.push(signed("GET", "/sapi/v1/capital/withdraw/history", Read));
+    rules.push(signed(
+        "GET",
+        "/sapi/v1/capital/withdraw/address/list",
+        Read,
+    ));
+    for method in ["GET", "POST", "PUT", "DELETE"] {
+        rules.push(signed(method, "/sapi/v1/capital/withdraw/*", Withdraw));
+    }
     rules.push(signed("GET", "/sapi/v1/capital/*", Read));
     for (method, path) in [
         ("POST", "/sapi/v1/asset/transfer"),

@@ -256,7 +256,15 @@ pub fn parse_signed(query: &str, body: &str) -> Result<SignedRequest, Refusal> {
     for part in [query, body] {
         let mut kept = 0usize;
         for pair in part.split('&').filter(|p| !p.is_empty()) {
-            let (raw_name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            // `name=value` only: a bare word or an empty name is where a captured request
+            // could be re-split between query string and body with its signature intact.
+            let Some((raw_name, value)) = pair.split_once('=').filter(|(n, _)| !n.is_empty())
+            else {
+                return Err(Refusal::BadParameter(
+                    "parameter",
+                    "must be name=value (a name without a value, or a value without a name, is refused)",
+                ));
+            };
             let name = decoded_name(raw_name);
             if !seen.insert(name.clone()) {
                 let shown: String = name.chars().take(64).collect();
@@ -419,6 +427,19 @@ mod tests {
             assert_eq!(
                 parse_signed(query, body),
                 Err(Refusal::DuplicateParameter(name.into())),
+                "{query} | {body}"
+            );
+        }
+        for (query, body) in [
+            ("symbol=A&quantity=1&signature=a", "0&price=0.1&timestamp=1"),
+            ("symbol=A&flag&timestamp=1&signature=a", ""),
+            ("=x&timestamp=1&signature=a", ""),
+        ] {
+            assert!(
+                matches!(
+                    parse_signed(query, body),
+                    Err(Refusal::BadParameter("parameter", _))
+                ),
                 "{query} | {body}"
             );
         }

@@ -392,8 +392,8 @@ async fn decide(
             let Ok(body) = std::str::from_utf8(body) else {
                 return refusal(&Refusal::BadParameter("body", "is not valid UTF-8"), shape);
             };
-            if !body.is_empty() && !crate::http::gateway::is_form(headers) {
-                return refusal(&crate::http::gateway::NOT_A_FORM, shape);
+            if let Some(r) = crate::http::gateway::ambiguous_headers(headers, !body.is_empty()) {
+                return refusal(&r, shape);
             }
             let request = GatewayRequest {
                 api_key,
