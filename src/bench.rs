@@ -74,12 +74,20 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 100)]
         freezes: usize,
     },
-    /// Prints a signed original URI for the gateway (recvWindow 60 s), for wrk.
+    /// Prints a signed original URI for the gateway (recvWindow 60 s), for wrk; with
+    /// `--body-bytes`, a signed form body of exactly that many bytes instead (the request
+    /// as ccxt sends an order: parameters, timestamp and signature in the body).
     Sign {
         #[arg(long)]
         secret: String,
         #[arg(long, default_value = "/api/v3/order")]
         path: String,
+        /// The parameters before `timestamp` [default: a limit order's].
+        #[arg(long)]
+        params: Option<String>,
+        /// Print a form body padded to this many bytes (with `newClientOrderId`).
+        #[arg(long)]
+        body_bytes: Option<usize>,
     },
 }
 
@@ -136,6 +144,27 @@ fn hmac_hex(secret: &str, payload: &str) -> String {
     let mut m = crate::domain::secret::hmac_sha256(secret.as_bytes());
     m.update(payload.as_bytes());
     hex::encode(m.finalize().into_bytes())
+}
+
+/// `params&newClientOrderId=x…&timestamp=…&signature=…`, exactly `bytes` long.
+fn signed_body(
+    secret: &str,
+    params: &str,
+    now: crate::clock::Millis,
+    bytes: usize,
+) -> anyhow::Result<String> {
+    // The signature is 64 hex digits whatever the payload: size the padding first.
+    let fixed = format!("{params}&newClientOrderId=&timestamp={now}&signature=").len() + 64;
+    let Some(pad) = bytes.checked_sub(fixed) else {
+        anyhow::bail!("--body-bytes must be at least {fixed}");
+    };
+    let payload = format!(
+        "{params}&newClientOrderId={}&timestamp={now}",
+        "x".repeat(pad)
+    );
+    let body = format!("{payload}&signature={}", hmac_hex(secret, &payload));
+    debug_assert_eq!(body.len(), bytes);
+    Ok(body)
 }
 
 fn ns_per_op(start: Stopwatch, n: u32) -> f64 {
@@ -405,9 +434,21 @@ pub async fn run(command: BenchCommand, mut settings: Settings) -> anyhow::Resul
             app.store().close().await;
             println!("{key} {secret}");
         }
-        BenchCommand::Sign { secret, path } => {
-            let params = format!("{BENCH_PARAMS}&timestamp={}", SystemClock.now());
-            println!("{path}?{params}&signature={}", hmac_hex(&secret, &params));
+        BenchCommand::Sign {
+            secret,
+            path,
+            params,
+            body_bytes,
+        } => {
+            let params = params.unwrap_or_else(|| BENCH_PARAMS.to_owned());
+            let now = SystemClock.now();
+            match body_bytes {
+                None => {
+                    let params = format!("{params}&timestamp={now}");
+                    println!("{path}?{params}&signature={}", hmac_hex(&secret, &params));
+                }
+                Some(n) => println!("{}", signed_body(&secret, &params, now, n)?),
+            }
         }
         BenchCommand::Login {
             seconds,
@@ -598,4 +639,21 @@ async fn signin_rate(
         h.await??;
     }
     Ok(count.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::api_key::parse_signed;
+
+    #[test]
+    fn the_signed_body_has_the_asked_size_and_a_signature_the_gateway_accepts() {
+        let body = signed_body("s3cret", BENCH_PARAMS, 1_700_000_000_000, 1024).expect("fits");
+        assert_eq!(body.len(), 1024);
+        let parsed = parse_signed("", &body).expect("the gateway's parser accepts it");
+        assert_eq!(parsed.timestamp, 1_700_000_000_000);
+        assert_eq!(parsed.recv_window, 60_000);
+        assert_eq!(parsed.signature, hmac_hex("s3cret", &parsed.payload));
+        assert!(signed_body("s3cret", BENCH_PARAMS, 1_700_000_000_000, 100).is_err());
+    }
 }
