@@ -59,7 +59,7 @@ pub struct GatewayListener {
     pub listener: TcpListener,
     /// The address actually bound (port 0 picks one).
     pub addr: SocketAddr,
-    pub router: Router,
+    pub handler: crate::http::gateway::GatewayHandler,
     pub upstream: String,
     /// How long a client has to send a request's headers.
     pub header_timeout: Duration,
@@ -254,7 +254,7 @@ async fn build_with_store(
                 listener,
                 header_timeout: config.body_timeout,
                 max_connections: gateway_max_connections,
-                router: crate::http::gateway::router(state.clone(), config)?,
+                handler: crate::http::gateway::handler(state.clone(), config)?,
                 upstream,
             })
         }
@@ -471,7 +471,7 @@ pub async fn serve(
     let gateway = app.gateway.take().map(|g| {
         tokio::spawn(crate::http::gateway::serve(
             g.listener,
-            g.router,
+            g.handler,
             g.header_timeout,
             g.max_connections,
             stop_rx.clone(),

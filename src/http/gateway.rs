@@ -13,9 +13,12 @@
 //! The body is read whole (at most `gateway_body_limit_bytes`, within
 //! `gateway_body_timeout_ms`) before anything reaches the upstream: the signature covers
 //! it, and an oversized or slow upload must cost the upstream nothing. The answer streams
-//! back as it arrives. One pooled HTTP/1.1 client keeps connections to the upstream alive.
-//! The listener is served by [`serve`], not `axum::serve`, because it must time out a
-//! client that never finishes its headers (axum's server sets no timer).
+//! back as it arrives. Each client connection keeps its own kept-alive HTTP/1.1 connection
+//! to the upstream ([`UpstreamSlot`]): a client's requests come one after another, so no
+//! shared pool needs locking or lookups.
+//! The listener is served by [`serve`], not `axum::serve`: it must time out a client that
+//! never finishes its headers (axum's server sets no timer), and hyper calls the one
+//! handler directly, with no router or middleware per request.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -23,19 +26,14 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::Router;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use serde_json::json;
-use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::trace::TraceLayer;
 
 use crate::domain::api_key::Refusal;
-use crate::http::extract::{client_ip, Peer};
+use crate::http::extract::client_ip;
 use crate::http::AppState;
 use crate::service::api_keys::{Access, AuthzError, GatewayRequest, Identity};
 
@@ -59,20 +57,19 @@ pub struct GatewayConfig {
 /// need.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    router: Router,
+    handler: GatewayHandler,
     header_timeout: Duration,
     max_connections: usize,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let slots = Arc::new(tokio::sync::Semaphore::new(max_connections.max(1)));
     use hyper_util::rt::{TokioIo, TokioTimer};
-    use tower::ServiceExt;
     // Every connection task holds a clone of `open`; `closed()` resolves when all are gone.
     let (all_done, open) = tokio::sync::watch::channel(());
     loop {
-        let slot = tokio::select! {
-            slot = slots.clone().acquire_owned() => match slot {
-                Ok(slot) => slot,
+        let permit = tokio::select! {
+            permit = slots.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
                 Err(_) => break,
             },
             _ = async { stop.wait_for(|s| *s).await.map(|_| ()) } => break,
@@ -90,16 +87,18 @@ pub async fn serve(
             _ = async { stop.wait_for(|s| *s).await.map(|_| ()) } => break,
         };
         let _ = stream.set_nodelay(true);
+        // Straight from hyper to the handler: no router or middleware to run per request
+        // (there is one route), which the forwarding's cost is sensitive to.
+        let gw = handler.0.clone();
+        let slot = Arc::new(UpstreamSlot::default());
         let service =
-            router
-                .clone()
-                .map_request(move |req: axum::http::Request<hyper::body::Incoming>| {
-                    let mut req = req.map(Body::new);
-                    req.extensions_mut()
-                        .insert(axum::extract::ConnectInfo(peer));
-                    req
-                });
-        let service = hyper_util::service::TowerToHyperService::new(service);
+            hyper::service::service_fn(move |req: axum::http::Request<hyper::body::Incoming>| {
+                let (gw, slot) = (gw.clone(), slot.clone());
+                async move {
+                    let response = handle(&gw, peer, &slot, req.map(Body::new)).await;
+                    Ok::<_, std::convert::Infallible>(response)
+                }
+            });
         let mut stop = stop.clone();
         let open = open.clone();
         tokio::spawn(async move {
@@ -122,7 +121,7 @@ pub async fn serve(
                 }
             }
             drop(open);
-            drop(slot);
+            drop(permit);
         });
     }
     drop(open);
@@ -154,24 +153,103 @@ impl GatewayConfig {
     }
 }
 
-type UpstreamClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Body>;
+type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+type UpstreamSender = hyper::client::conn::http1::SendRequest<Body>;
 
 /// Forwards allowed requests to the upstream.
 struct Forwarder {
-    client: UpstreamClient,
-    /// The upstream without a trailing slash; the request target is appended as sent.
-    base: String,
+    connector: Connector,
+    /// The upstream, to connect to.
+    upstream: Uri,
+    /// The upstream's `Host`.
+    host: HeaderValue,
+    /// The upstream's path prefix without a trailing slash ("" for none); the request
+    /// target is appended as sent.
+    prefix: String,
     config: GatewayConfig,
 }
 
-#[derive(Clone)]
-struct GatewayState {
-    app: AppState,
-    forwarder: Arc<Forwarder>,
+impl Forwarder {
+    /// A new connection to the upstream (TCP, TLS for https), its driver on its own task.
+    async fn connect(&self) -> anyhow::Result<UpstreamSender> {
+        use tower::Service;
+        let io = self
+            .connector
+            .clone()
+            .call(self.upstream.clone())
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot connect to the upstream: {e}"))?;
+        let (sender, connection) = hyper::client::conn::http1::handshake(io).await?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!("gateway upstream connection ended: {e}");
+            }
+        });
+        Ok(sender)
+    }
+
+    /// Sends on the client connection's upstream connection, or on a new one when there is
+    /// none, it has closed, or the upstream closed it before this request was written (an
+    /// idle kept-alive connection the upstream timed out: nothing was sent, so sending
+    /// again is safe even for an order).
+    async fn send(
+        &self,
+        slot: &UpstreamSlot,
+        mut request: axum::http::Request<Body>,
+    ) -> anyhow::Result<axum::http::Response<hyper::body::Incoming>> {
+        if let Some(mut sender) = slot.take() {
+            if sender.ready().await.is_ok() {
+                match sender.try_send_request(request).await {
+                    Ok(response) => {
+                        slot.put(sender);
+                        return Ok(response);
+                    }
+                    Err(mut e) => match e.take_message() {
+                        Some(unsent) => request = unsent,
+                        None => return Err(e.into_error().into()),
+                    },
+                }
+            }
+        }
+        let mut sender = self.connect().await?;
+        let response = sender.send_request(request).await?;
+        slot.put(sender);
+        Ok(response)
+    }
 }
 
-/// The gateway listener's router: every path goes through [`handle`].
-pub fn router(app: AppState, config: GatewayConfig) -> anyhow::Result<Router> {
+/// The upstream connection of one client connection, between its requests.
+#[derive(Default)]
+pub struct UpstreamSlot(std::sync::Mutex<Option<UpstreamSender>>);
+
+impl UpstreamSlot {
+    fn take(&self) -> Option<UpstreamSender> {
+        self.0.lock().ok().and_then(|mut s| s.take())
+    }
+
+    fn put(&self, sender: UpstreamSender) {
+        if let Ok(mut s) = self.0.lock() {
+            *s = Some(sender);
+        }
+    }
+}
+
+struct GatewayState {
+    app: AppState,
+    forwarder: Forwarder,
+    /// `rampart_gateway_requests_total` by outcome, registered once (a labelled
+    /// `counter!` per request would build and hash its key every time).
+    forwarded: metrics::Counter,
+    refused: metrics::Counter,
+    upstream_failed: metrics::Counter,
+}
+
+/// What the gateway listener runs for every request (see [`serve`]).
+#[derive(Clone)]
+pub struct GatewayHandler(Arc<GatewayState>);
+
+/// The gateway listener's handler.
+pub fn handler(app: AppState, config: GatewayConfig) -> anyhow::Result<GatewayHandler> {
     GatewayConfig::check_upstream(&config.upstream)?;
     let mut http = HttpConnector::new();
     http.enforce_http(false);
@@ -182,42 +260,59 @@ pub fn router(app: AppState, config: GatewayConfig) -> anyhow::Result<Router> {
         .https_or_http()
         .enable_http1()
         .wrap_connector(http);
-    let client = Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(60))
-        .pool_max_idle_per_host(256)
-        .build(connector);
-    let forwarder = Arc::new(Forwarder {
-        client,
-        base: config.upstream.trim_end_matches('/').to_owned(),
+    let url = url::Url::parse(&config.upstream)?;
+    let upstream: Uri = config.upstream.parse()?;
+    let authority = upstream
+        .authority()
+        .ok_or_else(|| anyhow::anyhow!("gateway_upstream has no host"))?;
+    let forwarder = Forwarder {
+        connector,
+        host: HeaderValue::from_str(authority.as_str())?,
+        prefix: url.path().trim_end_matches('/').to_owned(),
+        upstream,
         config,
-    });
-    Ok(Router::new()
-        .fallback(handle)
-        .with_state(GatewayState { app, forwarder })
-        .layer(CatchPanicLayer::custom(|_| {
-            exchange_error(StatusCode::INTERNAL_SERVER_ERROR, -1000, "internal_error", UNKNOWN)
-        }))
-        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
-            tracing::info_span!("gateway", method = %req.method(), path = %req.uri().path())
-        })))
+    };
+    let counter = |outcome: &'static str| metrics::counter!("rampart_gateway_requests_total", "outcome" => outcome);
+    Ok(GatewayHandler(Arc::new(GatewayState {
+        app,
+        forwarder,
+        forwarded: counter("forwarded"),
+        refused: counter("refused"),
+        upstream_failed: counter("upstream_failed"),
+    })))
 }
 
 const UNKNOWN: &str = "An unknown error occurred while processing the request.";
 
-async fn handle(State(gw): State<GatewayState>, Peer(peer): Peer, request: Request) -> Response {
-    let response = decide_and_forward(&gw, peer, request).await;
-    let outcome = match response.status().as_u16() {
-        _ if response.headers().contains_key(RAMPART_ERROR) => "refused",
-        502..=504 => "upstream_failed",
-        _ => "forwarded",
+async fn handle(
+    gw: &GatewayState,
+    peer: SocketAddr,
+    slot: &UpstreamSlot,
+    request: Request,
+) -> Response {
+    use tracing::Instrument;
+    let span =
+        tracing::debug_span!("gateway", method = %request.method(), path = %request.uri().path());
+    let response = decide_and_forward(gw, Some(peer), slot, request)
+        .instrument(span)
+        .await;
+    let outcome = match response
+        .headers()
+        .get(RAMPART_ERROR)
+        .map(HeaderValue::as_bytes)
+    {
+        None => &gw.forwarded,
+        Some(b"upstream_unavailable" | b"upstream_timeout") => &gw.upstream_failed,
+        Some(_) => &gw.refused,
     };
-    metrics::counter!("rampart_gateway_requests_total", "outcome" => outcome).increment(1);
+    outcome.increment(1);
     response
 }
 
 async fn decide_and_forward(
     gw: &GatewayState,
     peer: Option<SocketAddr>,
+    slot: &UpstreamSlot,
     request: Request,
 ) -> Response {
     let (parts, body) = request.into_parts();
@@ -271,19 +366,30 @@ async fn decide_and_forward(
             );
         }
     };
-    let target = format!(
-        "{}{}",
-        gw.forwarder.base,
-        parts.uri.path_and_query().map_or("/", |pq| pq.as_str())
-    );
-    let Ok(uri) = target.parse::<Uri>() else {
+    // Origin form, as sent, behind the upstream's path prefix if it has one.
+    let uri = if gw.forwarder.prefix.is_empty() {
+        Ok(parts
+            .uri
+            .path_and_query()
+            .map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone())))
+    } else {
+        format!(
+            "{}{}",
+            gw.forwarder.prefix,
+            parts.uri.path_and_query().map_or("/", |pq| pq.as_str())
+        )
+        .parse::<Uri>()
+    };
+    let Ok(uri) = uri else {
         return refused(&Refusal::NonCanonicalPath);
     };
     let mut upstream = axum::http::Request::new(Body::from(body));
     *upstream.method_mut() = parts.method;
     *upstream.uri_mut() = uri;
-    *upstream.headers_mut() = forwarded_headers(parts.headers, ip, identity.as_ref());
-    forward(&gw.forwarder, upstream).await
+    let mut headers = forwarded_headers(parts.headers, ip, identity.as_ref());
+    headers.insert(header::HOST, gw.forwarder.host.clone());
+    *upstream.headers_mut() = headers;
+    forward(&gw.forwarder, slot, upstream).await
 }
 
 /// The body, whole: refused when larger than the limit (by its `Content-Length` before
@@ -498,10 +604,14 @@ fn forwarded_headers(mut headers: HeaderMap, ip: IpAddr, identity: Option<&Ident
 
 /// Sends the request upstream and streams its answer back; an upstream that cannot be
 /// reached or does not answer in time is a 502 / 504 in the exchange's shape.
-async fn forward(forwarder: &Forwarder, request: axum::http::Request<Body>) -> Response {
+async fn forward(
+    forwarder: &Forwarder,
+    slot: &UpstreamSlot,
+    request: axum::http::Request<Body>,
+) -> Response {
     let sent = tokio::time::timeout(
         forwarder.config.upstream_timeout,
-        forwarder.client.request(request),
+        forwarder.send(slot, request),
     )
     .await;
     match sent {

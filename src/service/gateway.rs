@@ -105,6 +105,7 @@ impl Gateway {
             }
         };
         Ok(Arc::new(CachedKey {
+            permissions_csv: permissions.to_csv(),
             permissions,
             allowlist,
             unusable,
@@ -222,7 +223,7 @@ impl Gateway {
         Ok(Identity {
             uid: key.uid.clone(),
             api_key: key.api_key.clone(),
-            permissions: key.permissions.to_csv(),
+            permissions: key.permissions_csv.clone(),
             via: "api_key",
             withdrawals_locked_until: locked_until,
         })

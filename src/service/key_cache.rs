@@ -23,6 +23,8 @@ pub struct CachedKey {
     pub uid: String,
     pub verifier: Verifier,
     pub permissions: Permissions,
+    /// `permissions` as the identity header sends it, made once per key.
+    pub permissions_csv: String,
     pub allowlist: Allowlist,
     pub expires_at: Option<Millis>,
     pub frozen: bool,
@@ -110,7 +112,13 @@ impl KeyCache {
 
     pub fn note_use(&self, key: &str, at: Millis, ip: IpAddr) {
         if let Ok(mut used) = self.used.lock() {
-            used.insert(key.to_owned(), (at, ip));
+            // Most uses are by a key already noted since the last flush: no allocation.
+            match used.get_mut(key) {
+                Some(last) => *last = (at, ip),
+                None => {
+                    used.insert(key.to_owned(), (at, ip));
+                }
+            }
         }
     }
 

@@ -882,6 +882,7 @@ fn cached_key(
         uid: "0000000000".into(),
         verifier: rampart::domain::api_key::Verifier::hmac("whatever"),
         permissions: rampart::domain::api_key::Permissions::default(),
+        permissions_csv: String::new(),
         allowlist: rampart::domain::api_key::Allowlist::default(),
         expires_at: None,
         frozen,

@@ -543,6 +543,56 @@ async fn connections_beyond_the_cap_wait_until_one_closes() {
 }
 
 #[tokio::test]
+async fn an_upstream_that_closes_an_idle_connection_costs_the_client_nothing() {
+    // Answers one request per connection, keep-alive promised, then hangs up (as an
+    // upstream whose idle timeout ran out does); says so on `closed`.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let upstream = format!("http://{}", listener.local_addr().expect("addr"));
+    let (closed_tx, mut closed) = tokio::sync::mpsc::unbounded_channel::<()>();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let closed_tx = closed_tx.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                let mut seen = Vec::new();
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let n = socket.read(&mut buf).await.expect("read");
+                    if n == 0 {
+                        return;
+                    }
+                    seen.extend_from_slice(&buf[..n]);
+                }
+                let body = "{\"serverTime\":1}";
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                socket.write_all(answer.as_bytes()).await.expect("write");
+                drop(socket);
+                let _ = closed_tx.send(());
+            });
+        }
+    });
+    let app = gateway_to(&upstream, |_| {}).await;
+    let gw = app.gateway.clone().expect("gateway listener");
+    let http = reqwest::Client::new();
+    for round in 0..3 {
+        let r = http
+            .get(format!("{gw}/api/v3/time"))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(r.status(), StatusCode::OK, "round {round}");
+        assert_eq!(r.text().await.expect("body"), "{\"serverTime\":1}");
+        closed.recv().await.expect("the upstream hung up");
+        // Let the gateway see the hang-up before the next request on the same connection.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
 async fn an_unreachable_or_silent_upstream_is_a_clear_502_or_504() {
     // Nothing listens on the upstream's port.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");

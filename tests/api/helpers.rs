@@ -128,7 +128,7 @@ async fn spawn(settings: Settings, dir: Option<tempfile::TempDir>, with_jobs: bo
                 let _never = never;
                 rampart::http::gateway::serve(
                     g.listener,
-                    g.router,
+                    g.handler,
                     g.header_timeout,
                     g.max_connections,
                     stop,
