@@ -113,7 +113,7 @@ async fn seed_keys(app: &crate::app::App, n: usize) -> anyhow::Result<(String, S
             api_key: key.clone(),
             account_id: account.id.clone(),
             label: "bench".into(),
-            key_type: crate::domain::api_key::KeyType::Hmac,
+            key_type: Some(crate::domain::api_key::KeyType::Hmac),
             secret_enc: Some(app.state.secret_box.seal(secret.as_bytes(), &key)?),
             public_key: None,
             access: crate::domain::api_key::KeyAccess::decode(

@@ -127,7 +127,7 @@ impl ApiKeys {
             api_key: key,
             account_id: account.id.clone(),
             label,
-            key_type: kind,
+            key_type: Some(kind),
             secret_enc,
             public_key,
             access: KeyAccess::Readable {
@@ -159,7 +159,7 @@ impl ApiKeys {
             Some(&account.id),
             Self::account_actor(account),
             "api_key.created",
-            json!({"api_key": record.api_key, "label": record.label, "type": record.key_type.as_str(), "permissions": record.access.permissions_csv(), "ip_allowlist": record.access.allowlist_csv(), "unusual_device": unusual}),
+            json!({"api_key": record.api_key, "label": record.label, "type": record.key_type.map_or("unknown", KeyType::as_str), "permissions": record.access.permissions_csv(), "ip_allowlist": record.access.allowlist_csv(), "unusual_device": unusual}),
         ))
         .with_mail(self.composer.compose(
             Some(&account.id),
@@ -170,7 +170,7 @@ impl ApiKeys {
                 "The API key \"{}\" ({}) was created at {} from {} ({}).\nPermissions: {}\nIP allowlist: {}\n{}\n{}\n\
                  If this was not you, delete it now from the Security Center and freeze your account: attackers add API keys as a backdoor.",
                 record.label,
-                record.key_type.as_str(),
+                record.key_type.map_or("unknown", KeyType::as_str),
                 format_utc(now),
                 client.device.summary(),
                 client.ip,

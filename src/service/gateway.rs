@@ -82,17 +82,36 @@ impl Clocked for Gateway {
 }
 
 impl Gateway {
+    /// The key's verifier from its stored type and secret or public key.
+    fn verifier(&self, k: &crate::store::ApiKeyRecord) -> anyhow::Result<Verifier> {
+        match k.key_type {
+            None => anyhow::bail!("stored key type unknown"),
+            Some(KeyType::Hmac) => {
+                let sealed = k
+                    .secret_enc
+                    .as_deref()
+                    .ok_or_else(|| anyhow::anyhow!("HMAC key without secret"))?;
+                let secret = self.secret_box.open(sealed, &k.api_key)?;
+                Ok(Verifier::hmac(&String::from_utf8(secret)?))
+            }
+            Some(other) => Ok(Verifier::public_key(
+                other,
+                k.public_key.as_deref().unwrap_or_default(),
+            )?),
+        }
+    }
+
+    /// A cache entry for a stored key. A key whose stored type, secret or public key cannot
+    /// be used gets no verifier and is refused (`key_unusable`) — one damaged row must not
+    /// make the gateway fail for every request that names it.
     fn load_key(&self, auth: crate::store::ApiKeyAuth) -> ServiceResult<Arc<CachedKey>> {
         let k = auth.key;
-        let verifier = match k.key_type {
-            KeyType::Hmac => {
-                let sealed = k.secret_enc.as_deref().ok_or_else(|| {
-                    ServiceError::Internal(anyhow::anyhow!("HMAC key without secret"))
-                })?;
-                let secret = self.secret_box.open(sealed, &k.api_key)?;
-                Verifier::hmac(&String::from_utf8(secret).map_err(anyhow::Error::from)?)
+        let verifier = match self.verifier(&k) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                tracing::error!(api_key = %key_hint(&k.api_key), "stored API key cannot verify signatures, key refused: {e:#}");
+                None
             }
-            other => Verifier::public_key(other, k.public_key.as_deref().unwrap_or_default())?,
         };
         let (permissions, allowlist, unusable) = match k.access {
             KeyAccess::Readable {
@@ -108,7 +127,7 @@ impl Gateway {
             permissions_csv: permissions.to_csv(),
             permissions,
             allowlist,
-            unusable,
+            unusable: unusable || verifier.is_none(),
             expires_at: k.expires_at,
             frozen: auth.frozen,
             withdrawals_locked_until: auth.withdrawals_locked_until,
@@ -186,10 +205,10 @@ impl Gateway {
         if !timestamp_ok(&signed, self.now()) {
             return Err(Refusal::TimestampOutsideWindow.into());
         }
-        if !key
-            .verifier
-            .verify(signed.payload.as_bytes(), &signed.signature)
-        {
+        let Some(verifier) = &key.verifier else {
+            return Err(Refusal::KeyUnusable.into());
+        };
+        if !verifier.verify(signed.payload.as_bytes(), &signed.signature) {
             return Err(Refusal::BadSignature.into());
         }
         Ok(self.admit(&key, route.permission, req.ip)?)

@@ -21,7 +21,8 @@ pub struct CachedKey {
     pub api_key: String,
     pub account_id: String,
     pub uid: String,
-    pub verifier: Verifier,
+    /// `None` when the stored type, secret or public key cannot be used (the key is refused).
+    pub verifier: Option<Verifier>,
     pub permissions: Permissions,
     /// `permissions` as the identity header sends it, made once per key.
     pub permissions_csv: String,

@@ -12,7 +12,8 @@ pub struct ApiKeyRecord {
     pub api_key: String,
     pub account_id: String,
     pub label: String,
-    pub key_type: KeyType,
+    /// `None`: the stored type is not one Rampart knows (a damaged row; the key is refused).
+    pub key_type: Option<KeyType>,
     pub secret_enc: Option<String>,
     pub public_key: Option<String>,
     /// Stored as `permissions` and `ip_allowlist` text.

@@ -827,6 +827,24 @@ async fn stored_settings_that_do_not_decode_refuse_the_key() {
     let r = authz(&gw, &key, "POST", &uri).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
     assert_eq!(r.code(), "key_unusable");
+
+    // A damaged type or secret: no verifier can be built. The key is refused, and listed
+    // so that its owner can delete it; neither answer is a 500.
+    for damage in ["key_type = 'hmac-sha3'", "secret_enc = 'not-sealed'"] {
+        raw_sql(
+            &app.database_url,
+            &format!("UPDATE api_keys SET ip_allowlist = '127.0.0.1/32', {damage} WHERE api_key = '{key}'"),
+        )
+        .await;
+        app.state.key_cache.invalidate("all");
+        let r = authz(&gw, &key, "POST", &uri).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{damage}: {}", r.body);
+        assert_eq!(r.code(), "key_unusable", "{damage}");
+        let listed = c.get("/api/v1/me/api-keys").await;
+        assert_eq!(listed.status, StatusCode::OK, "{damage}: {}", listed.body);
+        assert!(listed.body.contains(&key), "{damage}");
+    }
+    assert!(c.get("/api/v1/me/api-keys").await.json()["api_keys"][0]["type"] == "unknown");
 }
 
 #[tokio::test]
@@ -880,7 +898,7 @@ fn cached_key(
         api_key: key.to_owned(),
         account_id: account_id.to_owned(),
         uid: "0000000000".into(),
-        verifier: rampart::domain::api_key::Verifier::hmac("whatever"),
+        verifier: Some(rampart::domain::api_key::Verifier::hmac("whatever")),
         permissions: rampart::domain::api_key::Permissions::default(),
         permissions_csv: String::new(),
         allowlist: rampart::domain::api_key::Allowlist::default(),

@@ -128,7 +128,10 @@ impl From<ApiKeyRecord> for KeyView {
                 .collect(),
             api_key: k.api_key,
             label: k.label,
-            key_type: k.key_type.as_str().to_owned(),
+            key_type: k
+                .key_type
+                .map_or("unknown", crate::domain::api_key::KeyType::as_str)
+                .to_owned(),
             created_at: k.created_at,
             created_ip: k.created_ip,
             created_device: k.created_device,

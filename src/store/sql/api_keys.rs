@@ -13,16 +13,15 @@ const API_KEY_COLUMNS: &str = "api_key, account_id, label, key_type, secret_enc,
      permissions, ip_allowlist, created_at, created_ip, created_device, created_unusual, \
      expires_at, last_used_at, last_used_ip, warned_7d_at, warned_1d_at, deleted_at";
 
-/// An `api_keys` row as stored: the key type must decode (else the row is corrupt); the
-/// permissions and allowlist decode into [`KeyAccess`], which keeps an unreadable pair
-/// visible and refused.
+/// An `api_keys` row as stored: the key type decodes or is `None`, and the permissions and
+/// allowlist decode into [`KeyAccess`]: a damaged key stays visible (its owner can delete
+/// it) and the gateway refuses it.
 #[derive(sqlx::FromRow)]
 struct ApiKeyRow {
     api_key: String,
     account_id: String,
     label: String,
-    #[sqlx(try_from = "String")]
-    key_type: KeyType,
+    key_type: String,
     secret_enc: Option<String>,
     public_key: Option<String>,
     permissions: String,
@@ -46,7 +45,7 @@ impl From<ApiKeyRow> for ApiKeyRecord {
             api_key: r.api_key,
             account_id: r.account_id,
             label: r.label,
-            key_type: r.key_type,
+            key_type: KeyType::parse(&r.key_type).ok(),
             secret_enc: r.secret_enc,
             public_key: r.public_key,
             created_at: r.created_at,
@@ -84,7 +83,7 @@ impl ApiKeyStore for SqlStore<Db> {
         .bind(&k.api_key)
         .bind(&k.account_id)
         .bind(&k.label)
-        .bind(k.key_type.as_str())
+        .bind(k.key_type.map_or("unknown", KeyType::as_str))
         .bind(&k.secret_enc)
         .bind(&k.public_key)
         .bind(k.access.permissions_csv())
