@@ -373,6 +373,16 @@ fn services(
         step_up: step_up.clone(),
         pending_changes: pending_changes.clone(),
     });
+    let operators = Arc::new(crate::service::console::Operators {
+        store: store.clone(),
+        clock: clock.clone(),
+        key: key.clone(),
+        rules: rules.clone(),
+        public_url: composer.public_url.clone(),
+        secret_box: secret_box.clone(),
+        hasher: hasher.clone(),
+        throttles: throttles.clone(),
+    });
     let recovery = Arc::new(Recovery {
         store: store.clone(),
         clock: clock.clone(),
@@ -447,6 +457,7 @@ fn services(
         api_keys,
         gateway,
         protection,
+        operators,
     })
 }
 

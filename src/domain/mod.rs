@@ -8,6 +8,7 @@ pub mod change;
 pub mod device;
 pub mod email;
 pub mod mail_kind;
+pub mod operator;
 pub mod password;
 pub mod retry;
 pub mod rules;

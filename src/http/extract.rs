@@ -12,7 +12,8 @@ use ipnet::IpNet;
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
-use super::{AppState, DEVICE_COOKIE, SESSION_COOKIE};
+use super::{AppState, CONSOLE_COOKIE, DEVICE_COOKIE, SESSION_COOKIE};
+use crate::domain::operator::{Operator, Power};
 use crate::service::Client;
 use crate::store::SessionAuth;
 
@@ -99,6 +100,37 @@ impl FromRequestParts<AppState> for Authed {
         }
         Ok(Self(state.sessions.authenticate(token.value()).await?))
     }
+}
+
+/// The operator behind the console cookie (`rampart_console`), or a 401. The owner's
+/// session cookie is never looked at here, nor this one by [`Authed`].
+pub struct ConsoleAuthed {
+    pub operator: Operator,
+    /// The console session's token (to sign out).
+    pub token: String,
+}
+
+impl FromRequestParts<AppState> for ConsoleAuthed {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let jar = CookieJar::from_headers(&parts.headers);
+        let token = jar
+            .get(CONSOLE_COOKIE)
+            .map(|c| c.value().to_owned())
+            .filter(|v| !v.is_empty() && v.len() <= 128)
+            .ok_or_else(ApiError::unauthenticated)?;
+        let operator = state.operators.authenticate(&token).await?;
+        Ok(Self { operator, token })
+    }
+}
+
+/// Refuses with 403 `role_missing` unless the operator's role has `power`.
+pub fn require(operator: &Operator, power: Power) -> Result<(), ApiError> {
+    crate::service::console::require(operator, power).map_err(ApiError::from)
 }
 
 /// `axum::Json` with every rejection turned into the API's error shape. Every request body

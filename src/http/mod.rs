@@ -32,6 +32,8 @@ pub const DEVICE_COOKIE: &str = "rampart_device";
 pub const CSRF_COOKIE: &str = "rampart_csrf";
 /// The pending sign-in challenge between the password page and the second-factor page.
 pub const CHALLENGE_COOKIE: &str = "rampart_challenge";
+/// The operator console's session: its own cookie, never the owner's.
+pub const CONSOLE_COOKIE: &str = "rampart_console";
 
 /// Scripts, styles and requests only to our own origin (the one script is the WebAuthn
 /// glue; no inline code anywhere), forms only to ourselves, never
@@ -98,6 +100,29 @@ impl AppState {
 
     pub fn device_cookie(&self, token: String) -> Cookie<'static> {
         self.cookie(DEVICE_COOKIE, token, time::Duration::days(400))
+    }
+
+    /// The console session cookie: `SameSite=Strict` (an operator's session never rides
+    /// along from another site, not even on a top-level link), `Secure` when configured or
+    /// when `public_url` is https, for the console's 8 hours at most. `Path=/`: both the
+    /// `/console` pages and `/api/v1/console/` read it.
+    pub fn console_cookie(&self, token: String, max_age: time::Duration) -> Cookie<'static> {
+        let https = self
+            .composer
+            .public_url
+            .to_ascii_lowercase()
+            .starts_with("https://");
+        Cookie::build((CONSOLE_COOKIE, token))
+            .http_only(true)
+            .secure(self.cookie_secure || https)
+            .same_site(SameSite::Strict)
+            .path("/")
+            .max_age(max_age)
+            .build()
+    }
+
+    pub fn expired_console_cookie(&self) -> Cookie<'static> {
+        self.console_cookie(String::new(), time::Duration::ZERO)
     }
 }
 
@@ -193,11 +218,13 @@ impl SameOrigin {
     }
 }
 
-/// Whether the request carries a (non-empty) session cookie.
+/// Whether the request carries a (non-empty) session cookie: the owner's or the
+/// console's (an operator's requests act as someone too).
 fn has_session_cookie(headers: &axum::http::HeaderMap) -> bool {
-    axum_extra::extract::CookieJar::from_headers(headers)
-        .get(SESSION_COOKIE)
-        .is_some_and(|c| !c.value().is_empty())
+    let jar = axum_extra::extract::CookieJar::from_headers(headers);
+    [SESSION_COOKIE, CONSOLE_COOKIE]
+        .iter()
+        .any(|name| jar.get(name).is_some_and(|c| !c.value().is_empty()))
 }
 
 /// `application/json` or `application/…+json`, parameters allowed.
@@ -248,12 +275,17 @@ async fn same_origin_guard(
             )
             .into_response();
         }
+        let (home, home_label) = if path.starts_with("/console") {
+            ("/console", "Go to the console")
+        } else {
+            ("/security", "Go to the Security Center")
+        };
         return web::message(
             StatusCode::FORBIDDEN,
             "Request refused",
             "This form was sent from another site, so it was not carried out. If you meant to do this, open Rampart yourself and try again there.",
-            "/security",
-            "Go to the Security Center",
+            home,
+            home_label,
         );
     }
     if api {

@@ -11,6 +11,7 @@
 pub mod accounts;
 pub mod api_keys;
 pub mod audit;
+pub mod console;
 pub mod factors;
 pub mod gateway;
 pub mod hasher;
@@ -103,6 +104,7 @@ pub struct Services {
     pub api_keys: Arc<api_keys::ApiKeys>,
     pub gateway: Arc<gateway::Gateway>,
     pub protection: Arc<protection::Protection>,
+    pub operators: Arc<console::Operators>,
 }
 
 impl Services {

@@ -8,10 +8,11 @@ pub enum Constraint {
     AccountEmail,
     AccountUid,
     PasskeyCredential,
+    OperatorEmail,
 }
 
 /// Each handled constraint: its PostgreSQL name and SQLite's `table.column`.
-const UNIQUE: [(Constraint, &str, &str); 3] = [
+const UNIQUE: [(Constraint, &str, &str); 4] = [
     (
         Constraint::AccountEmail,
         "accounts_email_key",
@@ -22,6 +23,11 @@ const UNIQUE: [(Constraint, &str, &str); 3] = [
         Constraint::PasskeyCredential,
         "passkeys_credential_id_key",
         "passkeys.credential_id",
+    ),
+    (
+        Constraint::OperatorEmail,
+        "operators_email_key",
+        "operators.email",
     ),
 ];
 

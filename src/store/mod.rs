@@ -24,6 +24,7 @@ pub mod audit;
 pub mod changes;
 pub(crate) mod constraint;
 pub mod factors;
+pub mod operators;
 pub mod outbox;
 pub mod postgres;
 pub mod protection;
@@ -38,6 +39,7 @@ pub use audit::AuditStore;
 pub use changes::{ChangeStore, PendingChange, RecoveryRequest, WithdrawalLock};
 pub use constraint::Constraint;
 pub use factors::{FactorStore, PasskeyRecord, TotpRecord};
+pub use operators::{EnrolmentRecord, OperatorRecord, OperatorSession, OperatorStore};
 pub use outbox::{OutboxMail, OutboxStore, WebhookDelivery, WebhookLogEntry};
 pub use protection::{FreezeLinkRow, FreezeOutcome, Notification, ProtectionStore};
 pub use sessions::{Device, Login, Session, SessionAuth, SessionStore, SignInRecord};
@@ -170,6 +172,7 @@ pub trait Store:
     + ChangeStore
     + ApiKeyStore
     + ProtectionStore
+    + OperatorStore
     + Send
     + Sync
     + 'static

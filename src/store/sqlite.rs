@@ -43,6 +43,8 @@ mod changes;
 mod effects;
 #[path = "sql/factors.rs"]
 mod factors;
+#[path = "sql/operators.rs"]
+mod operators;
 #[path = "sql/outbox.rs"]
 mod outbox;
 #[path = "sql/protection.rs"]

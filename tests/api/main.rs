@@ -11,6 +11,7 @@ mod accounts;
 mod api_keys;
 mod audit;
 mod bad_input;
+mod console;
 mod factors;
 mod gateway_clients;
 mod gateway_listener;

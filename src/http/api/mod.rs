@@ -6,6 +6,7 @@
 //! each other.
 
 pub mod accounts;
+pub mod console;
 pub mod factors;
 pub mod keys;
 pub mod password;
@@ -46,6 +47,7 @@ pub fn routes() -> Router<AppState> {
         .merge(password::routes())
         .merge(keys::routes())
         .merge(protection::routes())
+        .merge(console::routes())
 }
 
 async fn openapi() -> Json<serde_json::Value> {
@@ -64,6 +66,7 @@ pub fn document() -> serde_json::Value {
     doc.merge(password::PasswordDoc::openapi());
     doc.merge(keys::KeysDoc::openapi());
     doc.merge(protection::ProtectionDoc::openapi());
+    doc.merge(console::ConsoleDoc::openapi());
     let mut doc = serde_json::to_value(doc).unwrap_or_default();
     add_common_answers(&mut doc);
     doc
@@ -87,6 +90,12 @@ fn add_common_answers(doc: &mut serde_json::Value) {
         "in": "cookie",
         "name": SESSION_COOKIE,
         "description": "The session cookie set by a sign-in."
+    });
+    doc["components"]["securitySchemes"]["console"] = json!({
+        "type": "apiKey",
+        "in": "cookie",
+        "name": crate::http::CONSOLE_COOKIE,
+        "description": "The operator console's session cookie, set by POST /api/v1/console/sessions."
     });
     let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
         return;
@@ -140,6 +149,21 @@ fn add_common_answers(doc: &mut serde_json::Value) {
                     },
                 ));
                 op["security"] = json!([{"session": []}]);
+            }
+            if console::console_signed_in(path) {
+                add.push((
+                    "401",
+                    "unauthenticated, session_expired: sign in to the console (again)",
+                ));
+                add.push((
+                    "403",
+                    if state_changing {
+                        "role_missing; cross_origin_request (sent from another origin)"
+                    } else {
+                        "role_missing"
+                    },
+                ));
+                op["security"] = json!([{"console": []}]);
             }
             let responses = &mut op["responses"];
             for (status, description) in add {

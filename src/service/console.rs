@@ -1,0 +1,477 @@
+//! The operator console: operators (added by an admin or `rampart operator add`, enrolled
+//! through a single-use link with a password and an authenticator app), their sign-in,
+//! sessions (15 minutes idle, 8 hours at most) and roles.
+
+use std::sync::Arc;
+
+use serde_json::json;
+
+use super::hasher::Hasher;
+use super::throttles::Throttles;
+use super::{Client, Clocked, ServiceError, ServiceResult};
+use crate::clock::{Millis, SharedClock, MINUTE};
+use crate::domain::email::Email;
+use crate::domain::operator::{
+    Operator, Power, Role, ENROLMENT_TTL, SESSION_ABSOLUTE, SESSION_IDLE,
+};
+use crate::domain::password::{self, NewPassword};
+use crate::domain::rules::Rules;
+use crate::domain::secret::{random_token, token_hash, SecretBox, ServerKey};
+use crate::domain::totp;
+use crate::domain::Invalid;
+use crate::store::{Effects, OperatorRecord, SharedStore, StoreError};
+
+/// Last-active is written at most this often (well inside the 15-minute idle limit).
+const TOUCH_INTERVAL: Millis = MINUTE;
+
+/// A new operator and the one-time link that enrols them.
+#[derive(Debug, Clone)]
+pub struct AddedOperator {
+    pub operator: Operator,
+    /// `{public_url}/console/enrol/{token}`: shown once, works once, for 24 hours.
+    pub enrolment_link: String,
+    pub expires_at: Millis,
+}
+
+/// The first step of an enrolment: what the authenticator app needs.
+#[derive(Debug, Clone)]
+pub struct OperatorTotp {
+    /// Base32, for typing into the app.
+    pub totp_secret: String,
+    pub otpauth_uri: String,
+    pub qr_svg: String,
+}
+
+/// A console session just opened: the token goes into the `rampart_console` cookie.
+#[derive(Debug, Clone)]
+pub struct OperatorSignedIn {
+    pub token: String,
+    pub operator: Operator,
+}
+
+/// An operator as listed to admins and by `rampart operator list`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct OperatorListing {
+    pub id: String,
+    pub email: String,
+    pub role: Role,
+    pub enrolled_at: Option<Millis>,
+    pub disabled_at: Option<Millis>,
+    pub created_at: Millis,
+}
+
+impl From<&OperatorRecord> for OperatorListing {
+    fn from(r: &OperatorRecord) -> Self {
+        Self {
+            id: r.id.clone(),
+            email: r.email.clone(),
+            role: r.role,
+            enrolled_at: r.enrolled_at,
+            disabled_at: r.disabled_at,
+            created_at: r.created_at,
+        }
+    }
+}
+
+/// Operators, enrolment, console sign-in and sessions.
+pub struct Operators {
+    pub(crate) store: SharedStore,
+    pub(crate) clock: SharedClock,
+    pub(crate) key: ServerKey,
+    pub(crate) rules: Rules,
+    pub(crate) public_url: String,
+    pub(crate) secret_box: Arc<SecretBox>,
+    pub(crate) hasher: Arc<Hasher>,
+    pub(crate) throttles: Arc<Throttles>,
+}
+
+impl Clocked for Operators {
+    fn clock(&self) -> &SharedClock {
+        &self.clock
+    }
+}
+
+/// The refusal for anything wrong at the console's sign-in: unknown, disabled, not yet
+/// enrolled, wrong password or wrong code all look alike.
+fn wrong_credentials() -> ServiceError {
+    ServiceError::InvalidCredentials
+}
+
+fn enrolment_invalid() -> ServiceError {
+    ServiceError::NotFound(
+        "enrolment_invalid",
+        "This enrolment link is not valid, was already used or has expired (links work once, for 24 hours). Ask an admin for a new one.".into(),
+    )
+}
+
+/// Refuses unless the operator's role has `power` (403 `role_missing`).
+pub fn require(operator: &Operator, power: Power) -> ServiceResult<()> {
+    if operator.may(power) {
+        return Ok(());
+    }
+    Err(ServiceError::Forbidden(
+        "role_missing",
+        format!(
+            "This needs the {} role; you are signed in as {}.",
+            power.least_role(),
+            operator.role
+        ),
+    ))
+}
+
+impl Operators {
+    fn enrolment_link(&self, token: &str) -> String {
+        format!(
+            "{}/console/enrol/{token}",
+            self.public_url.trim_end_matches('/')
+        )
+    }
+
+    /// Adds an operator and answers their one-time enrolment link. `by` is the admin
+    /// (`None` from the command line, audited as `system`).
+    #[tracing::instrument(level = "info", skip_all, err(level = "info"))]
+    pub async fn add(
+        &self,
+        email: &str,
+        role: &str,
+        by: Option<&Operator>,
+    ) -> ServiceResult<AddedOperator> {
+        let email = Email::parse(email)?;
+        let role = Role::parse(role.trim()).ok_or_else(|| {
+            Invalid::new(
+                "invalid_role",
+                "The role must be support, reviewer or admin.",
+            )
+        })?;
+        let now = self.now();
+        let record = OperatorRecord {
+            id: uuid::Uuid::new_v4().to_string(),
+            email: email.as_str().to_owned(),
+            role,
+            password_hash: None,
+            totp_secret: None,
+            totp_last_step: 0,
+            enrolled_at: None,
+            disabled_at: None,
+            created_at: now,
+        };
+        let token = random_token();
+        let expires_at = now + ENROLMENT_TTL;
+        let actor = by.map_or_else(|| "system".to_owned(), Operator::actor);
+        let fx = Effects::audit(self.event(
+            None,
+            None,
+            actor,
+            "operator.added",
+            json!({ "operator": record.email, "role": role.as_str() }),
+        ));
+        match self
+            .store
+            .insert_operator(&record, &token_hash(&token), expires_at, &fx)
+            .await
+        {
+            Ok(()) => {}
+            Err(StoreError::Conflict(_)) => {
+                return Err(ServiceError::Conflict(
+                    "operator_exists",
+                    "An operator with this address already exists.".into(),
+                ))
+            }
+            Err(e) => return Err(e.into()),
+        }
+        Ok(AddedOperator {
+            operator: record.operator(),
+            enrolment_link: self.enrolment_link(&token),
+            expires_at,
+        })
+    }
+
+    /// Every operator, for admins and the command line.
+    #[tracing::instrument(level = "info", skip_all, err(level = "info"))]
+    pub async fn list(&self) -> ServiceResult<Vec<OperatorListing>> {
+        Ok(self
+            .store
+            .operators()
+            .await?
+            .iter()
+            .map(OperatorListing::from)
+            .collect())
+    }
+
+    /// The operator behind a usable (unused, unexpired) enrolment link.
+    async fn usable_enrolment(
+        &self,
+        token: &str,
+    ) -> ServiceResult<(crate::store::EnrolmentRecord, OperatorRecord)> {
+        if token.is_empty() || token.len() > 128 {
+            return Err(enrolment_invalid());
+        }
+        let Some(link) = self.store.operator_enrolment(&token_hash(token)).await? else {
+            return Err(enrolment_invalid());
+        };
+        if link.used_at.is_some() || self.now() >= link.expires_at {
+            return Err(enrolment_invalid());
+        }
+        let Some(operator) = self.store.operator_by_id(&link.operator_id).await? else {
+            return Err(enrolment_invalid());
+        };
+        if operator.disabled_at.is_some() {
+            return Err(enrolment_invalid());
+        }
+        Ok((link, operator))
+    }
+
+    /// Whether an enrolment link can still be used, and for whom (the enrolment page).
+    #[tracing::instrument(level = "info", skip_all, err(level = "info"))]
+    pub async fn enrolment_state(&self, token: &str) -> ServiceResult<Operator> {
+        Ok(self.usable_enrolment(token).await?.1.operator())
+    }
+
+    /// Enrolment, first step: chooses the password and a fresh authenticator seed (both
+    /// kept with the link until a code confirms them). May be repeated until confirmed.
+    #[tracing::instrument(level = "info", skip_all, err(level = "info"))]
+    pub async fn enrol(&self, token: &str, new_password: &str) -> ServiceResult<OperatorTotp> {
+        let (_, operator) = self.usable_enrolment(token).await?;
+        tracing::Span::current().record("operator", operator.id.as_str());
+        let email = Email::parse(&operator.email)?;
+        let chosen = NewPassword::parse(new_password, &email, &self.rules)?;
+        let phc = self
+            .hasher
+            .argon2(move || password::hash(chosen.expose()))
+            .await??;
+        let secret = totp::new_secret();
+        let sealed = self.secret_box.seal(&secret, &operator.id)?;
+        let (totp_secret, otpauth_uri) =
+            totp::enrolment(&secret, &format!("console {}", operator.email))?;
+        let qr_svg = totp::qr_svg(&otpauth_uri)?;
+        if !self
+            .store
+            .stage_operator_enrolment(&token_hash(token), &phc, &sealed)
+            .await?
+        {
+            return Err(enrolment_invalid());
+        }
+        Ok(OperatorTotp {
+            totp_secret,
+            otpauth_uri,
+            qr_svg,
+        })
+    }
+
+    /// Enrolment, second step: a code from the app proves the seed; the link is spent and
+    /// the operator can sign in. Wrong codes are throttled per link.
+    #[tracing::instrument(level = "info", skip_all, err(level = "info"))]
+    pub async fn enrol_confirm(&self, token: &str, code: &str) -> ServiceResult<Operator> {
+        let (link, operator) = self.usable_enrolment(token).await?;
+        let Some(sealed) = link.totp_secret.as_deref() else {
+            return Err(ServiceError::Conflict(
+                "enrolment_not_started",
+                "Choose a password first (POST /api/v1/console/enrol).".into(),
+            ));
+        };
+        let key = format!("op:enrol:{}", token_hash(token));
+        self.throttles
+            .throttle(&[(key.clone(), self.throttles.account_policy())])
+            .await?;
+        let secret = self.secret_box.open(sealed, &operator.id)?;
+        let Some(step) = totp::verify(&secret, code, self.now(), 0) else {
+            return Err(ServiceError::InvalidCode { attempts_left: 0 });
+        };
+        let fx = Effects::audit(self.event(
+            None,
+            None,
+            operator.operator().actor(),
+            "operator.enrolled",
+            json!({ "role": operator.role.as_str() }),
+        ));
+        if !self
+            .store
+            .complete_operator_enrolment(&token_hash(token), step, self.now(), &fx)
+            .await?
+        {
+            return Err(enrolment_invalid());
+        }
+        self.store.throttle_clear(&key).await?;
+        Ok(operator.operator())
+    }
+
+    /// Console sign-in: password and authenticator code together, throttled per address
+    /// and per source IP before any check; one answer for every failure.
+    #[tracing::instrument(level = "info", skip_all, fields(operator), err(level = "info"))]
+    pub async fn sign_in(
+        &self,
+        email: &str,
+        password_given: &str,
+        code: &str,
+        client: &Client,
+    ) -> ServiceResult<OperatorSignedIn> {
+        let email = email.trim().to_lowercase();
+        let ip_key = format!("op:ip:{}", client.ip);
+        let email_key = format!("op:email:{}", self.key.mac("operator-throttle", &email));
+        self.throttles
+            .throttle(&[
+                (ip_key.clone(), self.throttles.ip_policy()),
+                (email_key.clone(), self.throttles.account_policy()),
+            ])
+            .await?;
+        let record = match Email::parse(&email) {
+            Ok(e) => self.store.operator_by_email(e.as_str()).await?,
+            Err(_) => None,
+        };
+        let usable = record
+            .filter(|r| r.disabled_at.is_none() && r.enrolled_at.is_some())
+            .and_then(|r| {
+                let hash = r.password_hash.clone()?;
+                let seed = r.totp_secret.clone()?;
+                Some((r, hash, seed))
+            });
+        let stored = usable
+            .as_ref()
+            .map_or_else(|| self.hasher.dummy_hash.clone(), |(_, h, _)| h.clone());
+        let attempt = password_given.to_owned();
+        let password_ok = self
+            .hasher
+            .argon2(move || password::verify(&attempt, &stored))
+            .await?;
+        let Some((record, _, sealed)) = usable.filter(|_| password_ok) else {
+            self.audit_refused(&email, client, "wrong_password_or_unknown")
+                .await?;
+            return Err(wrong_credentials());
+        };
+        tracing::Span::current().record("operator", record.id.as_str());
+        let secret = self.secret_box.open(&sealed, &record.id)?;
+        let step = totp::verify(&secret, code, self.now(), record.totp_last_step);
+        let fresh = match step {
+            Some(step) => self.store.operator_use_step(&record.id, step).await?,
+            None => false,
+        };
+        if !fresh {
+            self.audit_refused(&email, client, "wrong_code").await?;
+            return Err(wrong_credentials());
+        }
+        self.store.throttle_settle(&[email_key], &[ip_key]).await?;
+        let operator = record.operator();
+        let token = random_token();
+        let fx = Effects::audit(self.event(
+            Some(client),
+            None,
+            operator.actor(),
+            "operator.signed_in",
+            json!({}),
+        ));
+        self.store
+            .open_operator_session(&token_hash(&token), &operator.id, self.now(), &fx)
+            .await?;
+        Ok(OperatorSignedIn { token, operator })
+    }
+
+    async fn audit_refused(&self, email: &str, client: &Client, why: &str) -> ServiceResult<()> {
+        let fx = Effects::audit(self.event(
+            Some(client),
+            None,
+            "anonymous".to_owned(),
+            "operator.signin_failed",
+            json!({ "email_mac": self.key.mac("operator-audit", email), "reason": why }),
+        ));
+        self.store.append_audit(&fx).await?;
+        Ok(())
+    }
+
+    /// The operator behind a console session cookie: refused once disabled, after 15
+    /// minutes without a request, and 8 hours after sign-in.
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
+    pub async fn authenticate(&self, token: &str) -> ServiceResult<Operator> {
+        let id = token_hash(token);
+        let Some(session) = self.store.operator_session(&id).await? else {
+            return Err(ServiceError::Unauthenticated);
+        };
+        let operator = session.operator.operator();
+        if session.operator.disabled_at.is_some() {
+            return Err(ServiceError::Unauthenticated);
+        }
+        let now = self.now();
+        let idle = now - session.last_active_at >= SESSION_IDLE;
+        if idle || now - session.created_at >= SESSION_ABSOLUTE {
+            let fx = Effects::audit(self.event(
+                None,
+                None,
+                "system".to_owned(),
+                "operator.session_expired",
+                json!({
+                    "operator": operator.email,
+                    "reason": if idle { "idle_timeout" } else { "absolute_timeout" },
+                }),
+            ));
+            self.store.end_operator_session(&id, &fx).await?;
+            return Err(ServiceError::SessionExpired);
+        }
+        if now - session.last_active_at >= TOUCH_INTERVAL {
+            self.store.touch_operator_session(&id, now).await?;
+        }
+        Ok(operator)
+    }
+
+    /// Ends the console session behind `token`.
+    #[tracing::instrument(level = "info", skip_all, err(level = "info"))]
+    pub async fn sign_out(
+        &self,
+        operator: &Operator,
+        token: &str,
+        client: &Client,
+    ) -> ServiceResult<()> {
+        let fx = Effects::audit(self.event(
+            Some(client),
+            None,
+            operator.actor(),
+            "operator.signed_out",
+            json!({}),
+        ));
+        self.store
+            .end_operator_session(&token_hash(token), &fx)
+            .await?;
+        Ok(())
+    }
+
+    /// Disables an operator by id: every session of theirs ends at once, sign-in and
+    /// unused enrolment links are refused from then on.
+    #[tracing::instrument(level = "info", skip_all, err(level = "info"))]
+    pub async fn disable(&self, operator_id: &str, by: Option<&Operator>) -> ServiceResult<()> {
+        let Some(target) = self.store.operator_by_id(operator_id).await? else {
+            return Err(ServiceError::NotFound(
+                "operator_not_found",
+                "No such operator.".into(),
+            ));
+        };
+        if by.is_some_and(|b| b.id == target.id) {
+            return Err(ServiceError::Conflict(
+                "cannot_disable_self",
+                "You cannot disable yourself; ask another admin.".into(),
+            ));
+        }
+        let actor = by.map_or_else(|| "system".to_owned(), Operator::actor);
+        let fx = Effects::audit(self.event(
+            None,
+            None,
+            actor,
+            "operator.disabled",
+            json!({ "operator": target.email }),
+        ));
+        self.store
+            .disable_operator(&target.id, self.now(), &fx)
+            .await?;
+        Ok(())
+    }
+
+    /// Disables an operator by address (the command line).
+    #[tracing::instrument(level = "info", skip_all, err(level = "info"))]
+    pub async fn disable_by_email(&self, email: &str) -> ServiceResult<()> {
+        let email = Email::parse(email)?;
+        let Some(target) = self.store.operator_by_email(email.as_str()).await? else {
+            return Err(ServiceError::NotFound(
+                "operator_not_found",
+                "No operator has this address.".into(),
+            ));
+        };
+        self.disable(&target.id, None).await
+    }
+}
