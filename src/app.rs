@@ -425,6 +425,13 @@ fn services(
         gateway_routes,
         sessions: sessions.clone(),
     });
+    let console = Arc::new(crate::service::console::Console {
+        store: store.clone(),
+        clock: clock.clone(),
+        rules: rules.clone(),
+        notices: notices.clone(),
+        invalidator: invalidator.clone(),
+    });
     let protection = Arc::new(Protection {
         store: store.clone(),
         clock: clock.clone(),
@@ -458,6 +465,7 @@ fn services(
         gateway,
         protection,
         operators,
+        console,
     })
 }
 
@@ -510,4 +518,75 @@ pub async fn serve(
     }
     app.state.store.close().await;
     Ok(())
+}
+
+/// What `rampart operator …` does.
+#[derive(Debug, Clone)]
+pub enum OperatorCommand {
+    /// Adds an operator; prints the one-time enrolment link (24 h).
+    Add { email: String, role: String },
+    /// Every operator with role and state.
+    List,
+    /// Disables an operator; their console sessions end at once.
+    Disable { email: String },
+}
+
+/// Runs `rampart operator …` against the settings' database and answers what to print.
+/// Builds only what operators need (no mail transport, no listener), with the same key
+/// and `public_url` as the server, so the printed link is the one the server accepts.
+pub async fn operator_command(
+    settings: &Settings,
+    clock: SharedClock,
+    command: OperatorCommand,
+) -> anyhow::Result<String> {
+    let key = load_or_create_key(settings)?;
+    let store = store::connect(settings.database_url.expose_secret()).await?;
+    let operators = crate::service::console::Operators {
+        store: store.clone(),
+        clock: clock.clone(),
+        key: key.clone(),
+        rules: settings.rules.clone(),
+        public_url: settings.public_url_for(settings.listen),
+        secret_box: Arc::new(crate::domain::secret::SecretBox::new(&key)),
+        hasher: Arc::new(Hasher::new()?),
+        throttles: Arc::new(Throttles {
+            store: store.clone(),
+            clock,
+            rules: settings.rules.clone(),
+        }),
+    };
+    let done = match command {
+        OperatorCommand::Add { email, role } => {
+            operators.add(&email, &role, None).await.map(|added| {
+                format!(
+                    "operator {} ({}) added.\nOne-time enrolment link (works once, until {}):\n{}\n",
+                    added.operator.email,
+                    added.operator.role,
+                    crate::clock::format_utc(added.expires_at),
+                    added.enrolment_link
+                )
+            })
+        }
+        OperatorCommand::List => operators.list().await.map(|list| {
+            let mut out = String::new();
+            for o in list {
+                let state = match (o.disabled_at, o.enrolled_at) {
+                    (Some(at), _) => format!("disabled {}", crate::clock::format_utc(at)),
+                    (None, Some(at)) => format!("enrolled {}", crate::clock::format_utc(at)),
+                    (None, None) => "not enrolled yet".to_owned(),
+                };
+                out.push_str(&format!("{}\t{}\t{}\n", o.email, o.role, state));
+            }
+            if out.is_empty() {
+                out.push_str("no operators\n");
+            }
+            out
+        }),
+        OperatorCommand::Disable { email } => operators
+            .disable_by_email(&email)
+            .await
+            .map(|()| format!("operator {email} disabled; their console sessions ended\n")),
+    };
+    store.close().await;
+    done.map_err(|e| anyhow::anyhow!("{e}"))
 }

@@ -73,6 +73,13 @@ enum Command {
         #[command(subcommand)]
         command: WebhookCommand,
     },
+    /// The operator console's staff: add (prints a one-time enrolment link), list, disable.
+    Operator {
+        #[command(subcommand)]
+        command: OperatorCommand,
+        #[arg(long, global = true, value_name = "URL")]
+        database_url: Option<String>,
+    },
     /// Measure throughput and latency (see README, "Benchmarks").
     Bench {
         #[command(subcommand)]
@@ -94,6 +101,25 @@ enum WebhookCommand {
         limit: i64,
         #[arg(long, value_name = "URL")]
         database_url: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum OperatorCommand {
+    /// Adds an operator and prints their one-time enrolment link (24 hours).
+    Add {
+        #[arg(long)]
+        email: String,
+        /// support, reviewer or admin.
+        #[arg(long)]
+        role: String,
+    },
+    /// Lists every operator with role and state.
+    List,
+    /// Disables an operator; their console sessions end at once.
+    Disable {
+        #[arg(long)]
+        email: String,
     },
 }
 
@@ -194,6 +220,26 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             };
         }
         Command::Bench { command } => rampart::bench::run(command, settings).await?,
+        Command::Operator {
+            command,
+            database_url,
+        } => {
+            if let Some(u) = database_url {
+                settings.database_url = u.into();
+            }
+            let command = match command {
+                OperatorCommand::Add { email, role } => {
+                    rampart::app::OperatorCommand::Add { email, role }
+                }
+                OperatorCommand::List => rampart::app::OperatorCommand::List,
+                OperatorCommand::Disable { email } => {
+                    rampart::app::OperatorCommand::Disable { email }
+                }
+            };
+            let out =
+                rampart::app::operator_command(&settings, Arc::new(SystemClock), command).await?;
+            print!("{out}");
+        }
         Command::Webhook {
             command: WebhookCommand::Add { url, database_url },
         } => {

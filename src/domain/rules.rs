@@ -6,7 +6,7 @@
 use serde::Deserialize;
 
 /// Every number of the rules table, with PRODUCT.md's defaults.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Rules {
     pub password_min_chars: usize,

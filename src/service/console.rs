@@ -475,3 +475,397 @@ impl Operators {
         self.disable(&target.id, None).await
     }
 }
+
+// ---- account lookup and operator freeze ------------------------------------------------
+
+/// Why and by whom the account was frozen, from its audit events.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FreezeInfo {
+    pub at: Millis,
+    /// `account:<uid>` (the owner), `operator:<email>`.
+    pub by: String,
+    /// How: "from the Security Center", "with the link in a security mail", "by support".
+    pub via: Option<String>,
+    /// The operator's reason, when support froze it.
+    pub reason: Option<String>,
+}
+
+/// The account as the console shows it; never a secret (no password hash, no
+/// anti-phishing code: only whether one is set).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AccountProfile {
+    pub uid: String,
+    pub email: String,
+    pub created_at: Millis,
+    pub email_confirmed_at: Option<Millis>,
+    pub frozen_at: Option<Millis>,
+    pub frozen: Option<FreezeInfo>,
+    pub anti_phishing_code_set: bool,
+    pub require_passkey: bool,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LookupDevice {
+    pub id: String,
+    pub model: String,
+    pub os: String,
+    pub browser: String,
+    pub ip: String,
+    pub city: Option<String>,
+    pub country: Option<String>,
+    pub first_seen: Millis,
+    pub last_active: Millis,
+    pub trusted: bool,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LookupSignIn {
+    pub at: Millis,
+    pub success: bool,
+    pub reason: String,
+    pub method: String,
+    pub ip: String,
+    pub city: Option<String>,
+    pub country: Option<String>,
+    pub device: String,
+}
+
+/// An API key without its secret.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LookupKey {
+    pub api_key: String,
+    pub label: String,
+    pub key_type: String,
+    pub permissions: String,
+    pub created_at: Millis,
+    pub created_ip: String,
+    pub expires_at: Option<Millis>,
+    pub last_used_at: Option<Millis>,
+    pub last_used_ip: Option<String>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LookupLock {
+    pub reason: String,
+    pub created_at: Millis,
+    pub until: Millis,
+}
+
+/// One audit event of the account, with whether its own hash and its link check out.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LookupEvent {
+    pub seq: i64,
+    pub at: Millis,
+    pub actor: String,
+    pub action: String,
+    pub ip: Option<String>,
+    pub device: Option<String>,
+    pub detail: serde_json::Value,
+    /// The hash recomputed from the event's content matches the stored one, and the
+    /// stored previous hash is the hash of the event before it in the log.
+    pub verified: bool,
+}
+
+/// The verdict on the account's events.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ChainVerdict {
+    pub intact: bool,
+    pub events_checked: usize,
+    /// The first (oldest) event that fails, and why.
+    pub broken_at: Option<i64>,
+    pub problem: Option<String>,
+}
+
+/// Everything the console shows about one account.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AccountLookup {
+    pub profile: AccountProfile,
+    pub devices: Vec<LookupDevice>,
+    pub sign_ins: Vec<LookupSignIn>,
+    pub api_keys: Vec<LookupKey>,
+    pub withdrawal_locks: Vec<LookupLock>,
+    pub recovery_requests: Vec<crate::store::RecoveryRequestSummary>,
+    /// Newest first.
+    pub audit_events: Vec<LookupEvent>,
+    pub audit_chain: ChainVerdict,
+}
+
+/// How many of the account's latest events and sign-ins the lookup shows.
+const LOOKUP_EVENTS: i64 = 200;
+const LOOKUP_SIGN_INS: i64 = 50;
+/// An operator's freeze reason: required, and short enough for a mail's first line.
+const REASON_MAX_CHARS: usize = 500;
+
+/// Account lookup and the operator's freeze.
+pub struct Console {
+    pub(crate) store: SharedStore,
+    pub(crate) clock: SharedClock,
+    pub(crate) rules: Rules,
+    pub(crate) notices: Arc<super::notices::Notices>,
+    pub(crate) invalidator: Arc<super::key_cache::CacheInvalidator>,
+}
+
+impl Clocked for Console {
+    fn clock(&self) -> &SharedClock {
+        &self.clock
+    }
+}
+
+fn account_not_found() -> ServiceError {
+    ServiceError::NotFound(
+        "account_not_found",
+        "No account has this UID or email address.".into(),
+    )
+}
+
+/// Checks each event's own hash and its link to the event before it in the whole log
+/// (`prev_hashes`: the stored hash of each event `seq - 1`).
+fn verify_events(
+    events: &[crate::domain::audit::AuditRecord],
+    prev_hashes: &std::collections::HashMap<i64, String>,
+) -> (Vec<bool>, ChainVerdict) {
+    use crate::domain::audit::GENESIS;
+    let mut marks = Vec::with_capacity(events.len());
+    let mut first_bad: Option<(i64, String)> = None;
+    for e in events {
+        let altered = e.expected_hash() != e.hash;
+        let expected_prev = if e.seq == 1 {
+            Some(GENESIS.to_owned())
+        } else {
+            prev_hashes.get(&(e.seq - 1)).cloned()
+        };
+        let unlinked = expected_prev.as_deref() != Some(e.prev_hash.as_str());
+        marks.push(!altered && !unlinked);
+        let why = if altered {
+            Some(format!(
+                "event {} was altered after it was written (its hash does not match its content)",
+                e.seq
+            ))
+        } else if unlinked {
+            Some(format!(
+                "event {} does not follow the event before it in the log (events removed or reordered)",
+                e.seq
+            ))
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            if first_bad.as_ref().is_none_or(|(seq, _)| e.seq < *seq) {
+                first_bad = Some((e.seq, why));
+            }
+        }
+    }
+    let verdict = ChainVerdict {
+        intact: first_bad.is_none(),
+        events_checked: events.len(),
+        broken_at: first_bad.as_ref().map(|(s, _)| *s),
+        problem: first_bad.map(|(_, w)| w),
+    };
+    (marks, verdict)
+}
+
+impl Console {
+    async fn find(&self, q: &str) -> ServiceResult<crate::store::Account> {
+        let q = q.trim();
+        if q.is_empty() || q.len() > 320 {
+            return Err(account_not_found());
+        }
+        let account = if q.contains('@') {
+            match Email::parse(q) {
+                Ok(e) => self.store.account_by_email(e.as_str()).await?,
+                Err(_) => None,
+            }
+        } else {
+            self.store.account_by_uid(q).await?
+        };
+        account.ok_or_else(account_not_found)
+    }
+
+    /// Looks an account up by UID or email (Lookup). Every lookup is audited on the
+    /// account, with the operator as the actor, before anything is shown.
+    #[tracing::instrument(level = "info", skip_all, fields(operator = %operator.id, account), err(level = "info"))]
+    pub async fn lookup(
+        &self,
+        operator: &Operator,
+        q: &str,
+        client: &Client,
+    ) -> ServiceResult<AccountLookup> {
+        require(operator, Power::Lookup)?;
+        let account = self.find(q).await?;
+        tracing::Span::current().record("account", account.id.as_str());
+        let fx = Effects::audit(self.event(
+            Some(client),
+            Some(&account.id),
+            operator.actor(),
+            "console.lookup",
+            json!({}),
+        ));
+        self.store.append_audit(&fx).await?;
+        let now = self.now();
+        let since = now - self.rules.device_history_days * crate::clock::DAY;
+        let devices = self.store.devices(&account.id, since).await?;
+        let logins = self.store.logins(&account.id, LOOKUP_SIGN_INS).await?;
+        let keys = self.store.api_keys(&account.id).await?;
+        let locks = self.store.withdrawal_locks(&account.id, now).await?;
+        let recoveries = self.store.recovery_requests_of(&account.id).await?;
+        let events = self
+            .store
+            .audit_for_account(&account.id, LOOKUP_EVENTS)
+            .await?;
+        let wanted: Vec<i64> = events
+            .iter()
+            .map(|e| e.seq - 1)
+            .filter(|s| *s > 0)
+            .collect();
+        let prev: std::collections::HashMap<i64, String> = self
+            .store
+            .audit_hashes(&wanted)
+            .await?
+            .into_iter()
+            .collect();
+        let (marks, verdict) = verify_events(&events, &prev);
+        let frozen = account.frozen_at.map(|at| {
+            let event = events.iter().find(|e| e.action == "account.frozen");
+            let detail: serde_json::Value = event
+                .and_then(|e| serde_json::from_str(&e.detail).ok())
+                .unwrap_or_default();
+            FreezeInfo {
+                at,
+                by: event.map_or_else(|| "unknown".to_owned(), |e| e.actor.clone()),
+                via: detail["via"].as_str().map(str::to_owned),
+                reason: detail["reason"].as_str().map(str::to_owned),
+            }
+        });
+        Ok(AccountLookup {
+            profile: AccountProfile {
+                uid: account.uid.clone(),
+                email: account.email.clone(),
+                created_at: account.created_at,
+                email_confirmed_at: account.email_confirmed_at,
+                frozen_at: account.frozen_at,
+                frozen,
+                anti_phishing_code_set: account.anti_phishing_code.is_some(),
+                require_passkey: account.require_passkey,
+            },
+            devices: devices
+                .into_iter()
+                .map(|d| LookupDevice {
+                    trusted: d.trusted_at.is_some(),
+                    id: d.id,
+                    model: d.model,
+                    os: d.os,
+                    browser: d.browser,
+                    ip: d.ip,
+                    city: d.city,
+                    country: d.country,
+                    first_seen: d.first_seen,
+                    last_active: d.last_active,
+                })
+                .collect(),
+            sign_ins: logins
+                .into_iter()
+                .map(|l| LookupSignIn {
+                    at: l.at,
+                    success: l.success,
+                    reason: l.reason,
+                    method: l.method.as_str().to_owned(),
+                    ip: l.ip,
+                    city: l.city,
+                    country: l.country,
+                    device: format!("{} on {} ({})", l.browser, l.os, l.model),
+                })
+                .collect(),
+            api_keys: keys
+                .into_iter()
+                .filter(|k| k.deleted_at.is_none())
+                .map(|k| LookupKey {
+                    permissions: k.access.permissions_csv(),
+                    key_type: k.key_type.map_or("unknown", |t| t.as_str()).to_owned(),
+                    api_key: k.api_key,
+                    label: k.label,
+                    created_at: k.created_at,
+                    created_ip: k.created_ip,
+                    expires_at: k.expires_at,
+                    last_used_at: k.last_used_at,
+                    last_used_ip: k.last_used_ip,
+                })
+                .collect(),
+            withdrawal_locks: locks
+                .into_iter()
+                .map(|l| LookupLock {
+                    reason: l.reason,
+                    created_at: l.created_at,
+                    until: l.until,
+                })
+                .collect(),
+            recovery_requests: recoveries,
+            audit_events: events
+                .into_iter()
+                .zip(marks)
+                .map(|(e, verified)| LookupEvent {
+                    detail: serde_json::from_str(&e.detail)
+                        .unwrap_or(serde_json::Value::String(e.detail.clone())),
+                    seq: e.seq,
+                    at: e.at,
+                    actor: e.actor,
+                    action: e.action,
+                    ip: e.ip,
+                    device: e.device,
+                    verified,
+                })
+                .collect(),
+            audit_chain: verdict,
+        })
+    }
+
+    /// Freezes an account (Freeze) with a mandatory reason: the same freeze as the
+    /// owner's (every session ends, every key is refused at once, idempotent), audited
+    /// with the operator and the reason, and told to the owner by mail and in the inbox.
+    #[tracing::instrument(level = "info", skip_all, fields(operator = %operator.id, account), err(level = "info"))]
+    pub async fn freeze(
+        &self,
+        operator: &Operator,
+        uid: &str,
+        reason: &str,
+        client: &Client,
+    ) -> ServiceResult<crate::store::FreezeOutcome> {
+        require(operator, Power::Freeze)?;
+        let reason = reason.trim();
+        if reason.is_empty() || reason.chars().count() > REASON_MAX_CHARS {
+            return Err(Invalid::new(
+                "reason_required",
+                format!("Give the reason for the freeze (1 to {REASON_MAX_CHARS} characters); the owner is told it."),
+            )
+            .into());
+        }
+        let account = self
+            .store
+            .account_by_uid(uid.trim())
+            .await?
+            .ok_or_else(account_not_found)?;
+        tracing::Span::current().record("account", account.id.as_str());
+        let now = self.now();
+        let fx = Effects::audit(self.event(
+            Some(client),
+            Some(&account.id),
+            operator.actor(),
+            "account.frozen",
+            json!({ "via": "by support", "reason": reason }),
+        ))
+        .with_mail(self.notices.notice(
+            &account,
+            "Support froze your account",
+            &format!(
+                "Support froze your account: {reason}\n\n\
+                 Frozen at {}. Done: every session was ended, every API key is refused, sign-ins are refused, and held withdrawals are cancelled.\n\
+                 To get your account back, contact support: a person reviews the recovery, never sooner than 2 hours after the freeze.",
+                crate::clock::format_utc(now)
+            ),
+        ));
+        let outcome = self.store.freeze_account(&account.id, now, &fx).await?;
+        self.invalidator
+            .invalidate_keys(&format!("account:{}", account.id))
+            .await?;
+        Ok(outcome)
+    }
+}

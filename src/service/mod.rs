@@ -105,6 +105,7 @@ pub struct Services {
     pub gateway: Arc<gateway::Gateway>,
     pub protection: Arc<protection::Protection>,
     pub operators: Arc<console::Operators>,
+    pub console: Arc<console::Console>,
 }
 
 impl Services {

@@ -39,7 +39,9 @@ pub use audit::AuditStore;
 pub use changes::{ChangeStore, PendingChange, RecoveryRequest, WithdrawalLock};
 pub use constraint::Constraint;
 pub use factors::{FactorStore, PasskeyRecord, TotpRecord};
-pub use operators::{EnrolmentRecord, OperatorRecord, OperatorSession, OperatorStore};
+pub use operators::{
+    EnrolmentRecord, OperatorRecord, OperatorSession, OperatorStore, RecoveryRequestSummary,
+};
 pub use outbox::{OutboxMail, OutboxStore, WebhookDelivery, WebhookLogEntry};
 pub use protection::{FreezeLinkRow, FreezeOutcome, Notification, ProtectionStore};
 pub use sessions::{Device, Login, Session, SessionAuth, SessionStore, SignInRecord};

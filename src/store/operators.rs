@@ -50,8 +50,26 @@ pub struct OperatorSession {
     pub last_active_at: Millis,
 }
 
+/// A recovery request as the console's lookup lists it (the support queues read more).
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+pub struct RecoveryRequestSummary {
+    pub id: String,
+    pub kind: String,
+    pub status: String,
+    pub created_at: Millis,
+}
+
 #[async_trait]
 pub trait OperatorStore {
+    /// The account with this public UID.
+    async fn account_by_uid(&self, uid: &str) -> StoreResult<Option<crate::store::Account>>;
+    /// The account's recovery requests, newest first.
+    async fn recovery_requests_of(
+        &self,
+        account_id: &str,
+    ) -> StoreResult<Vec<RecoveryRequestSummary>>;
+    /// The stored hash of each of these audit events (those that exist).
+    async fn audit_hashes(&self, seqs: &[i64]) -> StoreResult<Vec<(i64, String)>>;
     /// Adds an operator with its first enrolment link. `Conflict("email")` if the address
     /// is taken.
     async fn insert_operator(

@@ -133,7 +133,6 @@ async fn an_enrolled_operator_signs_in_sees_itself_and_signs_out() {
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
     let r = op.client.get("/api/v1/console/me").await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
-    let _ = (HOUR, MINUTE, error_code);
 }
 
 #[tokio::test]
@@ -189,4 +188,454 @@ async fn sign_in_needs_the_right_fresh_code_and_answers_alike() {
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+}
+
+#[tokio::test]
+async fn an_enrolment_link_works_once_and_for_24_hours() {
+    let app = spawn_app().await;
+    let c = app.client();
+    // Expired: 24 hours by the clock.
+    let late = operator_added(&app, "late@ops.test", "support").await;
+    app.clock.advance(24 * HOUR);
+    let r = c
+        .post(
+            "/api/v1/console/enrol",
+            json!({"token": late, "password": OPERATOR_PASSWORD}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
+    assert_eq!(error_code(&r), "enrolment_invalid");
+    // Just in time: 24 hours minus a minute.
+    let token = operator_added(&app, "ontime@ops.test", "support").await;
+    app.clock.advance(24 * HOUR - MINUTE);
+    let secret = operator_enrol(&app, &token).await;
+    // Used: refused at both steps.
+    for path in ["/api/v1/console/enrol", "/api/v1/console/enrol/confirm"] {
+        let r = c
+            .post(
+                path,
+                json!({"token": token, "password": OPERATOR_PASSWORD, "code": operator_code(&app, &secret)}),
+            )
+            .await;
+        assert!(r.status.is_client_error(), "{}", r.body);
+    }
+    let r = c
+        .post(
+            "/api/v1/console/enrol",
+            json!({"token": token, "password": OPERATOR_PASSWORD}),
+        )
+        .await;
+    assert_eq!(error_code(&r), "enrolment_invalid");
+    // A wrong code does not enrol; a weak password is refused.
+    let other = operator_added(&app, "other@ops.test", "support").await;
+    let r = c
+        .post(
+            "/api/v1/console/enrol",
+            json!({"token": other, "password": "short"}),
+        )
+        .await;
+    assert_eq!(error_code(&r), "weak_password");
+    let r = c
+        .post(
+            "/api/v1/console/enrol",
+            json!({"token": other, "password": OPERATOR_PASSWORD}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = c
+        .post(
+            "/api/v1/console/enrol/confirm",
+            json!({"token": other, "code": "000000"}),
+        )
+        .await;
+    assert_eq!(error_code(&r), "invalid_code");
+    // The seed is stored sealed, never as shown.
+    let stored = app
+        .store()
+        .operator_by_email("ontime@ops.test")
+        .await
+        .expect("read")
+        .expect("operator");
+    let sealed = stored.totp_secret.expect("sealed seed");
+    let shown = totp_rs::Secret::Raw(secret.clone())
+        .to_encoded()
+        .to_string();
+    assert!(!sealed.contains(&shown) && sealed.len() > 40, "{sealed}");
+}
+
+#[tokio::test]
+async fn a_console_session_ends_after_15_idle_minutes_and_after_8_hours() {
+    let app = spawn_app().await;
+    let op = operator_signed_in_full(&app, "support").await;
+    app.clock.advance(14 * MINUTE);
+    assert_eq!(
+        op.client.get("/api/v1/console/me").await.status,
+        StatusCode::OK
+    );
+    app.clock.advance(15 * MINUTE);
+    let r = op.client.get("/api/v1/console/me").await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(error_code(&r), "session_expired");
+    // Ended for good, not just this once.
+    assert_eq!(
+        error_code(&op.client.get("/api/v1/console/me").await),
+        "unauthenticated"
+    );
+    // Busy all day: still ends at 8 hours.
+    let c = operator_sign_in(&app, &op.email, &op.secret).await;
+    for _ in 0..(8 * 60 / 10 - 1) {
+        app.clock.advance(10 * MINUTE);
+        assert_eq!(c.get("/api/v1/console/me").await.status, StatusCode::OK);
+    }
+    app.clock.advance(10 * MINUTE);
+    assert_eq!(
+        error_code(&c.get("/api/v1/console/me").await),
+        "session_expired"
+    );
+}
+
+#[tokio::test]
+async fn a_disabled_operator_is_refused_at_once() {
+    let app = spawn_app().await;
+    let admin = operator_signed_in(&app, "admin").await;
+    let op = operator_signed_in_full(&app, "reviewer").await;
+    let list = admin.get("/api/v1/console/operators").await;
+    assert_eq!(list.status, StatusCode::OK, "{}", list.body);
+    let id = list.json()["operators"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|o| o["email"] == op.email.as_str())
+        .expect("listed")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let r = admin
+        .post(
+            &format!("/api/v1/console/operators/{id}/disable"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    assert_eq!(
+        op.client.get("/api/v1/console/me").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    app.clock.advance(30 * SECOND);
+    let r = app
+        .client()
+        .post(
+            "/api/v1/console/sessions",
+            json!({"email": op.email, "password": OPERATOR_PASSWORD, "code": operator_code(&app, &op.secret)}),
+        )
+        .await;
+    assert_eq!(error_code(&r), "invalid_credentials");
+    let list = admin.get("/api/v1/console/operators").await.json();
+    let me = list["operators"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|o| o["email"] == op.email.as_str())
+        .cloned()
+        .expect("listed");
+    assert!(me["disabled_at"].is_i64());
+}
+
+#[tokio::test]
+async fn each_role_is_refused_what_it_may_not_do() {
+    let app = spawn_app().await;
+    app.signed_in("owner@example.com").await;
+    let uid = app
+        .store()
+        .account_by_email("owner@example.com")
+        .await
+        .expect("read")
+        .expect("account")
+        .uid;
+    let support = operator_signed_in(&app, "support").await;
+    let reviewer = operator_signed_in(&app, "reviewer").await;
+    let r = support
+        .post(
+            &format!("/api/v1/console/accounts/{uid}/freeze"),
+            json!({"reason": "reported stolen"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    assert_eq!(error_code(&r), "role_missing");
+    // Support may look up.
+    let r = support
+        .get(&format!("/api/v1/console/accounts?q={uid}"))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    for (method, path) in [
+        ("GET", "/api/v1/console/operators"),
+        ("POST", "/api/v1/console/operators"),
+        ("GET", "/api/v1/console/settings"),
+    ] {
+        for c in [&support, &reviewer] {
+            let r = if method == "GET" {
+                c.get(path).await
+            } else {
+                c.post(path, json!({"email": "new@ops.test", "role": "admin"}))
+                    .await
+            };
+            assert_eq!(
+                r.status,
+                StatusCode::FORBIDDEN,
+                "{method} {path}: {}",
+                r.body
+            );
+            assert_eq!(error_code(&r), "role_missing");
+        }
+    }
+    assert!(app
+        .store()
+        .operator_by_email("new@ops.test")
+        .await
+        .expect("read")
+        .is_none());
+    // An admin may add (the link is answered once) and read the settings.
+    let admin = operator_signed_in(&app, "admin").await;
+    let r = admin
+        .post(
+            "/api/v1/console/operators",
+            json!({"email": "new@ops.test", "role": "support"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let link = r.json()["enrolment_link"]
+        .as_str()
+        .expect("link")
+        .to_owned();
+    let token = link.rsplit('/').next().expect("token");
+    operator_enrol(&app, token).await;
+    let r = admin.get("/api/v1/console/settings").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.json()["console_idle_minutes"], 15);
+    assert!(r.json()["rules"]["password_min_chars"].is_u64());
+    assert!(!r.body.contains("secret"), "{}", r.body);
+}
+
+#[tokio::test]
+async fn a_freeze_needs_a_reason_and_the_owner_is_told_it() {
+    let app = spawn_app().await;
+    let owner = app.signed_in("olga@example.com").await;
+    let uid = owner.get("/api/v1/me").await.json()["uid"]
+        .as_str()
+        .expect("uid")
+        .to_owned();
+    let op = operator_signed_in_full(&app, "reviewer").await;
+    let path = format!("/api/v1/console/accounts/{uid}/freeze");
+    for reason in ["", "   "] {
+        let r = op.client.post(&path, json!({ "reason": reason })).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+        assert_eq!(error_code(&r), "reason_required");
+    }
+    let r = op.client.post(&path, json!({})).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    assert_eq!(
+        owner.get("/api/v1/me").await.status,
+        StatusCode::OK,
+        "not frozen yet"
+    );
+    let r = op
+        .client
+        .post(
+            &path,
+            json!({ "reason": "Account reported stolen by phone (ticket 42)" }),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.json()["status"], "frozen");
+    // The owner's session ended at once.
+    let r = owner.get("/api/v1/me").await;
+    assert_eq!(error_code(&r), "account_frozen");
+    // Idempotent.
+    let r = op.client.post(&path, json!({ "reason": "again" })).await;
+    assert_eq!(r.json()["status"], "already_frozen");
+    // Mail and inbox say it with the reason.
+    let mails = app.mails_to("olga@example.com").await;
+    let mail = mails
+        .iter()
+        .find(|m| m.subject.contains("Support froze your account"))
+        .expect("freeze mail");
+    assert!(mail
+        .body_text
+        .contains("Support froze your account: Account reported stolen by phone (ticket 42)"));
+    assert_eq!(
+        mails
+            .iter()
+            .filter(|m| m.subject.contains("Support froze"))
+            .count(),
+        1,
+        "a second freeze writes nothing"
+    );
+    let account = app
+        .store()
+        .account_by_email("olga@example.com")
+        .await
+        .expect("read")
+        .expect("account");
+    let inbox = app
+        .store()
+        .notifications(&account.id, 50)
+        .await
+        .expect("inbox");
+    assert!(inbox.iter().any(|n| n
+        .body
+        .contains("Support froze your account: Account reported stolen by phone (ticket 42)")));
+    // Audited with the operator and the reason; the lookup says who and why.
+    let r = op
+        .client
+        .get(&format!("/api/v1/console/accounts?q={uid}"))
+        .await;
+    let profile = &r.json()["profile"];
+    assert!(profile["frozen_at"].is_i64());
+    assert_eq!(profile["frozen"]["by"], format!("operator:{}", op.email));
+    assert_eq!(
+        profile["frozen"]["reason"],
+        "Account reported stolen by phone (ticket 42)"
+    );
+    // Unknown account.
+    let r = op
+        .client
+        .post(
+            "/api/v1/console/accounts/NOSUCHUID/freeze",
+            json!({"reason": "x"}),
+        )
+        .await;
+    assert_eq!(error_code(&r), "account_not_found");
+}
+
+#[tokio::test]
+async fn a_lookup_shows_every_section_is_audited_and_verifies_the_chain() {
+    let app = spawn_app().await;
+    let owner = app.signed_in("lena@example.com").await;
+    let uid = owner.get("/api/v1/me").await.json()["uid"]
+        .as_str()
+        .expect("uid")
+        .to_owned();
+    let op = operator_signed_in_full(&app, "support").await;
+    for q in [uid.as_str(), "LENA@example.com"] {
+        let r = op
+            .client
+            .get(&format!(
+                "/api/v1/console/accounts?q={}",
+                q.replace('@', "%40")
+            ))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        let body = r.json();
+        assert_eq!(body["profile"]["uid"], uid.as_str());
+        assert_eq!(body["profile"]["email"], "lena@example.com");
+        assert_eq!(body["profile"]["anti_phishing_code_set"], false);
+        assert!(body["profile"]["email_confirmed_at"].is_i64());
+        assert_eq!(body["devices"].as_array().expect("devices").len(), 1);
+        assert!(!body["sign_ins"].as_array().expect("sign-ins").is_empty());
+        assert!(body["api_keys"].is_array());
+        assert!(body["withdrawal_locks"].is_array());
+        assert!(body["recovery_requests"].is_array());
+        assert_eq!(
+            body["audit_chain"]["intact"], true,
+            "{}",
+            body["audit_chain"]
+        );
+        let events = body["audit_events"].as_array().expect("events");
+        assert!(events.iter().all(|e| e["verified"] == true));
+        // The lookup itself is the newest event: by the operator, on the account.
+        assert_eq!(events[0]["action"], "console.lookup");
+        assert_eq!(events[0]["actor"], format!("operator:{}", op.email));
+        assert!(!r.body.contains("password_hash") && !r.body.contains("$argon2"));
+    }
+    let r = op
+        .client
+        .get("/api/v1/console/accounts?q=nobody%40example.com")
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(error_code(&r), "account_not_found");
+    // Tamper with one of the account's events: the lookup names it.
+    let r = op
+        .client
+        .get(&format!("/api/v1/console/accounts?q={uid}"))
+        .await;
+    let events = r.json()["audit_events"].as_array().expect("events").clone();
+    let victim = events.last().expect("oldest")["seq"].as_i64().expect("seq");
+    raw_sql(
+        &app.database_url,
+        &format!("UPDATE audit_events SET ip = '198.51.100.66' WHERE seq = {victim}"),
+    )
+    .await;
+    let body = op
+        .client
+        .get(&format!("/api/v1/console/accounts?q={uid}"))
+        .await
+        .json();
+    assert_eq!(body["audit_chain"]["intact"], false);
+    assert_eq!(body["audit_chain"]["broken_at"], victim);
+    assert!(body["audit_chain"]["problem"]
+        .as_str()
+        .expect("problem")
+        .contains("altered"));
+    let bad = body["audit_events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .find(|e| e["seq"] == victim)
+        .expect("listed");
+    assert_eq!(bad["verified"], false);
+}
+
+#[tokio::test]
+async fn the_owner_cookie_and_the_console_cookie_open_only_their_own_doors() {
+    let app = spawn_app().await;
+    let owner = app.signed_in("nina@example.com").await;
+    let op = operator_signed_in(&app, "admin").await;
+    let r = owner.get("/api/v1/console/me").await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let r = op.get("/api/v1/me").await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    // The owner's session token as a console cookie (and the other way round) is nothing.
+    let owner_token = owner.cookie("rampart_session").expect("owner cookie");
+    let console_token = op.cookie("rampart_console").expect("console cookie");
+    let swapped = app.client();
+    swapped.set_cookie("rampart_console", &owner_token);
+    assert_eq!(
+        swapped.get("/api/v1/console/me").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let swapped = app.client();
+    swapped.set_cookie("rampart_session", &console_token);
+    assert_eq!(
+        swapped.get("/api/v1/me").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    // The console cookie's attributes.
+    let token = operator_added(&app, "attrs@ops.test", "support").await;
+    let secret = operator_enrol(&app, &token).await;
+    app.clock.advance(30 * SECOND);
+    let r = app
+        .client()
+        .post(
+            "/api/v1/console/sessions",
+            json!({"email": "attrs@ops.test", "password": OPERATOR_PASSWORD, "code": operator_code(&app, &secret)}),
+        )
+        .await;
+    let cookie = r
+        .set_cookies()
+        .into_iter()
+        .find(|c| c.starts_with("rampart_console="))
+        .expect("console cookie");
+    for attr in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age=28800"] {
+        assert!(cookie.contains(attr), "{attr} in {cookie}");
+    }
+    // State-changing requests carrying the console cookie must come from our origin.
+    op.header("origin", "https://evil.example");
+    let r = op
+        .post(
+            "/api/v1/console/operators",
+            json!({"email": "x@ops.test", "role": "admin"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    assert_eq!(error_code(&r), "cross_origin_request");
 }

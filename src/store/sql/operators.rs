@@ -7,14 +7,59 @@ use super::dialect::Db;
 use super::effects::write_effects;
 use crate::clock::Millis;
 use crate::store::constraint::{self, Constraint};
-use crate::store::operators::{EnrolmentRecord, OperatorRecord, OperatorSession, OperatorStore};
-use crate::store::{Effects, SqlStore, StoreError, StoreResult};
+use crate::store::operators::{
+    EnrolmentRecord, OperatorRecord, OperatorSession, OperatorStore, RecoveryRequestSummary,
+};
+use crate::store::{Account, AccountStore as _, Effects, SqlStore, StoreError, StoreResult};
 
 const OPERATOR_COLUMNS: &str = "id, email, role, password_hash, totp_secret, totp_last_step, \
                                 enrolled_at, disabled_at, created_at";
 
 #[async_trait]
 impl OperatorStore for SqlStore<Db> {
+    async fn account_by_uid(&self, uid: &str) -> StoreResult<Option<Account>> {
+        let id: Option<String> = sqlx::query_scalar("SELECT id FROM accounts WHERE uid = $1")
+            .bind(uid)
+            .fetch_optional(&self.read)
+            .await?;
+        match id {
+            Some(id) => self.account_by_id(&id).await,
+            None => Ok(None),
+        }
+    }
+
+    async fn recovery_requests_of(
+        &self,
+        account_id: &str,
+    ) -> StoreResult<Vec<RecoveryRequestSummary>> {
+        Ok(sqlx::query_as(
+            "SELECT id, kind, status, created_at FROM recovery_requests
+             WHERE account_id = $1 ORDER BY created_at DESC, id",
+        )
+        .bind(account_id)
+        .fetch_all(&self.read)
+        .await?)
+    }
+
+    async fn audit_hashes(&self, seqs: &[i64]) -> StoreResult<Vec<(i64, String)>> {
+        let mut out = Vec::with_capacity(seqs.len());
+        for chunk in seqs.chunks(500) {
+            let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT seq, hash FROM audit_events WHERE seq IN ({})",
+                placeholders.join(", ")
+            );
+            let mut q = sqlx::query(&sql);
+            for seq in chunk {
+                q = q.bind(*seq);
+            }
+            for row in q.fetch_all(&self.read).await? {
+                out.push((row.try_get("seq")?, row.try_get("hash")?));
+            }
+        }
+        Ok(out)
+    }
+
     async fn insert_operator(
         &self,
         operator: &OperatorRecord,
