@@ -639,3 +639,141 @@ async fn the_owner_cookie_and_the_console_cookie_open_only_their_own_doors() {
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
     assert_eq!(error_code(&r), "cross_origin_request");
 }
+
+#[tokio::test]
+async fn every_console_route_is_in_the_openapi_document_under_its_tag() {
+    let app = spawn_app().await;
+    let doc = app.client().get("/api/v1/openapi.json").await.json();
+    for (path, method, signed_in) in [
+        ("/api/v1/console/enrol", "post", false),
+        ("/api/v1/console/enrol/confirm", "post", false),
+        ("/api/v1/console/sessions", "post", false),
+        ("/api/v1/console/sessions/current", "delete", true),
+        ("/api/v1/console/me", "get", true),
+        ("/api/v1/console/accounts", "get", true),
+        ("/api/v1/console/accounts/{uid}/freeze", "post", true),
+        ("/api/v1/console/operators", "get", true),
+        ("/api/v1/console/operators", "post", true),
+        ("/api/v1/console/operators/{id}/disable", "post", true),
+        ("/api/v1/console/settings", "get", true),
+    ] {
+        let op = &doc["paths"][path][method];
+        assert!(op.is_object(), "{method} {path} documented");
+        assert_eq!(op["tags"], json!(["console"]), "{method} {path}");
+        if signed_in {
+            assert_eq!(op["security"], json!([{"console": []}]), "{method} {path}");
+            assert!(op["responses"]["401"].is_object(), "{method} {path}");
+            assert!(op["responses"]["403"].is_object(), "{method} {path}");
+        }
+    }
+    assert_eq!(
+        doc["components"]["securitySchemes"]["console"]["name"],
+        "rampart_console"
+    );
+}
+
+/// `rampart ARGS` against `db` with `key`, to its end; answers success and output.
+fn rampart_cli(args: &[&str], db: &str, key: &str) -> (bool, String) {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_rampart"));
+    cmd.args(args)
+        .args(["--database-url", db])
+        .current_dir(std::env::temp_dir())
+        .env("RAMPART_LOG", "warn");
+    for (k, _) in std::env::vars() {
+        if k.starts_with("RAMPART_") && k != "RAMPART_LOG" {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("RAMPART_SECRET_KEY", key)
+        .env("RAMPART_PUBLIC_URL", "http://rampart.test");
+    let out = cmd.output().expect("rampart runs");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[tokio::test]
+async fn the_operator_cli_adds_with_a_link_lists_and_disables() {
+    use secrecy::ExposeSecret;
+    let (db, dir) = fresh_database().await;
+    let settings = test_settings(&db);
+    let key = settings
+        .secret_key
+        .clone()
+        .expect("key")
+        .expose_secret()
+        .to_owned();
+    let app = spawn_app_from(settings, dir).await;
+    let cli = |args: Vec<String>| {
+        let (db, key) = (db.clone(), key.clone());
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            rampart_cli(&args, &db, &key)
+        })
+    };
+    let args = |a: &[&str]| a.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    let (ok, out) = cli(args(&[
+        "operator",
+        "add",
+        "--email",
+        "Cli@Ops.test",
+        "--role",
+        "reviewer",
+    ]))
+    .await
+    .expect("joined");
+    assert!(ok, "{out}");
+    let link = out
+        .lines()
+        .find(|l| l.starts_with("http://rampart.test/console/enrol/"))
+        .unwrap_or_else(|| panic!("link printed: {out}"))
+        .trim()
+        .to_owned();
+    // The printed link enrols against the server on the same database and key.
+    let token = link.rsplit('/').next().expect("token");
+    let secret = operator_enrol(&app, token).await;
+    let c = operator_sign_in(&app, "cli@ops.test", &secret).await;
+    assert_eq!(c.get("/api/v1/console/me").await.json()["role"], "reviewer");
+    // Refusals: a bad role, the same address twice.
+    let (ok, out) = cli(args(&[
+        "operator",
+        "add",
+        "--email",
+        "x@ops.test",
+        "--role",
+        "boss",
+    ]))
+    .await
+    .expect("joined");
+    assert!(!ok && out.contains("support, reviewer or admin"), "{out}");
+    let (ok, out) = cli(args(&[
+        "operator",
+        "add",
+        "--email",
+        "cli@ops.test",
+        "--role",
+        "admin",
+    ]))
+    .await
+    .expect("joined");
+    assert!(!ok && out.contains("already exists"), "{out}");
+    let (ok, out) = cli(args(&["operator", "list"])).await.expect("joined");
+    assert!(ok, "{out}");
+    assert!(out.contains("cli@ops.test\treviewer\tenrolled"), "{out}");
+    let (ok, out) = cli(args(&["operator", "disable", "--email", "cli@ops.test"]))
+        .await
+        .expect("joined");
+    assert!(ok, "{out}");
+    // Its live session ends at once.
+    assert_eq!(
+        c.get("/api/v1/console/me").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let (_, out) = cli(args(&["operator", "list"])).await.expect("joined");
+    assert!(out.contains("cli@ops.test\treviewer\tdisabled"), "{out}");
+}
