@@ -777,3 +777,201 @@ async fn the_operator_cli_adds_with_a_link_lists_and_disables() {
     let (_, out) = cli(args(&["operator", "list"])).await.expect("joined");
     assert!(out.contains("cli@ops.test\treviewer\tdisabled"), "{out}");
 }
+
+/// Signs in through the console's sign-in page.
+async fn page_sign_in(app: &TestApp, email: &str, secret: &[u8]) -> TestClient {
+    app.clock.advance(30 * SECOND);
+    let c = app.client();
+    let page = c.get("/console/signin").await;
+    assert_eq!(page.status, StatusCode::OK);
+    let r = c
+        .post_form(
+            "/console/signin",
+            &[
+                ("csrf", &csrf_in(&page.body)),
+                ("email", email),
+                ("password", OPERATOR_PASSWORD),
+                ("code", &operator_code(app, secret)),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert!(c.cookie("rampart_console").is_some());
+    c
+}
+
+#[tokio::test]
+async fn the_console_pages_enrol_sign_in_look_up_and_freeze() {
+    let app = spawn_app().await;
+    let owner = app.signed_in("pia@example.com").await;
+    let uid = owner.get("/api/v1/me").await.json()["uid"]
+        .as_str()
+        .expect("uid")
+        .to_owned();
+    // Enrolment through the pages: password, then the QR code and the secret, then a code.
+    let token = operator_added(&app, "page@ops.test", "reviewer").await;
+    let c = app.client();
+    let page = c.get(&format!("/console/enrol/{token}")).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("page@ops.test"));
+    let r = c
+        .post_form(
+            &format!("/console/enrol/{token}"),
+            &[
+                ("csrf", &csrf_in(&page.body)),
+                ("password", OPERATOR_PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(r.body.contains("<svg"), "the QR code");
+    let at = r
+        .body
+        .find("data-testid=\"totp-secret\">")
+        .expect("secret shown")
+        + "data-testid=\"totp-secret\">".len();
+    let b32 = r.body[at..].split('<').next().expect("secret").to_owned();
+    let secret = totp_rs::Secret::Encoded(b32).to_bytes().expect("base32");
+    let r = c
+        .post_form(
+            &format!("/console/enrol/{token}/confirm"),
+            &[
+                ("csrf", &csrf_in(&r.body)),
+                ("code", &operator_code(&app, &secret)),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    // The link is spent.
+    assert_eq!(
+        c.get(&format!("/console/enrol/{token}")).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let op = page_sign_in(&app, "page@ops.test", &secret).await;
+    let r = op.get(&format!("/console/accounts?q={uid}")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    for section in [
+        "lookup-profile",
+        "lookup-devices",
+        "lookup-signins",
+        "lookup-keys",
+        "lookup-locks",
+        "lookup-recoveries",
+        "lookup-audit",
+        "console-nav",
+    ] {
+        assert!(r.body.contains(section), "{section}");
+    }
+    assert!(r.body.contains("Chain verified"));
+    assert!(r.body.contains("console.lookup"));
+    assert!(
+        !r.body.contains("/console/operators"),
+        "no admin links for a reviewer"
+    );
+    // Freeze with a reason; an empty one is refused; a form without CSRF is refused.
+    let csrf = csrf_in(&r.body);
+    let path = format!("/console/accounts/{uid}/freeze");
+    let r = op.post_form(&path, &[("reason", "x")]).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "missing csrf field");
+    let r = op
+        .post_form(&path, &[("csrf", "forged"), ("reason", "x")])
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = op
+        .post_form(&path, &[("csrf", &csrf), ("reason", " ")])
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    assert_eq!(owner.get("/api/v1/me").await.status, StatusCode::OK);
+    let r = op
+        .post_form(
+            &path,
+            &[
+                ("csrf", &csrf),
+                ("reason", "Phishing report from the owner's bank"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert_eq!(
+        owner.get("/api/v1/me").await.json()["error"]["code"],
+        "account_frozen"
+    );
+    let r = op
+        .get(&format!("/console/accounts?q={uid}&notice=frozen"))
+        .await;
+    assert!(
+        r.body
+            .contains("Phishing report from the owner&#x27;s bank")
+            || r.body.contains("Phishing report from the owner&#39;s bank"),
+        "{}",
+        r.body
+    );
+    // Sign out.
+    let csrf = csrf_in(&r.body);
+    let r = op.post_form("/console/signout", &[("csrf", &csrf)]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let r = op.get("/console/accounts").await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn console_pages_and_owner_pages_each_refuse_the_other_cookie() {
+    let app = spawn_app().await;
+    let owner = app.signed_in("quinn@example.com").await;
+    assert_eq!(owner.get("/security").await.status, StatusCode::OK);
+    let r = owner.get("/console/accounts").await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert!(r.headers["location"]
+        .to_str()
+        .expect("ascii")
+        .starts_with("/console/signin"));
+    let op = operator_signed_in(&app, "admin").await;
+    assert_eq!(op.get("/console/accounts").await.status, StatusCode::OK);
+    let r = op.get("/security").await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert!(r.headers["location"]
+        .to_str()
+        .expect("ascii")
+        .starts_with("/signin"));
+    // A console form's token is not an owner form's token, nor the other way round.
+    let console_page = op.get("/console/operators").await;
+    assert_eq!(console_page.status, StatusCode::OK, "{}", console_page.body);
+    let owner_csrf = csrf_in(&owner.get("/security").await.body);
+    let r = op
+        .post_form(
+            "/console/operators",
+            &[
+                ("csrf", &owner_csrf),
+                ("email", "z@ops.test"),
+                ("role", "support"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    // Admin pages: add shows the link once; settings are read-only.
+    let r = op
+        .post_form(
+            "/console/operators",
+            &[
+                ("csrf", &csrf_in(&console_page.body)),
+                ("email", "z@ops.test"),
+                ("role", "support"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(r.body.contains("http://rampart.test/console/enrol/"));
+    let r = op.get("/console/settings").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.body.contains("session_idle_minutes") && r.body.contains("Read-only"));
+    // A support operator gets no admin page.
+    let support = operator_signed_in(&app, "support").await;
+    assert_eq!(
+        support.get("/console/operators").await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        support.get("/console/settings").await.status,
+        StatusCode::FORBIDDEN
+    );
+}

@@ -9,6 +9,7 @@
 //! (`security`), where every action returns, is the one area the others import.
 
 pub mod accounts;
+pub mod console;
 pub mod factors;
 pub mod mailbox;
 pub mod protection;
@@ -43,7 +44,8 @@ pub fn routes(mailbox: bool) -> Router<AppState> {
         .merge(signin::routes())
         .merge(security::routes())
         .merge(factors::routes())
-        .merge(protection::routes());
+        .merge(protection::routes())
+        .merge(console::routes());
     if mailbox {
         r.merge(mailbox::routes())
     } else {
