@@ -229,6 +229,8 @@ async fn me(authed: ConsoleAuthed) -> Json<OperatorView> {
 // ---- account lookup and freeze -----------------------------------------------------------
 
 #[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct LookupQuery {
     /// The account's UID, or its email address.
     q: String,
