@@ -229,7 +229,7 @@ impl Operators {
 
     /// Enrolment, first step: chooses the password and a fresh authenticator seed (both
     /// kept with the link until a code confirms them). May be repeated until confirmed.
-    #[tracing::instrument(level = "info", skip_all, err(level = "info"))]
+    #[tracing::instrument(level = "info", skip_all, fields(operator), err(level = "info"))]
     pub async fn enrol(&self, token: &str, new_password: &str) -> ServiceResult<OperatorTotp> {
         let (_, operator) = self.usable_enrolment(token).await?;
         tracing::Span::current().record("operator", operator.id.as_str());

@@ -975,3 +975,39 @@ async fn console_pages_and_owner_pages_each_refuse_the_other_cookie() {
         StatusCode::FORBIDDEN
     );
 }
+
+#[tokio::test]
+async fn console_sign_in_is_throttled_per_address() {
+    let app = spawn_app().await;
+    let op = operator_signed_in_full(&app, "support").await;
+    let c = app.client();
+    let mut throttled = None;
+    for _ in 0..12 {
+        let r = c
+            .post(
+                "/api/v1/console/sessions",
+                json!({"email": op.email, "password": "Wrong-but-long-enough-1", "code": "123456"}),
+            )
+            .await;
+        if r.status == StatusCode::TOO_MANY_REQUESTS {
+            throttled = Some(r);
+            break;
+        }
+        assert_eq!(error_code(&r), "invalid_credentials");
+    }
+    let r = throttled.expect("throttled after a few wrong tries");
+    assert_eq!(error_code(&r), "too_many_attempts");
+    assert!(r.headers.get("retry-after").is_some());
+    // Even the right password and code wait until the delay is over, and the code is
+    // not spent by the refused try.
+    let r = c
+        .post(
+            "/api/v1/console/sessions",
+            json!({"email": op.email, "password": OPERATOR_PASSWORD, "code": operator_code(&app, &op.secret)}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.body);
+    app.clock.advance(20 * MINUTE);
+    let c2 = operator_sign_in(&app, &op.email, &op.secret).await;
+    assert_eq!(c2.get("/api/v1/console/me").await.status, StatusCode::OK);
+}
