@@ -383,6 +383,18 @@ fn services(
         hasher: hasher.clone(),
         throttles: throttles.clone(),
     });
+    let support = Arc::new(crate::service::support::Support {
+        store: store.clone(),
+        clock: clock.clone(),
+        key: key.clone(),
+        rules: rules.clone(),
+        public_url: composer.public_url.clone(),
+        hasher: hasher.clone(),
+        throttles: throttles.clone(),
+        notices: notices.clone(),
+        second_factors: second_factors.clone(),
+        invalidator: invalidator.clone(),
+    });
     let recovery = Arc::new(Recovery {
         store: store.clone(),
         clock: clock.clone(),
@@ -466,6 +478,7 @@ fn services(
         protection,
         operators,
         console,
+        support,
     })
 }
 

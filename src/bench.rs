@@ -371,6 +371,7 @@ async fn seed_account(app: &crate::app::App, email: &str) -> anyhow::Result<Acco
         created_at: now,
         frozen_at: None,
         require_passkey: false,
+        recovery_required: false,
     };
     let c = Confirmation {
         account_id: account.id.clone(),

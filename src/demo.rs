@@ -91,6 +91,7 @@ pub async fn seed(app: &App) -> anyhow::Result<DemoCredentials> {
         created_at: now - 120 * DAY,
         frozen_at: None,
         require_passkey: false,
+        recovery_required: false,
     };
     let confirmation = Confirmation {
         account_id: account.id.clone(),

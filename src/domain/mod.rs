@@ -15,6 +15,7 @@ pub mod rules;
 pub mod secret;
 pub mod sign_in;
 pub mod step_up;
+pub mod support;
 pub mod throttle;
 pub mod totp;
 

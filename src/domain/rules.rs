@@ -37,6 +37,9 @@ pub struct Rules {
     /// mailed confirmation link is clicked.
     pub new_device_confirmation: bool,
     pub max_trusted_devices: i64,
+    /// A frozen account is reopened only through an approved recovery, never sooner than
+    /// this after the freeze.
+    pub unfreeze_min_minutes: i64,
 }
 
 impl Default for Rules {
@@ -61,6 +64,7 @@ impl Default for Rules {
             anti_phishing_max_chars: 32,
             new_device_confirmation: true,
             max_trusted_devices: 3,
+            unfreeze_min_minutes: 120,
         }
     }
 }

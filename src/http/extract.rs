@@ -98,7 +98,45 @@ impl FromRequestParts<AppState> for Authed {
         if token.value().len() > 128 {
             return Err(ApiError::unauthenticated());
         }
-        Ok(Self(state.sessions.authenticate(token.value()).await?))
+        let auth = state.sessions.authenticate(token.value()).await?;
+        // After an approved recovery, a new second factor comes before anything else.
+        if auth.account.recovery_required
+            && !crate::domain::support::allowed_during_recovery(
+                parts.method.as_str(),
+                parts.uri.path(),
+            )
+        {
+            return Err(crate::service::support::recovery_incomplete().into());
+        }
+        Ok(Self(auth))
+    }
+}
+
+/// The account a support route acts for: the owner's session, or else support access
+/// opened with a mailed code (which works on a frozen account and for an owner whose
+/// password an attacker changed). Never more than the support routes.
+pub struct SupportAuthed(pub crate::store::Account);
+
+impl FromRequestParts<AppState> for SupportAuthed {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let jar = CookieJar::from_headers(&parts.headers);
+        let value = |name| {
+            jar.get(name)
+                .map(|c| c.value().to_owned())
+                .filter(|v| !v.is_empty() && v.len() <= 128)
+        };
+        if let Some(token) = value(SESSION_COOKIE) {
+            if let Ok(auth) = state.sessions.authenticate(&token).await {
+                return Ok(Self(auth.account));
+            }
+        }
+        let token = value(crate::http::SUPPORT_COOKIE).ok_or_else(ApiError::unauthenticated)?;
+        Ok(Self(state.support.support_account(&token).await?))
     }
 }
 

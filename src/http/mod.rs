@@ -34,6 +34,9 @@ pub const CSRF_COOKIE: &str = "rampart_csrf";
 pub const CHALLENGE_COOKIE: &str = "rampart_challenge";
 /// The operator console's session: its own cookie, never the owner's.
 pub const CONSOLE_COOKIE: &str = "rampart_console";
+/// Support access: an owner who proved the mailbox but cannot sign in (1 hour, support
+/// routes only).
+pub const SUPPORT_COOKIE: &str = "rampart_support";
 
 /// Scripts, styles and requests only to our own origin (the one script is the WebAuthn
 /// glue; no inline code anywhere), forms only to ourselves, never
@@ -119,6 +122,13 @@ impl AppState {
             .path("/")
             .max_age(max_age)
             .build()
+    }
+
+    /// Support access (`SameSite=Strict`, an hour, support routes only).
+    pub fn support_cookie(&self, token: String, max_age: time::Duration) -> Cookie<'static> {
+        let mut c = self.console_cookie(token, max_age);
+        c.set_name(SUPPORT_COOKIE);
+        c
     }
 
     pub fn expired_console_cookie(&self) -> Cookie<'static> {
@@ -222,7 +232,7 @@ impl SameOrigin {
 /// console's (an operator's requests act as someone too).
 fn has_session_cookie(headers: &axum::http::HeaderMap) -> bool {
     let jar = axum_extra::extract::CookieJar::from_headers(headers);
-    [SESSION_COOKIE, CONSOLE_COOKIE]
+    [SESSION_COOKIE, CONSOLE_COOKIE, SUPPORT_COOKIE]
         .iter()
         .any(|name| jar.get(name).is_some_and(|c| !c.value().is_empty()))
 }

@@ -121,6 +121,7 @@ impl Accounts {
                 created_at: self.now(),
                 frozen_at: None,
                 require_passkey: false,
+                recovery_required: false,
             };
             let (confirmation, code) = self.new_confirmation(&account.id);
             let fx = Effects::audit(self.event(

@@ -25,6 +25,7 @@ pub mod second_factors;
 pub mod sessions;
 pub mod sign_in;
 pub mod step_up;
+pub mod support;
 pub mod throttles;
 
 use std::net::IpAddr;
@@ -104,6 +105,7 @@ pub struct Services {
     pub api_keys: Arc<api_keys::ApiKeys>,
     pub gateway: Arc<gateway::Gateway>,
     pub protection: Arc<protection::Protection>,
+    pub support: Arc<support::Support>,
     pub operators: Arc<console::Operators>,
     pub console: Arc<console::Console>,
 }

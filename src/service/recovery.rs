@@ -321,9 +321,9 @@ impl Recovery {
         let request = RecoveryRequest {
             id: uuid::Uuid::new_v4().to_string(),
             account_id: account.id.clone(),
-            kind: "authenticator_reset".into(),
+            kind: "second_factor_reset".into(),
             reason,
-            status: "pending_review".into(),
+            status: "submitted".into(),
             created_at: self.now(),
         };
         let fx = Effects::audit(self.event(Some(client), Some(&account.id), "anonymous".into(), "recovery.requested", json!({"kind": "authenticator_reset", "request_id": request.id})))

@@ -52,6 +52,9 @@ impl StepUp {
         auth: &SessionAuth,
         action: SensitiveAction,
     ) -> ServiceResult<()> {
+        if auth.account.recovery_required && action != SensitiveAction::AddSecondFactor {
+            return Err(super::support::recovery_incomplete());
+        }
         let proof = step_up::proof_for(self.second_factors.factors(&auth.account.id).await?.any());
         if step_up::allowed(action, proof, auth.session.stepped_up_at, self.now()) {
             Ok(())

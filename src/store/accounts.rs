@@ -17,6 +17,9 @@ pub struct Account {
     pub frozen_at: Option<Millis>,
     /// "Require a passkey for important actions" (sign-in and withdrawals).
     pub require_passkey: bool,
+    /// Set by an approved recovery: a new password and a new second factor come before
+    /// anything else; cleared when a second factor is enrolled.
+    pub recovery_required: bool,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]

@@ -31,6 +31,7 @@ pub mod protection;
 pub mod sessions;
 pub mod sqlite;
 pub mod step_up;
+pub mod support;
 pub mod throttle;
 
 pub use accounts::{Account, AccountStore, Confirmation};
@@ -46,6 +47,7 @@ pub use outbox::{OutboxMail, OutboxStore, WebhookDelivery, WebhookLogEntry};
 pub use protection::{FreezeLinkRow, FreezeOutcome, Notification, ProtectionStore};
 pub use sessions::{Device, Login, Session, SessionAuth, SessionStore, SignInRecord};
 pub use step_up::{ActionCode, SignInChallenge, StepUpStore};
+pub use support::{PasswordLink, RecoveryRecord, SupportStore, Ticket, TicketMessage};
 pub use throttle::ThrottleStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -175,6 +177,7 @@ pub trait Store:
     + ApiKeyStore
     + ProtectionStore
     + OperatorStore
+    + SupportStore
     + Send
     + Sync
     + 'static

@@ -51,6 +51,8 @@ mod protection;
 mod sessions;
 #[path = "sql/step_up.rs"]
 mod step_up;
+#[path = "sql/support.rs"]
+mod support;
 #[path = "sql/throttle.rs"]
 mod throttle;
 

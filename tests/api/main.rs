@@ -27,4 +27,5 @@ mod served;
 mod sessions;
 mod step_up_email;
 mod store_contract;
+mod support;
 mod test_logs;

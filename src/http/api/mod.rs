@@ -13,6 +13,7 @@ pub mod password;
 pub mod protection;
 pub mod sessions;
 pub mod step_up;
+pub mod support;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -48,6 +49,7 @@ pub fn routes() -> Router<AppState> {
         .merge(keys::routes())
         .merge(protection::routes())
         .merge(console::routes())
+        .merge(support::routes())
 }
 
 async fn openapi() -> Json<serde_json::Value> {
@@ -67,6 +69,7 @@ pub fn document() -> serde_json::Value {
     doc.merge(keys::KeysDoc::openapi());
     doc.merge(protection::ProtectionDoc::openapi());
     doc.merge(console::ConsoleDoc::openapi());
+    doc.merge(support::SupportDoc::openapi());
     let mut doc = serde_json::to_value(doc).unwrap_or_default();
     add_common_answers(&mut doc);
     doc

@@ -10,11 +10,13 @@
 
 pub mod accounts;
 pub mod console;
+pub mod console_support;
 pub mod factors;
 pub mod mailbox;
 pub mod protection;
 pub mod security;
 pub mod signin;
+pub mod support;
 
 use askama::Template;
 use axum::extract::rejection::FormRejection;
@@ -45,7 +47,9 @@ pub fn routes(mailbox: bool) -> Router<AppState> {
         .merge(security::routes())
         .merge(factors::routes())
         .merge(protection::routes())
-        .merge(console::routes());
+        .merge(console::routes())
+        .merge(support::routes())
+        .merge(console_support::routes());
     if mailbox {
         r.merge(mailbox::routes())
     } else {

@@ -78,6 +78,8 @@ struct SecurityPage {
     notifications: Vec<NotificationRow>,
     unread: usize,
     mail_prefs: Vec<PrefRow>,
+    /// An approved recovery: a new second factor comes before anything else.
+    recovery_required: bool,
 }
 
 struct PrefRow {
@@ -171,6 +173,7 @@ impl SecurityPage {
         } = shown;
         let current = auth.session.device_id;
         Self {
+            recovery_required: auth.account.recovery_required,
             csrf,
             email: auth.account.email,
             uid: auth.account.uid,

@@ -57,7 +57,9 @@ async fn signin_page(
             "confirmed" => Some("Your email address is confirmed. Sign in to continue."),
             "expired" => Some("Your session expired. Sign in again."),
             "signed_out" => Some("You are signed out."),
-            "frozen" => Some("This account is frozen for its protection."),
+            "frozen" => Some("This account is frozen for its protection. To get it back, contact support: a person reviews the recovery."),
+            "password_reset" => Some("Your password was reset: every session was ended and withdrawals are locked for 24 hours. Sign in with the new password."),
+            "recovery_password_set" => Some("Your new password is set. Sign in, then set up a new authenticator app or passkey."),
             _ => None,
         });
     let (jar, csrf) = csrf(&state, jar);

@@ -12,7 +12,7 @@ use crate::store::{
 };
 
 const ACCOUNT_COLUMNS: &str = "id, uid, email, password_hash, email_confirmed_at, \
-     anti_phishing_code, created_at, frozen_at, require_passkey";
+     anti_phishing_code, created_at, frozen_at, require_passkey, recovery_required";
 
 pub(super) async fn insert_confirmation(tx: &mut Tx<'_>, c: &Confirmation) -> StoreResult<()> {
     sqlx::query("DELETE FROM email_confirmations WHERE account_id = $1")

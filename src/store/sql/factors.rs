@@ -39,6 +39,15 @@ pub(super) async fn insert_backup_codes(
     Ok(())
 }
 
+/// A new second factor completes an approved recovery (the password was set first).
+async fn recovery_factor_enrolled(tx: &mut Tx<'_>, account_id: &str) -> StoreResult<()> {
+    sqlx::query("UPDATE accounts SET recovery_required = FALSE WHERE id = $1")
+        .bind(account_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
 pub(super) async fn delete_totp(tx: &mut Tx<'_>, account_id: &str) -> StoreResult<()> {
     sqlx::query("DELETE FROM totp_secrets WHERE account_id = $1")
         .bind(account_id)
@@ -147,6 +156,7 @@ impl FactorStore for SqlStore<Db> {
         if let Some(macs) = macs {
             insert_backup_codes(&mut tx, account_id, macs, now).await?;
         }
+        recovery_factor_enrolled(&mut tx, account_id).await?;
         write_effects(&mut tx, fx).await?;
         tx.commit().await?;
         Ok(())
@@ -260,6 +270,7 @@ impl FactorStore for SqlStore<Db> {
                 _ => e.into(),
             });
         }
+        recovery_factor_enrolled(&mut tx, &p.account_id).await?;
         if let Some(macs) = macs {
             insert_backup_codes(&mut tx, &p.account_id, macs, p.created_at).await?;
         }

@@ -56,7 +56,7 @@ impl SessionStore for SqlStore<Db> {
                  s.last_seen_at, s.expires_at, s.stepped_up_at, s.method, s.confirm_token_hash,
                  s.confirmed_at, s.ended_at, a.uid, a.email, a.password_hash,
                  a.email_confirmed_at, a.anti_phishing_code, a.created_at, a.frozen_at,
-                 a.require_passkey
+                 a.require_passkey, a.recovery_required
              FROM sessions s
              JOIN accounts a ON a.id = s.account_id
              WHERE s.id = $1",
@@ -95,6 +95,7 @@ impl SessionStore for SqlStore<Db> {
             created_at: row.try_get("created_at")?,
             frozen_at: row.try_get("frozen_at")?,
             require_passkey: row.try_get("require_passkey")?,
+            recovery_required: row.try_get("recovery_required")?,
         };
         Ok(Some(SessionAuth { session, account }))
     }
