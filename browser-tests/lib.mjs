@@ -8,7 +8,7 @@
 import { before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtemp, mkdir, rm } from 'node:fs/promises';
+import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname, resolve } from 'node:path';
@@ -39,8 +39,10 @@ const CHROMIUM_ARGS = [
  * Start `rampart serve` on a fresh SQLite database in a new temporary directory.
  * Resolves to { baseUrl, output(), stop() } once the server reports its port.
  */
-export async function startServer() {
+export async function startServer({ toml } = {}) {
   const workDir = await mkdtemp(join(tmpdir(), 'rampart-browser-'));
+  // Optional settings (e.g. [rules]) for this server: rampart.toml in its working directory.
+  if (toml) await writeFile(join(workDir, 'rampart.toml'), toml);
   let output = '';
   const dbUrl = `sqlite://${join(workDir, 'b.db')}`;
   const child = spawn(RAMPART_BIN, ['serve', '--listen', '127.0.0.1:0', '--dev-mailbox', '--database-url', dbUrl], {
@@ -94,7 +96,7 @@ export async function startServer() {
       );
     });
     // Chromium treats localhost as a secure context, so Secure cookies and WebAuthn work over http.
-    return { baseUrl: `http://localhost:${port}`, output: () => output, stop };
+    return { baseUrl: `http://localhost:${port}`, dbUrl, output: () => output, stop };
   } catch (err) {
     await stop().catch(() => {});
     throw err;
@@ -110,14 +112,15 @@ export function launchBrowser() {
  * Returns an object whose fields are filled in by the `before` hook:
  *   { baseUrl, browser, serverOutput() }
  */
-export function useRampart() {
-  const env = { baseUrl: undefined, browser: undefined, serverOutput: () => '' };
+export function useRampart(options = {}) {
+  const env = { baseUrl: undefined, dbUrl: undefined, browser: undefined, serverOutput: () => '' };
   let server;
   before(async () => {
     assert.ok(existsSync(RAMPART_BIN), `rampart binary not found at ${RAMPART_BIN} (build it or set RAMPART_BIN)`);
     await mkdir(RESULTS_DIR, { recursive: true });
-    server = await startServer();
+    server = await startServer(options);
     env.baseUrl = server.baseUrl;
+    env.dbUrl = server.dbUrl;
     env.serverOutput = server.output;
     env.browser = await launchBrowser();
   });
@@ -208,14 +211,14 @@ export async function readMailedCode(page, baseUrl, email, pattern, timeoutMs = 
  * from the mailbox (in a second tab), confirm with the password and the code. Sensitive
  * changes (adding the first factor too) are then allowed for 5 minutes.
  */
-export async function stepUpByEmail(context, page, baseUrl, email) {
+export async function stepUpByEmail(context, page, baseUrl, email, password = PASSWORD) {
   await button(page, 'Send me a code').click();
   await page.waitForURL((url) => url.pathname === '/security' && url.searchParams.get('saved') === 'step_up_code');
   const mailbox = await context.newPage();
   const code = await readMailedCode(mailbox, baseUrl, email, /confirm a security change is (\d{6})/);
   await mailbox.close();
   const form = page.locator('#step-up-email');
-  await form.locator('input[name=password]').fill(PASSWORD);
+  await form.locator('input[name=password]').fill(password);
   await form.locator('input[name=email_code]').fill(code);
   await form.getByRole('button', { name: "Confirm it's me", exact: true }).click();
   await page.locator('[data-testid=stepped-up]').waitFor();
@@ -244,10 +247,10 @@ export async function signUpAndConfirm(context, page, baseUrl, email) {
 }
 
 /** Fill the password sign-in form and submit it. The caller waits for where it lands. */
-export async function signInWithPassword(page, baseUrl, email) {
+export async function signInWithPassword(page, baseUrl, email, password = PASSWORD) {
   if (new URL(page.url()).pathname !== '/signin') await page.goto(`${baseUrl}/signin`);
   await page.locator('input[name=email]').fill(email);
-  await page.locator('input[name=password]').fill(PASSWORD);
+  await page.locator('input[name=password]').fill(password);
   await button(page, 'Sign in').click();
 }
 
