@@ -395,6 +395,16 @@ fn services(
         second_factors: second_factors.clone(),
         invalidator: invalidator.clone(),
     });
+    let email_change = Arc::new(crate::service::email_change::EmailChange {
+        store: store.clone(),
+        clock: clock.clone(),
+        key: key.clone(),
+        rules: rules.clone(),
+        public_url: composer.public_url.clone(),
+        step_up: step_up.clone(),
+        notices: notices.clone(),
+        invalidator: invalidator.clone(),
+    });
     let recovery = Arc::new(Recovery {
         store: store.clone(),
         clock: clock.clone(),
@@ -479,6 +489,7 @@ fn services(
         operators,
         console,
         support,
+        email_change,
     })
 }
 

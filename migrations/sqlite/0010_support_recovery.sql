@@ -5,6 +5,27 @@
 -- recovery marks the account: a new password and a new second factor come first.
 
 ALTER TABLE accounts ADD COLUMN recovery_required BOOLEAN NOT NULL DEFAULT FALSE;
+-- After an email change the old address keeps receiving security mail for 48 hours.
+ALTER TABLE accounts ADD COLUMN previous_email TEXT;
+ALTER TABLE accounts ADD COLUMN previous_email_until BIGINT;
+
+-- Email changes: the code mailed to the new address (keyed HMAC), then, once confirmed,
+-- the link mailed to the old address that cancels the change for 48 hours (hashed).
+CREATE TABLE email_changes (
+    id                TEXT PRIMARY KEY,
+    account_id        TEXT NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
+    old_email         TEXT NOT NULL,
+    new_email         TEXT NOT NULL,
+    code_mac          TEXT NOT NULL,
+    attempts          BIGINT NOT NULL,
+    code_expires_at   BIGINT NOT NULL,
+    cancel_token_hash TEXT UNIQUE,
+    confirmed_at      BIGINT,
+    cancel_until      BIGINT,
+    cancelled_at      BIGINT,
+    created_at        BIGINT NOT NULL
+);
+CREATE INDEX email_changes_by_account ON email_changes (account_id, created_at);
 
 CREATE TABLE password_links (
     token_hash TEXT PRIMARY KEY,

@@ -12,6 +12,7 @@ pub mod accounts;
 pub mod api_keys;
 pub mod audit;
 pub mod console;
+pub mod email_change;
 pub mod factors;
 pub mod gateway;
 pub mod hasher;
@@ -106,6 +107,7 @@ pub struct Services {
     pub gateway: Arc<gateway::Gateway>,
     pub protection: Arc<protection::Protection>,
     pub support: Arc<support::Support>,
+    pub email_change: Arc<email_change::EmailChange>,
     pub operators: Arc<console::Operators>,
     pub console: Arc<console::Console>,
 }

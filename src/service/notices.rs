@@ -34,6 +34,24 @@ impl Notices {
         )
     }
 
+    /// A notice of `account` to another address (an email change's old or new one).
+    pub fn notice_to(
+        &self,
+        account: &Account,
+        to: &str,
+        subject: &str,
+        body: &str,
+    ) -> crate::store::NewMail {
+        self.composer.compose(
+            Some(&account.id),
+            to,
+            account.anti_phishing_code.as_deref(),
+            subject,
+            body,
+            self.now(),
+        )
+    }
+
     /// A mail that carries a code: mail only, never the inbox.
     pub fn code_notice(
         &self,

@@ -47,7 +47,10 @@ pub use outbox::{OutboxMail, OutboxStore, WebhookDelivery, WebhookLogEntry};
 pub use protection::{FreezeLinkRow, FreezeOutcome, Notification, ProtectionStore};
 pub use sessions::{Device, Login, Session, SessionAuth, SessionStore, SignInRecord};
 pub use step_up::{ActionCode, SignInChallenge, StepUpStore};
-pub use support::{PasswordLink, RecoveryRecord, SupportStore, Ticket, TicketMessage};
+pub use support::{
+    EmailChangeRecord, EmailChangeStore, PasswordLink, RecoveryRecord, SupportStore, Ticket,
+    TicketMessage,
+};
 pub use throttle::ThrottleStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -178,6 +181,7 @@ pub trait Store:
     + ProtectionStore
     + OperatorStore
     + SupportStore
+    + EmailChangeStore
     + Send
     + Sync
     + 'static

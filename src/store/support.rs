@@ -172,3 +172,60 @@ pub trait SupportStore {
         fx: &Effects,
     ) -> StoreResult<bool>;
 }
+
+/// An email change: the code mailed to the new address, then the 48-hour window in which
+/// the old address can cancel it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct EmailChangeRecord {
+    pub id: String,
+    pub account_id: String,
+    pub old_email: String,
+    pub new_email: String,
+    pub code_mac: String,
+    pub attempts: i64,
+    pub code_expires_at: Millis,
+    pub cancel_token_hash: Option<String>,
+    pub confirmed_at: Option<Millis>,
+    pub cancel_until: Option<Millis>,
+    pub cancelled_at: Option<Millis>,
+    pub created_at: Millis,
+}
+
+#[async_trait]
+pub trait EmailChangeStore {
+    /// Starts a change; unconfirmed earlier ones of the account are dropped.
+    async fn put_email_change(&self, c: &EmailChangeRecord, fx: &Effects) -> StoreResult<()>;
+    /// The account's newest change not yet confirmed.
+    async fn pending_email_change(
+        &self,
+        account_id: &str,
+    ) -> StoreResult<Option<EmailChangeRecord>>;
+    async fn email_change_failed(&self, id: &str) -> StoreResult<i64>;
+    async fn email_change_by_cancel(
+        &self,
+        token_hash: &str,
+    ) -> StoreResult<Option<EmailChangeRecord>>;
+    /// Confirms: the account's address becomes the new one, the old one keeps security
+    /// mail until `cancel_until`, the cancel link is stored, withdrawals are locked.
+    /// `Conflict("email")` if the new address is taken.
+    #[allow(clippy::too_many_arguments)]
+    async fn confirm_email_change(
+        &self,
+        id: &str,
+        account_id: &str,
+        new_email: &str,
+        cancel_token_hash: &str,
+        cancel_until: Millis,
+        lock: &WithdrawalLock,
+        now: Millis,
+        fx: &Effects,
+    ) -> StoreResult<()>;
+    /// Cancels a confirmed change inside its window: the old address comes back and every
+    /// session ends. `false` if it was cancelled or expired meanwhile.
+    async fn cancel_email_change(
+        &self,
+        c: &EmailChangeRecord,
+        now: Millis,
+        fx: &Effects,
+    ) -> StoreResult<bool>;
+}

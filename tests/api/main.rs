@@ -12,6 +12,7 @@ mod api_keys;
 mod audit;
 mod bad_input;
 mod console;
+mod email_change;
 mod factors;
 mod gateway_clients;
 mod gateway_listener;

@@ -7,6 +7,7 @@
 
 pub mod accounts;
 pub mod console;
+pub mod email;
 pub mod factors;
 pub mod keys;
 pub mod password;
@@ -50,6 +51,7 @@ pub fn routes() -> Router<AppState> {
         .merge(protection::routes())
         .merge(console::routes())
         .merge(support::routes())
+        .merge(email::routes())
 }
 
 async fn openapi() -> Json<serde_json::Value> {
@@ -70,6 +72,7 @@ pub fn document() -> serde_json::Value {
     doc.merge(protection::ProtectionDoc::openapi());
     doc.merge(console::ConsoleDoc::openapi());
     doc.merge(support::SupportDoc::openapi());
+    doc.merge(email::EmailDoc::openapi());
     let mut doc = serde_json::to_value(doc).unwrap_or_default();
     add_common_answers(&mut doc);
     doc

@@ -11,6 +11,7 @@
 pub mod accounts;
 pub mod console;
 pub mod console_support;
+pub mod email;
 pub mod factors;
 pub mod mailbox;
 pub mod protection;
@@ -49,7 +50,8 @@ pub fn routes(mailbox: bool) -> Router<AppState> {
         .merge(protection::routes())
         .merge(console::routes())
         .merge(support::routes())
-        .merge(console_support::routes());
+        .merge(console_support::routes())
+        .merge(email::routes());
     if mailbox {
         r.merge(mailbox::routes())
     } else {

@@ -80,6 +80,8 @@ struct SecurityPage {
     mail_prefs: Vec<PrefRow>,
     /// An approved recovery: a new second factor comes before anything else.
     recovery_required: bool,
+    /// An email change waiting for its code: the new address.
+    pending_email: Option<String>,
 }
 
 struct PrefRow {
@@ -141,6 +143,7 @@ struct Shown {
     notifications: Vec<Notification>,
     mail_prefs: Vec<MailPreference>,
     logins: Vec<Login>,
+    pending_email: Option<String>,
 }
 
 impl Shown {
@@ -151,6 +154,7 @@ impl Shown {
             notifications: state.protection.notifications(auth, 30).await?,
             mail_prefs: state.protection.mail_preferences(auth).await?,
             logins: state.sessions.logins(auth, 50).await?,
+            pending_email: state.email_change.pending(auth).await?.map(|(e, _)| e),
         })
     }
 }
@@ -170,10 +174,12 @@ impl SecurityPage {
             notifications,
             mail_prefs,
             logins,
+            pending_email,
         } = shown;
         let current = auth.session.device_id;
         Self {
             recovery_required: auth.account.recovery_required,
+            pending_email,
             csrf,
             email: auth.account.email,
             uid: auth.account.uid,
@@ -419,6 +425,8 @@ pub fn notice_text(key: &str) -> &'static str {
         "step_up_code" => "We mailed you a 6-digit code. Enter it with your password below.",
         "require_passkey" => "Done. Signing in and withdrawals now need your passkey.",
         "password_code" => "We mailed you a 6-digit code to confirm the password change.",
+        "email_code" => "We mailed a 6-digit code to the new address. Enter it below to finish the change.",
+        "email_changed" => "Your address was changed. Withdrawals are locked for 48 hours; for those 48 hours the old address keeps receiving security mail and can cancel the change.",
         "password" => "Your password was changed. Every other device was signed out; withdrawals are locked for 24 hours.",
         "totp_reset" => "The authenticator app was removed and withdrawals are locked for 48 hours. Set it up again below.",
         "device_removed" => "The device was removed; its sessions ended.",

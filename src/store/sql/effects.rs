@@ -5,6 +5,7 @@ use sqlx::Row as _;
 
 use super::dialect::{Tx, FOR_UPDATE};
 use crate::domain::audit::chain_hash;
+use crate::domain::mail_kind::MailKind;
 use crate::store::{Effects, StoreResult};
 
 /// Writes a change's audit events (extending the hash chain) and queues its mails,
@@ -135,6 +136,26 @@ pub(super) async fn write_effects(tx: &mut Tx<'_>, fx: &Effects) -> StoreResult<
         .bind(m.kind.as_str())
         .execute(&mut **tx)
         .await?;
+        // For 48 hours after an email change the old address gets every security notice
+        // too (never mails that carry a code), so a thief who changed it is still seen.
+        if let (true, MailKind::Security, Some(account_id)) = (m.inbox, m.kind, &m.account_id) {
+            sqlx::query(
+                "INSERT INTO outbox (id, account_id, to_addr, subject, body_text, created_at,
+                     attempts, next_attempt_at)
+                 SELECT $1, id, previous_email, $2, $3, $4, 0, $4
+                 FROM accounts
+                 WHERE id = $5 AND previous_email IS NOT NULL AND previous_email_until > $4
+                   AND previous_email <> $6",
+            )
+            .bind(uuid::Uuid::new_v4().to_string())
+            .bind(&m.subject)
+            .bind(&m.body_text)
+            .bind(m.created_at)
+            .bind(account_id)
+            .bind(&m.to)
+            .execute(&mut **tx)
+            .await?;
+        }
     }
     Ok(())
 }

@@ -10,7 +10,11 @@ use crate::clock::Millis;
 use crate::domain::support::{
     parse_requests, requests_csv, LinkPurpose, RecoveryKind, RecoveryStatus, TicketStatus,
 };
-use crate::store::support::{PasswordLink, RecoveryRecord, SupportStore, Ticket, TicketMessage};
+use crate::store::constraint::{self, Constraint};
+use crate::store::support::{
+    EmailChangeRecord, EmailChangeStore, PasswordLink, RecoveryRecord, SupportStore, Ticket,
+    TicketMessage,
+};
 use crate::store::{Effects, SqlStore, StoreError, StoreResult, WithdrawalLock};
 
 const TICKET_COLUMNS: &str = "id, account_id, status, noticed_at, description, details, requests, \
@@ -579,6 +583,169 @@ impl SupportStore for SqlStore<Db> {
         .await?;
         insert_lock(&mut tx, lock).await?;
         insert_link(&mut tx, link).await?;
+        write_effects(&mut tx, fx).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+}
+
+const EMAIL_CHANGE_COLUMNS: &str = "id, account_id, old_email, new_email, code_mac, attempts, \
+     code_expires_at, cancel_token_hash, confirmed_at, cancel_until, cancelled_at, created_at";
+
+#[async_trait]
+impl EmailChangeStore for SqlStore<Db> {
+    async fn put_email_change(&self, c: &EmailChangeRecord, fx: &Effects) -> StoreResult<()> {
+        let mut tx = self.write.begin().await?;
+        sqlx::query("DELETE FROM email_changes WHERE account_id = $1 AND confirmed_at IS NULL")
+            .bind(&c.account_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO email_changes (id, account_id, old_email, new_email, code_mac, attempts,
+                 code_expires_at, cancel_token_hash, confirmed_at, cancel_until, cancelled_at,
+                 created_at)
+             VALUES ($1, $2, $3, $4, $5, 0, $6, NULL, NULL, NULL, NULL, $7)",
+        )
+        .bind(&c.id)
+        .bind(&c.account_id)
+        .bind(&c.old_email)
+        .bind(&c.new_email)
+        .bind(&c.code_mac)
+        .bind(c.code_expires_at)
+        .bind(c.created_at)
+        .execute(&mut *tx)
+        .await?;
+        write_effects(&mut tx, fx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn pending_email_change(
+        &self,
+        account_id: &str,
+    ) -> StoreResult<Option<EmailChangeRecord>> {
+        let sql = format!(
+            "SELECT {EMAIL_CHANGE_COLUMNS} FROM email_changes
+             WHERE account_id = $1 AND confirmed_at IS NULL
+             ORDER BY created_at DESC LIMIT 1"
+        );
+        Ok(sqlx::query_as(&sql)
+            .bind(account_id)
+            .fetch_optional(&self.write)
+            .await?)
+    }
+
+    async fn email_change_failed(&self, id: &str) -> StoreResult<i64> {
+        Ok(sqlx::query_scalar(
+            "UPDATE email_changes SET attempts = attempts + 1 WHERE id = $1 RETURNING attempts",
+        )
+        .bind(id)
+        .fetch_optional(&self.write)
+        .await?
+        .unwrap_or(i64::MAX))
+    }
+
+    async fn email_change_by_cancel(
+        &self,
+        token_hash: &str,
+    ) -> StoreResult<Option<EmailChangeRecord>> {
+        let sql = format!(
+            "SELECT {EMAIL_CHANGE_COLUMNS} FROM email_changes WHERE cancel_token_hash = $1"
+        );
+        Ok(sqlx::query_as(&sql)
+            .bind(token_hash)
+            .fetch_optional(&self.write)
+            .await?)
+    }
+
+    async fn confirm_email_change(
+        &self,
+        id: &str,
+        account_id: &str,
+        new_email: &str,
+        cancel_token_hash: &str,
+        cancel_until: Millis,
+        lock: &WithdrawalLock,
+        now: Millis,
+        fx: &Effects,
+    ) -> StoreResult<()> {
+        let mut tx = self.write.begin().await?;
+        let changed = sqlx::query(
+            "UPDATE accounts
+             SET previous_email = email, previous_email_until = $1, email = $2
+             WHERE id = $3",
+        )
+        .bind(cancel_until)
+        .bind(new_email)
+        .bind(account_id)
+        .execute(&mut *tx)
+        .await;
+        if let Err(e) = changed {
+            return Err(match constraint::violated(&e) {
+                Some(Constraint::AccountEmail) => StoreError::Conflict("email"),
+                _ => e.into(),
+            });
+        }
+        sqlx::query(
+            "UPDATE email_changes
+             SET confirmed_at = $1, cancel_token_hash = $2, cancel_until = $3
+             WHERE id = $4",
+        )
+        .bind(now)
+        .bind(cancel_token_hash)
+        .bind(cancel_until)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        insert_lock(&mut tx, lock).await?;
+        write_effects(&mut tx, fx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn cancel_email_change(
+        &self,
+        c: &EmailChangeRecord,
+        now: Millis,
+        fx: &Effects,
+    ) -> StoreResult<bool> {
+        let mut tx = self.write.begin().await?;
+        let n = sqlx::query(
+            "UPDATE email_changes SET cancelled_at = $1
+             WHERE id = $2 AND cancelled_at IS NULL AND cancel_until > $3",
+        )
+        .bind(now)
+        .bind(&c.id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if n != 1 {
+            return Ok(false);
+        }
+        let restored = sqlx::query(
+            "UPDATE accounts SET email = $1, previous_email = NULL, previous_email_until = NULL
+             WHERE id = $2 AND email = $3",
+        )
+        .bind(&c.old_email)
+        .bind(&c.account_id)
+        .bind(&c.new_email)
+        .execute(&mut *tx)
+        .await;
+        if let Err(e) = restored {
+            return Err(match constraint::violated(&e) {
+                Some(Constraint::AccountEmail) => StoreError::Conflict("email"),
+                _ => e.into(),
+            });
+        }
+        sqlx::query(
+            "UPDATE sessions SET ended_at = $1, end_reason = 'email_change_cancelled'
+             WHERE account_id = $2 AND ended_at IS NULL",
+        )
+        .bind(now)
+        .bind(&c.account_id)
+        .execute(&mut *tx)
+        .await?;
         write_effects(&mut tx, fx).await?;
         tx.commit().await?;
         Ok(true)
