@@ -394,6 +394,7 @@ fn services(
         notices: notices.clone(),
         second_factors: second_factors.clone(),
         invalidator: invalidator.clone(),
+        secret_box: secret_box.clone(),
     });
     let email_change = Arc::new(crate::service::email_change::EmailChange {
         store: store.clone(),

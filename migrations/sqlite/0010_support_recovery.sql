@@ -80,3 +80,16 @@ CREATE INDEX recovery_requests_by_status ON recovery_requests (status, created_a
 CREATE INDEX recovery_requests_by_account ON recovery_requests (account_id, created_at);
 UPDATE recovery_requests SET kind = 'second_factor_reset' WHERE kind = 'authenticator_reset';
 UPDATE recovery_requests SET status = 'submitted' WHERE status = 'pending_review';
+
+-- Identity evidence attached to a recovery request: JPEG, PNG or PDF, at most 5 MiB and 3
+-- files, sealed (XChaCha20-Poly1305, bound to the request and the file's number), deleted
+-- 30 days after the decision.
+CREATE TABLE recovery_evidence (
+    recovery_id  TEXT NOT NULL REFERENCES recovery_requests (id) ON DELETE CASCADE,
+    n            BIGINT NOT NULL,
+    content_type TEXT NOT NULL,
+    size_bytes   BIGINT NOT NULL,
+    sealed       TEXT NOT NULL,
+    created_at   BIGINT NOT NULL,
+    PRIMARY KEY (recovery_id, n)
+);

@@ -16,6 +16,33 @@ pub const RESET_LOCK: Millis = 24 * HOUR;
 pub const RECOVERY_LOCK: Millis = 48 * HOUR;
 /// How far before the freeze (or the request) the two-person rule looks.
 pub const TWO_PERSON_WINDOW: Millis = 7 * DAY;
+/// Identity evidence: at most this many files per request, each at most this big, kept
+/// this long after the decision.
+pub const EVIDENCE_MAX_FILES: i64 = 3;
+pub const EVIDENCE_MAX_BYTES: usize = 5 * 1024 * 1024;
+pub const EVIDENCE_RETENTION: Millis = 30 * DAY;
+
+/// The evidence types accepted, recognised by their first bytes (a declared type that the
+/// content does not match is refused: no polyglots, no HTML served as an image).
+pub fn evidence_type(declared: &str, bytes: &[u8]) -> Option<&'static str> {
+    let declared = declared
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let actual = if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        "image/jpeg"
+    } else if bytes.starts_with(&[0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A]) {
+        "image/png"
+    } else if bytes.starts_with(b"%PDF-") {
+        "application/pdf"
+    } else {
+        return None;
+    };
+    (declared == actual).then_some(actual)
+}
+
 /// A ticket's description: enough for the story, not a dump.
 pub const DESCRIPTION_MAX_CHARS: usize = 4000;
 pub const MESSAGE_MAX_CHARS: usize = 4000;
@@ -191,6 +218,24 @@ mod tests {
             [(freeze + HOUR, "api_key.created")],
             freeze
         ));
+    }
+
+    #[test]
+    fn evidence_is_recognised_by_its_bytes_and_must_match_its_declared_type() {
+        assert_eq!(
+            evidence_type("image/png", b"\x89PNG\r\n\x1a\nrest"),
+            Some("image/png")
+        );
+        assert_eq!(
+            evidence_type("application/pdf", b"%PDF-1.7"),
+            Some("application/pdf")
+        );
+        assert_eq!(
+            evidence_type("image/jpeg", &[0xFF, 0xD8, 0xFF, 0xE0]),
+            Some("image/jpeg")
+        );
+        assert_eq!(evidence_type("image/png", b"%PDF-1.7"), None);
+        assert_eq!(evidence_type("text/html", b"<html>"), None);
     }
 
     #[test]

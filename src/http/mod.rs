@@ -237,6 +237,24 @@ fn has_session_cookie(headers: &axum::http::HeaderMap) -> bool {
         .any(|name| jar.get(name).is_some_and(|c| !c.value().is_empty()))
 }
 
+/// The one API body that is not JSON: a file of recovery evidence, posted raw with its own
+/// type to `/api/v1/support/recoveries/{id}/evidence` (the handler checks its bytes too).
+fn evidence_upload(path: &str, content_type: &str) -> bool {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    matches!(
+        essence.as_str(),
+        "image/jpeg" | "image/png" | "application/pdf"
+    ) && path
+        .strip_prefix("/api/v1/support/recoveries/")
+        .and_then(|rest| rest.strip_suffix("/evidence"))
+        .is_some_and(|id| !id.is_empty() && !id.contains('/'))
+}
+
 /// `application/json` or `application/…+json`, parameters allowed.
 fn is_json(content_type: &str) -> bool {
     let essence = content_type
@@ -305,7 +323,9 @@ async fn same_origin_guard(
                 .get(header::CONTENT_LENGTH)
                 .is_some_and(|l| l.to_str().map_or(true, |l| l.trim() != "0"));
         let json = content_type.is_some_and(|t| t.to_str().is_ok_and(is_json));
-        if (content_type.is_some() || has_body) && !json {
+        let upload =
+            content_type.is_some_and(|t| t.to_str().is_ok_and(|t| evidence_upload(path, t)));
+        if (content_type.is_some() || has_body) && !json && !upload {
             return ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",

@@ -1,6 +1,7 @@
 //! Timed work: weakening changes whose 48 hours are up take effect; owners whose right
 //! password was not followed by a second factor within three minutes are alerted; API-key
-//! last use is written in batches, with address alerts and expiry warnings.
+//! last use is written in batches, with address alerts and expiry warnings; recovery
+//! evidence is deleted 30 days after its request was decided.
 
 use std::time::Duration;
 
@@ -12,15 +13,18 @@ pub struct TimedReport {
     pub signin_alerts: usize,
     /// API-key mails queued (forbidden-address alerts, expiry warnings).
     pub api_key_mails: usize,
+    /// Files of recovery evidence deleted after their retention.
+    pub evidence_deleted: usize,
 }
 
 /// One pass over everything that is due. Each kind of work runs whatever happened to the
 /// others: a failure in one (a damaged row, a database hiccup) must not stop the alerts
-/// and changes of every other account. Any failure is returned after all three ran.
+/// and changes of every other account. Any failure is returned after all of them ran.
 pub async fn step(services: &Services) -> anyhow::Result<TimedReport> {
     let changes = services.pending_changes.apply_due_changes().await;
     let alerts = services.signin.alert_incomplete_signins().await;
     let key_mails = services.api_keys.api_key_housekeeping().await;
+    let evidence = services.support.delete_expired_evidence().await;
     let mut failed = Vec::new();
     let mut count = |what: &str, r: crate::service::ServiceResult<usize>| match r {
         Ok(n) => n,
@@ -33,6 +37,7 @@ pub async fn step(services: &Services) -> anyhow::Result<TimedReport> {
         changes_applied: count("applying due changes", changes),
         signin_alerts: count("unfinished sign-in alerts", alerts),
         api_key_mails: count("API key housekeeping", key_mails),
+        evidence_deleted: count("deleting expired recovery evidence", evidence),
     };
     if failed.is_empty() {
         Ok(report)

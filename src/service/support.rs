@@ -21,17 +21,18 @@ use crate::domain::operator::{Operator, Power};
 use crate::domain::password::{self, NewPassword};
 use crate::domain::rules::Rules;
 use crate::domain::secret::{
-    constant_time_eq, random_token, six_digit_code, token_hash, ServerKey,
+    constant_time_eq, random_token, six_digit_code, token_hash, SecretBox, ServerKey,
 };
 use crate::domain::support::{
-    needs_two_approvals, unfreeze_allowed_at, LinkPurpose, RecoveryKind, RecoveryStatus,
-    TicketRequest, TicketStatus, DESCRIPTION_MAX_CHARS, MESSAGE_MAX_CHARS, RECOVERY_LINK_TTL,
-    RECOVERY_LOCK, RESET_LINK_TTL, RESET_LOCK, SUPPORT_ACCESS_TTL,
+    evidence_type, needs_two_approvals, unfreeze_allowed_at, LinkPurpose, RecoveryKind,
+    RecoveryStatus, TicketRequest, TicketStatus, DESCRIPTION_MAX_CHARS, EVIDENCE_MAX_BYTES,
+    EVIDENCE_MAX_FILES, EVIDENCE_RETENTION, MESSAGE_MAX_CHARS, RECOVERY_LINK_TTL, RECOVERY_LOCK,
+    RESET_LINK_TTL, RESET_LOCK, SUPPORT_ACCESS_TTL,
 };
 use crate::domain::Invalid;
 use crate::store::{
-    Account, ActionCode, Effects, PasswordLink, RecoveryRecord, SharedStore, Ticket, TicketMessage,
-    WithdrawalLock,
+    Account, ActionCode, Effects, EvidenceRecord, PasswordLink, RecoveryRecord, SharedStore,
+    Ticket, TicketMessage, WithdrawalLock,
 };
 
 const SUPPORT_CODE: &str = "support_access";
@@ -63,6 +64,8 @@ pub struct Support {
     pub(crate) notices: Arc<Notices>,
     pub(crate) second_factors: Arc<SecondFactors>,
     pub(crate) invalidator: Arc<CacheInvalidator>,
+    /// Seals identity evidence at rest.
+    pub(crate) secret_box: Arc<SecretBox>,
 }
 
 impl Clocked for Support {
@@ -931,6 +934,130 @@ impl Support {
 
     pub async fn owner_recoveries(&self, account: &Account) -> ServiceResult<Vec<RecoveryRecord>> {
         Ok(self.store.recoveries_of(&account.id).await?)
+    }
+
+    /// Attaches identity evidence to an open request of this account: JPEG, PNG or PDF
+    /// (recognised by its bytes), at most 5 MiB and 3 files, sealed at rest.
+    #[tracing::instrument(level = "info", skip_all, fields(account = %account.id), err(level = "info"))]
+    pub async fn add_evidence(
+        &self,
+        account: &Account,
+        recovery_id: &str,
+        declared_type: &str,
+        bytes: &[u8],
+        client: &Client,
+    ) -> ServiceResult<EvidenceRecord> {
+        let r = self
+            .store
+            .recovery(recovery_id)
+            .await?
+            .filter(|r| r.account_id == account.id)
+            .ok_or_else(|| not_found("recovery request"))?;
+        if !r.status.is_open() {
+            return Err(already_decided());
+        }
+        if bytes.is_empty() || bytes.len() > EVIDENCE_MAX_BYTES {
+            return Err(Invalid::new(
+                "evidence_size",
+                "A file of evidence is at most 5 MiB (and not empty).",
+            )
+            .into());
+        }
+        let Some(content_type) = evidence_type(declared_type, bytes) else {
+            return Err(Invalid::new(
+                "evidence_type",
+                "Evidence must be a JPEG or PNG picture or a PDF, sent with its own type.",
+            )
+            .into());
+        };
+        let existing = self.store.evidence_of(&r.id).await?;
+        let n = existing.iter().map(|e| e.n).max().unwrap_or(0) + 1;
+        if existing.len() as i64 >= EVIDENCE_MAX_FILES {
+            return Err(ServiceError::Conflict(
+                "evidence_full",
+                format!("At most {EVIDENCE_MAX_FILES} files per request."),
+            ));
+        }
+        let sealed = self
+            .secret_box
+            .seal(bytes, &format!("evidence:{}:{n}", r.id))?;
+        let e = EvidenceRecord {
+            recovery_id: r.id.clone(),
+            n,
+            content_type: content_type.to_owned(),
+            size_bytes: bytes.len() as i64,
+            created_at: self.now(),
+        };
+        let fx = Effects::audit(self.event(
+            Some(client),
+            Some(&account.id),
+            Self::account_actor(account),
+            "recovery.evidence_added",
+            json!({"request_id": r.id, "n": n, "type": content_type, "bytes": bytes.len()}),
+        ));
+        match self.store.add_evidence(&e, &sealed, &fx).await {
+            Ok(()) => Ok(e),
+            Err(crate::store::StoreError::Conflict(_)) => Err(ServiceError::Conflict(
+                "evidence_full",
+                "Another file was attached at the same time; try again.".into(),
+            )),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// The evidence of a request, listed for its owner or a reviewer.
+    pub async fn evidence_of(&self, recovery_id: &str) -> ServiceResult<Vec<EvidenceRecord>> {
+        Ok(self.store.evidence_of(recovery_id).await?)
+    }
+
+    /// One file of evidence, opened for a reviewer (audited).
+    #[tracing::instrument(level = "info", skip_all, fields(operator = %operator.id), err(level = "info"))]
+    pub async fn evidence_file(
+        &self,
+        operator: &Operator,
+        recovery_id: &str,
+        n: i64,
+        client: &Client,
+    ) -> ServiceResult<(String, Vec<u8>)> {
+        let (r, account) = self.console_recovery(operator, recovery_id).await?;
+        let (content_type, sealed) = self
+            .store
+            .evidence_file(&r.id, n)
+            .await?
+            .ok_or_else(|| not_found("file"))?;
+        let bytes = self
+            .secret_box
+            .open(&sealed, &format!("evidence:{}:{n}", r.id))?;
+        let fx = Effects::audit(self.event(
+            Some(client),
+            Some(&account.id),
+            operator.actor(),
+            "recovery.evidence_viewed",
+            json!({"request_id": r.id, "n": n}),
+        ));
+        self.store.append_audit(&fx).await?;
+        Ok((content_type, bytes))
+    }
+
+    /// Deletes the evidence of requests decided more than 30 days ago (the timed job).
+    #[tracing::instrument(level = "debug", skip_all, err(level = "info"))]
+    pub async fn delete_expired_evidence(&self) -> ServiceResult<usize> {
+        let due = self
+            .store
+            .evidence_due(self.now() - EVIDENCE_RETENTION, 100)
+            .await?;
+        let mut deleted = 0;
+        for (recovery_id, account_id) in due {
+            let fx = Effects::audit(self.event(
+                None,
+                Some(&account_id),
+                "system".into(),
+                "recovery.evidence_deleted",
+                json!({"request_id": recovery_id, "retention_days": EVIDENCE_RETENTION / crate::clock::DAY}),
+            ));
+            deleted += self.store.delete_evidence(&recovery_id, &fx).await? as usize;
+        }
+        Ok(deleted)
     }
 
     // ---------------------------------------------------------------------------------

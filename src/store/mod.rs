@@ -48,8 +48,8 @@ pub use protection::{FreezeLinkRow, FreezeOutcome, Notification, ProtectionStore
 pub use sessions::{Device, Login, Session, SessionAuth, SessionStore, SignInRecord};
 pub use step_up::{ActionCode, SignInChallenge, StepUpStore};
 pub use support::{
-    EmailChangeRecord, EmailChangeStore, PasswordLink, RecoveryRecord, SupportStore, Ticket,
-    TicketMessage,
+    EmailChangeRecord, EmailChangeStore, EvidenceRecord, PasswordLink, RecoveryRecord,
+    SupportStore, Ticket, TicketMessage,
 };
 pub use throttle::ThrottleStore;
 

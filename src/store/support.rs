@@ -69,6 +69,16 @@ pub struct RecoveryRecord {
     pub decided_at: Option<Millis>,
 }
 
+/// A file of identity evidence, as listed (its sealed content is read on its own).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct EvidenceRecord {
+    pub recovery_id: String,
+    pub n: i64,
+    pub content_type: String,
+    pub size_bytes: i64,
+    pub created_at: Millis,
+}
+
 #[async_trait]
 pub trait SupportStore {
     /// Stores a new link; older unused links of the same account and purpose stop working.
@@ -135,6 +145,25 @@ pub trait SupportStore {
     ) -> StoreResult<()>;
 
     async fn add_recovery(&self, recovery: &RecoveryRecord, fx: &Effects) -> StoreResult<()>;
+    /// Attaches a sealed file as number `n`; `Conflict("evidence")` if that number is taken.
+    async fn add_evidence(&self, e: &EvidenceRecord, sealed: &str, fx: &Effects)
+        -> StoreResult<()>;
+    /// The files of a request (without their content).
+    async fn evidence_of(&self, recovery_id: &str) -> StoreResult<Vec<EvidenceRecord>>;
+    /// One sealed file and its type.
+    async fn evidence_file(
+        &self,
+        recovery_id: &str,
+        n: i64,
+    ) -> StoreResult<Option<(String, String)>>;
+    /// Decided requests (before `decided_before`) that still hold evidence: `(request, account)`.
+    async fn evidence_due(
+        &self,
+        decided_before: Millis,
+        limit: i64,
+    ) -> StoreResult<Vec<(String, String)>>;
+    /// Deletes a request's evidence; returns how many files went.
+    async fn delete_evidence(&self, recovery_id: &str, fx: &Effects) -> StoreResult<u64>;
     async fn recovery(&self, id: &str) -> StoreResult<Option<RecoveryRecord>>;
     async fn recoveries_of(&self, account_id: &str) -> StoreResult<Vec<RecoveryRecord>>;
     /// Oldest first; `None`: every open one (submitted or awaiting a second approval).

@@ -622,3 +622,100 @@ async fn a_rejected_recovery_tells_the_owner_why_and_keeps_the_freeze() {
         .await;
     assert_eq!(r.code(), "account_frozen");
 }
+
+#[tokio::test]
+async fn identity_evidence_is_checked_sealed_shown_only_to_reviewers_and_deleted_30_days_after_the_decision(
+) {
+    let app = spawn_app().await;
+    let email = "evidence@example.com";
+    let (c, id) = frozen_with_request(&app, email).await;
+    let path = format!("/api/v1/support/recoveries/{id}/evidence");
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.extend_from_slice(b"passport-photo-marker-0123456789");
+
+    // Type and size are checked against the bytes.
+    let r = c.post_raw(&path, "image/jpeg", png.clone()).await;
+    assert_eq!(r.code(), "evidence_type", "{}", r.body);
+    let r = c.post_raw(&path, "text/html", b"<script>".to_vec()).await;
+    assert_eq!(r.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let mut big = b"%PDF-1.7\n".to_vec();
+    big.resize(5 * 1024 * 1024 + 10, b'a');
+    let r = c.post_raw(&path, "application/pdf", big.clone()).await;
+    assert_eq!(r.code(), "evidence_size", "{}", r.body);
+    big.resize(6 * 1024 * 1024, b'a');
+    let r = c.post_raw(&path, "application/pdf", big).await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.body);
+    let r = c.post_raw(&path, "image/png", png.clone()).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(r.json()["n"], 1);
+
+    // Sealed at rest: the stored column does not hold the file.
+    let stored: Vec<String> = app
+        .state
+        .services
+        .store
+        .evidence_of(&id)
+        .await
+        .expect("list")
+        .iter()
+        .map(|e| e.content_type.clone())
+        .collect();
+    assert_eq!(stored, vec!["image/png".to_owned()]);
+    let (_, sealed) = app
+        .store()
+        .evidence_file(&id, 1)
+        .await
+        .expect("read")
+        .expect("file");
+    assert!(!sealed.contains("passport-photo-marker"));
+    assert!(!String::from_utf8_lossy(&base64_decoded(&sealed)).contains("passport-photo-marker"));
+
+    // Support may not open it; a reviewer downloads it as an attachment.
+    let file = format!("/api/v1/console/recoveries/{id}/evidence/1");
+    let support = operator_signed_in(&app, "support").await;
+    assert_eq!(support.get(&file).await.status, StatusCode::FORBIDDEN);
+    let reviewer = operator_signed_in(&app, "reviewer").await;
+    let r = reviewer.get(&file).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.headers["content-type"], "image/png");
+    assert!(r.headers["content-disposition"]
+        .to_str()
+        .expect("ascii")
+        .starts_with("attachment"));
+    assert!(r.body.contains("passport-photo-marker"));
+    let detail = reviewer
+        .get(&format!("/api/v1/console/recoveries/{id}"))
+        .await
+        .json();
+    assert_eq!(detail["evidence"][0]["content_type"], "image/png");
+
+    // Decided, then deleted by the timed job 30 days later.
+    app.clock.advance(2 * HOUR);
+    let reviewer = operator_signed_in(&app, "reviewer").await;
+    let r = reviewer
+        .post(
+            &format!("/api/v1/console/recoveries/{id}/reject"),
+            json!({"reason": "Not the account holder."}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    app.clock.advance(29 * DAY);
+    rampart::jobs::timed::step(&app.state.services)
+        .await
+        .expect("timed");
+    assert_eq!(app.store().evidence_of(&id).await.expect("list").len(), 1);
+    app.clock.advance(2 * DAY);
+    let report = rampart::jobs::timed::step(&app.state.services)
+        .await
+        .expect("timed");
+    assert_eq!(report.evidence_deleted, 1);
+    assert!(app.store().evidence_of(&id).await.expect("list").is_empty());
+}
+
+fn base64_decoded(s: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD
+        .decode(s)
+        .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s))
+        .unwrap_or_default()
+}

@@ -2,8 +2,10 @@
 //! support access for an owner who cannot sign in, tickets and recovery requests; and the
 //! console's queues, replies and decisions under `/api/v1/console/`.
 
-use axum::extract::{Path, Query, State};
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::StatusCode;
+use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -13,7 +15,8 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use crate::clock::Millis;
 use crate::domain::support::{
-    RecoveryKind, RecoveryStatus, TicketRequest, TicketStatus, SUPPORT_ACCESS_TTL,
+    RecoveryKind, RecoveryStatus, TicketRequest, TicketStatus, EVIDENCE_MAX_BYTES,
+    SUPPORT_ACCESS_TTL,
 };
 use crate::domain::Invalid;
 use crate::http::error::{ApiError, ErrorBody};
@@ -38,6 +41,8 @@ use crate::store::{RecoveryRecord, Ticket, TicketMessage};
         owner_reply,
         list_recoveries,
         request_recovery,
+        add_evidence,
+        console_evidence,
         console_tickets,
         console_ticket,
         console_reply,
@@ -58,6 +63,7 @@ use crate::store::{RecoveryRecord, Ticket, TicketMessage};
         ReplyBody,
         RecoveryBody,
         RecoveryView,
+        EvidenceView,
         ConsoleReplyBody,
         ReasonBody,
         DecisionView,
@@ -84,6 +90,14 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/api/v1/support/recoveries",
             get(list_recoveries).post(request_recovery),
+        )
+        .route(
+            "/api/v1/support/recoveries/{id}/evidence",
+            post(add_evidence).layer(DefaultBodyLimit::max(EVIDENCE_MAX_BYTES + 1024)),
+        )
+        .route(
+            "/api/v1/console/recoveries/{id}/evidence/{n}",
+            get(console_evidence),
         )
         .route("/api/v1/console/tickets", get(console_tickets))
         .route("/api/v1/console/tickets/{id}", get(console_ticket))
@@ -508,6 +522,28 @@ pub struct RecoveryView {
     needs_two: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     first_approver: Option<String>,
+    /// The files of identity evidence attached (console detail).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    evidence: Option<Vec<EvidenceView>>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct EvidenceView {
+    n: i64,
+    content_type: String,
+    size_bytes: i64,
+    created_at: Millis,
+}
+
+fn evidence_views(list: Vec<crate::store::EvidenceRecord>) -> Vec<EvidenceView> {
+    list.into_iter()
+        .map(|e| EvidenceView {
+            n: e.n,
+            content_type: e.content_type,
+            size_bytes: e.size_bytes,
+            created_at: e.created_at,
+        })
+        .collect()
 }
 
 fn recovery_view(r: RecoveryRecord) -> RecoveryView {
@@ -524,6 +560,7 @@ fn recovery_view(r: RecoveryRecord) -> RecoveryView {
         frozen_at: None,
         needs_two: None,
         first_approver: None,
+        evidence: None,
     }
 }
 
@@ -595,6 +632,37 @@ async fn request_recovery(
         .request_recovery(&account, kind, &req.what_happened, &client)
         .await?;
     Ok((StatusCode::CREATED, Json(recovery_view(r))).into_response())
+}
+
+/// Attaches a file of identity evidence to an open request: the raw file as the body, with
+/// its type (`image/jpeg`, `image/png` or `application/pdf`, checked against its bytes), at
+/// most 5 MiB, 3 files a request. Sealed at rest; deleted 30 days after the decision.
+#[utoipa::path(post, path = "/api/v1/support/recoveries/{id}/evidence", tag = "support", params(("id" = String, Path)),
+    request_body(content((Vec<u8> = "image/jpeg"), (Vec<u8> = "image/png"), (Vec<u8> = "application/pdf")), description = "The file itself"),
+    responses(
+        (status = 201, body = EvidenceView),
+        (status = 401, body = ErrorBody, description = "unauthenticated: sign in, or open support access"),
+        (status = 409, body = ErrorBody, description = "already_decided, evidence_full"),
+        (status = 413, body = ErrorBody, description = "body_too_large"),
+        (status = 422, body = ErrorBody, description = "evidence_type, evidence_size"),
+))]
+async fn add_evidence(
+    State(s): State<AppState>,
+    SupportAuthed(account): SupportAuthed,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    client: Client,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let declared = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let e = s
+        .support
+        .add_evidence(&account, &id, declared, &body, &client)
+        .await?;
+    Ok((StatusCode::CREATED, Json(evidence_views(vec![e]).remove(0))).into_response())
 }
 
 // ---- the console --------------------------------------------------------------------------
@@ -742,7 +810,45 @@ async fn console_recovery(
     Path(id): Path<String>,
 ) -> Result<Json<RecoveryView>, ApiError> {
     let (r, account) = s.support.console_recovery(&operator, &id).await?;
-    Ok(Json(console_recovery_view(r, Some(account.uid), s.now())))
+    let evidence = evidence_views(s.support.evidence_of(&r.id).await?);
+    Ok(Json(RecoveryView {
+        evidence: Some(evidence),
+        ..console_recovery_view(r, Some(account.uid), s.now())
+    }))
+}
+
+/// Downloads a file of evidence (reviewer; audited). Served as an attachment that the
+/// browser may not run or render inline.
+#[utoipa::path(get, path = "/api/v1/console/recoveries/{id}/evidence/{n}", tag = "console", params(("id" = String, Path), ("n" = i64, Path)), responses(
+    (status = 200, description = "The file", content_type = "application/octet-stream"),
+))]
+async fn console_evidence(
+    State(s): State<AppState>,
+    ConsoleAuthed { operator, .. }: ConsoleAuthed,
+    Path((id, n)): Path<(String, i64)>,
+    client: Client,
+) -> Result<Response, ApiError> {
+    let (content_type, bytes) = s.support.evidence_file(&operator, &id, n, &client).await?;
+    let ext = match content_type.as_str() {
+        "image/jpeg" => "jpg",
+        "image/png" => "png",
+        _ => "pdf",
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, content_type),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"evidence-{n}.{ext}\""),
+            ),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "sandbox; default-src 'none'".to_owned(),
+            ),
+        ],
+        bytes,
+    )
+        .into_response())
 }
 
 #[derive(Deserialize, ToSchema)]

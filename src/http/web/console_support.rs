@@ -266,6 +266,13 @@ struct RecoveryPage {
     needs_two: bool,
     what_happened: String,
     open: bool,
+    evidence: Vec<EvidenceRow>,
+}
+
+struct EvidenceRow {
+    n: i64,
+    kind: String,
+    size: String,
 }
 
 async fn recovery_view(
@@ -284,10 +291,23 @@ async fn recovery_view(
         Ok(x) => x,
         Err(e) => return console_refusal(e, nav),
     };
+    let evidence = state
+        .support
+        .evidence_of(&r.id)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|e| EvidenceRow {
+            n: e.n,
+            kind: e.content_type,
+            size: format!("{} KiB", (e.size_bytes + 1023) / 1024),
+        })
+        .collect();
     let page = RecoveryPage {
         nav,
         csrf,
         notice,
+        evidence,
         kind: r.kind.as_str(),
         uid: account.uid,
         email: account.email,

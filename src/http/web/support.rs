@@ -4,7 +4,7 @@
 
 use askama::Template;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use super::{csrf, csrf_ok, csrf_refused, error_text, message, render, urlencode, PageForm};
 use crate::clock::{format_utc, Millis};
-use crate::domain::support::{RecoveryKind, TicketRequest, SUPPORT_ACCESS_TTL};
+use crate::domain::support::{RecoveryKind, TicketRequest, EVIDENCE_MAX_BYTES, SUPPORT_ACCESS_TTL};
 use crate::http::{AppState, SESSION_COOKIE, SUPPORT_COOKIE};
 use crate::service::support::{NewTicket, TicketDraft};
 use crate::service::{Client, ServiceError};
@@ -32,6 +32,10 @@ pub fn routes() -> Router<AppState> {
         .route("/support/tickets/{id}", get(ticket_page))
         .route("/support/tickets/{id}/reply", post(reply))
         .route("/support/recoveries", post(request_recovery))
+        .route(
+            "/support/recoveries/{id}/evidence",
+            post(attach_evidence).layer(DefaultBodyLimit::max(EVIDENCE_MAX_BYTES + 64 * 1024)),
+        )
 }
 
 #[derive(Deserialize)]
@@ -303,6 +307,9 @@ struct TicketRow {
 }
 
 struct RecoveryRow {
+    id: String,
+    open: bool,
+    files: usize,
     kind: &'static str,
     created: String,
     status: &'static str,
@@ -420,15 +427,23 @@ async fn support_view(
                         status: t.status.as_str(),
                     })
                     .collect();
-                page.recoveries = recoveries
-                    .into_iter()
-                    .map(|r| RecoveryRow {
+                for r in recoveries {
+                    let files = state
+                        .support
+                        .evidence_of(&r.id)
+                        .await
+                        .map(|e| e.len())
+                        .unwrap_or(0);
+                    page.recoveries.push(RecoveryRow {
+                        open: r.status.is_open(),
+                        files,
                         kind: r.kind.as_str(),
                         created: format_utc(r.created_at),
                         status: r.status.as_str(),
                         reason: r.decision_reason,
-                    })
-                    .collect();
+                        id: r.id,
+                    });
+                }
             }
             (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
                 let (s, text) = error_text(e);
@@ -458,6 +473,7 @@ async fn support_page(
                     "Your recovery request was received. A person from support reviews it."
                 }
                 "replied" => "Your answer was added to the ticket.",
+                "evidence_added" => "The file was attached, encrypted, for the reviewer.",
                 _ => return None,
             }
             .to_owned(),
@@ -591,6 +607,60 @@ async fn request_recovery(
         .await
     {
         Ok(_) => Redirect::to("/support?notice=recovery_requested").into_response(),
+        Err(e) => support_view(&state, jar, String::new(), None, Some(error_text(e))).await,
+    }
+}
+
+/// The evidence form: `csrf` first, then the file (its declared type is checked against its
+/// bytes by the service).
+async fn attach_evidence(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    client: Client,
+    Path(id): Path<String>,
+    mut form: Multipart,
+) -> Response {
+    let mut csrf_token = String::new();
+    let mut file: Option<(String, Vec<u8>)> = None;
+    loop {
+        match form.next_field().await {
+            Ok(Some(field)) => {
+                let name = field.name().unwrap_or("").to_owned();
+                let declared = field.content_type().unwrap_or("").to_owned();
+                match field.bytes().await {
+                    Ok(bytes) if name == "csrf" => {
+                        csrf_token = String::from_utf8_lossy(&bytes).into_owned();
+                    }
+                    Ok(bytes) if name == "file" => file = Some((declared, bytes.to_vec())),
+                    Ok(_) => {}
+                    Err(_) => break,
+                }
+            }
+            Ok(None) => break,
+            Err(_) => {
+                return message(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "The file was not accepted",
+                    "A file of evidence is at most 5 MiB. Go back and choose a smaller one.",
+                    "/support",
+                    "Back to support",
+                )
+            }
+        }
+    }
+    if !csrf_ok(&state, &jar, &csrf_token) {
+        return csrf_refused();
+    }
+    let Some(account) = support_account(&state, &jar).await else {
+        return Redirect::to("/support").into_response();
+    };
+    let (declared, bytes) = file.unwrap_or_default();
+    match state
+        .support
+        .add_evidence(&account, &id, &declared, &bytes, &client)
+        .await
+    {
+        Ok(_) => Redirect::to("/support?notice=evidence_added").into_response(),
         Err(e) => support_view(&state, jar, String::new(), None, Some(error_text(e))).await,
     }
 }

@@ -12,8 +12,8 @@ use crate::domain::support::{
 };
 use crate::store::constraint::{self, Constraint};
 use crate::store::support::{
-    EmailChangeRecord, EmailChangeStore, PasswordLink, RecoveryRecord, SupportStore, Ticket,
-    TicketMessage,
+    EmailChangeRecord, EmailChangeStore, EvidenceRecord, PasswordLink, RecoveryRecord,
+    SupportStore, Ticket, TicketMessage,
 };
 use crate::store::{Effects, SqlStore, StoreError, StoreResult, WithdrawalLock};
 
@@ -396,6 +396,96 @@ impl SupportStore for SqlStore<Db> {
         write_effects(&mut tx, fx).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn add_evidence(
+        &self,
+        e: &EvidenceRecord,
+        sealed: &str,
+        fx: &Effects,
+    ) -> StoreResult<()> {
+        let mut tx = self.write.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO recovery_evidence (recovery_id, n, content_type, size_bytes, sealed, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&e.recovery_id)
+        .bind(e.n)
+        .bind(&e.content_type)
+        .bind(e.size_bytes)
+        .bind(sealed)
+        .bind(e.created_at)
+        .execute(&mut *tx)
+        .await;
+        if let Err(err) = inserted {
+            return Err(
+                match err.as_database_error().map(|d| d.is_unique_violation()) {
+                    Some(true) => StoreError::Conflict("evidence"),
+                    _ => err.into(),
+                },
+            );
+        }
+        write_effects(&mut tx, fx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn evidence_of(&self, recovery_id: &str) -> StoreResult<Vec<EvidenceRecord>> {
+        Ok(sqlx::query_as(
+            "SELECT recovery_id, n, content_type, size_bytes, created_at FROM recovery_evidence
+             WHERE recovery_id = $1 ORDER BY n",
+        )
+        .bind(recovery_id)
+        .fetch_all(&self.write)
+        .await?)
+    }
+
+    async fn evidence_file(
+        &self,
+        recovery_id: &str,
+        n: i64,
+    ) -> StoreResult<Option<(String, String)>> {
+        let row = sqlx::query(
+            "SELECT content_type, sealed FROM recovery_evidence WHERE recovery_id = $1 AND n = $2",
+        )
+        .bind(recovery_id)
+        .bind(n)
+        .fetch_optional(&self.read)
+        .await?;
+        row.map(|r| Ok((r.try_get("content_type")?, r.try_get("sealed")?)))
+            .transpose()
+    }
+
+    async fn evidence_due(
+        &self,
+        decided_before: Millis,
+        limit: i64,
+    ) -> StoreResult<Vec<(String, String)>> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT r.id, r.account_id FROM recovery_requests r
+             JOIN recovery_evidence e ON e.recovery_id = r.id
+             WHERE r.decided_at IS NOT NULL AND r.decided_at < $1
+             LIMIT $2",
+        )
+        .bind(decided_before)
+        .bind(limit)
+        .fetch_all(&self.write)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("id")?, r.try_get("account_id")?)))
+            .collect()
+    }
+
+    async fn delete_evidence(&self, recovery_id: &str, fx: &Effects) -> StoreResult<u64> {
+        let mut tx = self.write.begin().await?;
+        let n = sqlx::query("DELETE FROM recovery_evidence WHERE recovery_id = $1")
+            .bind(recovery_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        write_effects(&mut tx, fx).await?;
+        tx.commit().await?;
+        Ok(n)
     }
 
     async fn recovery(&self, id: &str) -> StoreResult<Option<RecoveryRecord>> {
