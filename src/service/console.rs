@@ -576,6 +576,16 @@ pub struct ChainVerdict {
     pub problem: Option<String>,
 }
 
+/// A ticket as the lookup lists it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LookupTicket {
+    pub id: String,
+    pub status: &'static str,
+    pub requests: Vec<&'static str>,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
 /// Everything the console shows about one account.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct AccountLookup {
@@ -585,6 +595,8 @@ pub struct AccountLookup {
     pub api_keys: Vec<LookupKey>,
     pub withdrawal_locks: Vec<LookupLock>,
     pub recovery_requests: Vec<crate::store::RecoveryRequestSummary>,
+    /// Support tickets, newest first.
+    pub tickets: Vec<LookupTicket>,
     /// Newest first.
     pub audit_events: Vec<LookupEvent>,
     pub audit_chain: ChainVerdict,
@@ -708,6 +720,7 @@ impl Console {
         let keys = self.store.api_keys(&account.id).await?;
         let locks = self.store.withdrawal_locks(&account.id, now).await?;
         let recoveries = self.store.recovery_requests_of(&account.id).await?;
+        let tickets = self.store.tickets_of(&account.id).await?;
         let events = self
             .store
             .audit_for_account(&account.id, LOOKUP_EVENTS)
@@ -799,6 +812,16 @@ impl Console {
                 })
                 .collect(),
             recovery_requests: recoveries,
+            tickets: tickets
+                .into_iter()
+                .map(|t| LookupTicket {
+                    status: t.status.as_str(),
+                    requests: t.requests.iter().map(|r| r.as_str()).collect(),
+                    id: t.id,
+                    created_at: t.created_at,
+                    updated_at: t.updated_at,
+                })
+                .collect(),
             audit_events: events
                 .into_iter()
                 .zip(marks)

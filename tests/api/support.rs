@@ -356,6 +356,14 @@ async fn an_owner_who_cannot_sign_in_files_a_prefilled_ticket_and_sees_only_supp
         .iter()
         .any(|m| m["internal"] == true));
 
+    // The account lookup lists the ticket and the recovery.
+    let found = support
+        .get(&format!("/api/v1/console/accounts?q={email}"))
+        .await
+        .json();
+    assert_eq!(found["tickets"][0]["id"], id.as_str());
+    assert_eq!(found["recovery_requests"][0]["kind"], "reactivation");
+
     // Support access does not open anything else.
     assert_eq!(c.get("/api/v1/me").await.status, StatusCode::UNAUTHORIZED);
 }

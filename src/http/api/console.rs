@@ -258,6 +258,8 @@ pub struct LookupResponse {
     /// id, kind, status, created_at.
     #[schema(value_type = Vec<Object>)]
     recovery_requests: serde_json::Value,
+    /// `[{id, status, requests, created_at, updated_at}]`, newest first.
+    tickets: serde_json::Value,
     /// Newest first, each with `verified`: its hash matches its content and it links to
     /// the event before it in the log.
     #[schema(value_type = Vec<Object>)]

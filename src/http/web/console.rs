@@ -418,6 +418,7 @@ struct LookupView {
     keys: Vec<(String, String, String, String, String, String)>,
     locks: Vec<(String, String, String)>,
     recoveries: Vec<(String, String, String, String)>,
+    tickets: Vec<(String, &'static str, String, String)>,
     chain_intact: bool,
     chain_text: String,
     events: Vec<(i64, String, String, String, String, String, &'static str)>,
@@ -517,6 +518,18 @@ impl LookupView {
                         l.reason.clone(),
                         format_utc(l.created_at),
                         format_utc(l.until),
+                    )
+                })
+                .collect(),
+            tickets: a
+                .tickets
+                .iter()
+                .map(|t| {
+                    (
+                        t.id.clone(),
+                        t.status,
+                        t.requests.join(", "),
+                        format_utc(t.created_at),
                     )
                 })
                 .collect(),
