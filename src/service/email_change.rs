@@ -70,6 +70,18 @@ impl EmailChange {
             return Err(Invalid::new("same_email", "This is already your address.").into());
         }
         let now = self.now();
+        // One change at a time: a second change inside the first one's 48 hours would take
+        // the original address off the copies and out of reach of its cancel link.
+        if let Some(open) = self.store.email_change_in_window(&account.id, now).await? {
+            return Err(ServiceError::Conflict(
+                "email_change_pending",
+                format!(
+                    "Your address was changed less than 48 hours ago; another change is possible from {} (or cancel the first one from the link mailed to {}).",
+                    format_utc(open.cancel_until.unwrap_or(now)),
+                    open.old_email
+                ),
+            ));
+        }
         if let Some(p) = self.store.pending_email_change(&account.id).await? {
             if p.new_email == new.as_str() && now - p.created_at < MINUTE {
                 return Ok(()); // one code a minute

@@ -230,6 +230,12 @@ pub trait EmailChangeStore {
         account_id: &str,
     ) -> StoreResult<Option<EmailChangeRecord>>;
     async fn email_change_failed(&self, id: &str) -> StoreResult<i64>;
+    /// A confirmed change whose 48-hour cancel window is still open.
+    async fn email_change_in_window(
+        &self,
+        account_id: &str,
+        now: Millis,
+    ) -> StoreResult<Option<EmailChangeRecord>>;
     async fn email_change_by_cancel(
         &self,
         token_hash: &str,

@@ -138,6 +138,19 @@ async fn the_old_address_can_cancel_within_48_hours_and_hears_of_security_events
     let c = app.signed_in("first@example.com").await;
     changed(&app, &c, "first@example.com", "second@example.com").await;
 
+    // No second change inside the window: it would take the first address out of reach.
+    app.step_up_by_email(&c, "second@example.com").await;
+    let r = c
+        .post(
+            "/api/v1/me/email-change",
+            json!({"new_email": "third@example.com"}),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::CONFLICT, "email_change_pending".into())
+    );
+
     // A security notice within the 48 hours reaches both addresses.
     let r = c
         .put(

@@ -37,6 +37,7 @@ pub struct NewEmailBody {
 /// Starts an email change (needs a step-up): a 6-digit code goes to the new address.
 #[utoipa::path(post, path = "/api/v1/me/email-change", request_body = NewEmailBody, responses(
     (status = 202, description = "A code was mailed to the new address"),
+    (status = 409, body = ErrorBody, description = "email_change_pending (a change less than 48 hours old)"),
     (status = 422, body = ErrorBody, description = "invalid_email, same_email"),
 ))]
 async fn start(

@@ -735,6 +735,24 @@ impl EmailChangeStore for SqlStore<Db> {
         .unwrap_or(i64::MAX))
     }
 
+    async fn email_change_in_window(
+        &self,
+        account_id: &str,
+        now: Millis,
+    ) -> StoreResult<Option<EmailChangeRecord>> {
+        let sql = format!(
+            "SELECT {EMAIL_CHANGE_COLUMNS} FROM email_changes
+             WHERE account_id = $1 AND confirmed_at IS NOT NULL AND cancelled_at IS NULL
+               AND cancel_until > $2
+             ORDER BY confirmed_at DESC LIMIT 1"
+        );
+        Ok(sqlx::query_as(&sql)
+            .bind(account_id)
+            .bind(now)
+            .fetch_optional(&self.write)
+            .await?)
+    }
+
     async fn email_change_by_cancel(
         &self,
         token_hash: &str,
