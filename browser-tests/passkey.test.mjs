@@ -1,7 +1,8 @@
 // End-to-end: a real WebAuthn ceremony through Chromium's virtual authenticator.
 // Sign up -> confirm -> sign in with password -> add a passkey on the Security Center
 // (after confirming it's me with the password and a mailed code: a stolen session cookie
-// alone cannot add one) -> sign out -> sign in with the passkey alone.
+// alone cannot add one) -> sign out -> sign in with the passkey alone -> forgot password:
+// the reset link is completed with the passkey as the second factor.
 // Server, browser and page steps come from lib.mjs (env: RAMPART_BIN, CHROMIUM_PATH).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,6 +14,8 @@ import {
   signUpAndConfirm,
   signInWithPassword,
   signOut,
+  readMailedCode,
+  button,
   stepUpByEmail,
   atPath,
   RESULTS_DIR,
@@ -94,5 +97,20 @@ test('add a passkey, sign out, sign in with the passkey', { timeout: 180_000 }, 
     }
 
     await page.screenshot({ path: join(RESULTS_DIR, 'passkey.png'), fullPage: true });
+
+    step('forgot password: the reset of a passkey account is proved with the passkey');
+    await signOut(page);
+    await page.getByRole('link', { name: 'Forgot your password?' }).click();
+    await page.locator('input[name=email]').fill(email);
+    await button(page, 'Mail me a link').click();
+    await page.getByText('a link to choose a new password is on its way').waitFor();
+    const mailbox = await context.newPage();
+    const resetPath = await readMailedCode(mailbox, env.baseUrl, email, /(\/reset-password\/[A-Za-z0-9_-]+)/);
+    await mailbox.close();
+    await page.goto(`${env.baseUrl}${resetPath}`);
+    await page.locator('input[name=new_password]').fill('Velvet-orbit-canyon-91-drums');
+    await page.locator('#passkey-reset').click();
+    await page.waitForURL(/\/signin\?notice=password_reset/);
+    await page.getByText('Your password was reset').first().waitFor();
   });
 });

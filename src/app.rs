@@ -383,19 +383,6 @@ fn services(
         hasher: hasher.clone(),
         throttles: throttles.clone(),
     });
-    let support = Arc::new(crate::service::support::Support {
-        store: store.clone(),
-        clock: clock.clone(),
-        key: key.clone(),
-        rules: rules.clone(),
-        public_url: composer.public_url.clone(),
-        hasher: hasher.clone(),
-        throttles: throttles.clone(),
-        notices: notices.clone(),
-        second_factors: second_factors.clone(),
-        invalidator: invalidator.clone(),
-        secret_box: secret_box.clone(),
-    });
     let email_change = Arc::new(crate::service::email_change::EmailChange {
         store: store.clone(),
         clock: clock.clone(),
@@ -411,7 +398,7 @@ fn services(
         clock: clock.clone(),
         key: key.clone(),
         rules: rules.clone(),
-        hasher,
+        hasher: hasher.clone(),
         throttles: throttles.clone(),
         notices: notices.clone(),
         second_factors: second_factors.clone(),
@@ -424,12 +411,26 @@ fn services(
         webauthn,
         composer: composer.clone(),
         notices: notices.clone(),
-        throttles,
+        throttles: throttles.clone(),
         second_factors: second_factors.clone(),
         sessions: sessions.clone(),
         signin: signin.clone(),
         step_up: step_up.clone(),
         pending_changes: pending_changes.clone(),
+    });
+    let support = Arc::new(crate::service::support::Support {
+        store: store.clone(),
+        clock: clock.clone(),
+        key: key.clone(),
+        rules: rules.clone(),
+        public_url: composer.public_url.clone(),
+        hasher: hasher.clone(),
+        throttles: throttles.clone(),
+        notices: notices.clone(),
+        second_factors: second_factors.clone(),
+        invalidator: invalidator.clone(),
+        secret_box: secret_box.clone(),
+        passkeys: passkeys.clone(),
     });
     let api_keys = Arc::new(ApiKeys {
         store: store.clone(),

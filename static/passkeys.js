@@ -10,6 +10,7 @@
 //   #passkey-step-up        confirm it's you with a passkey              (Security Center)
 //   #passkey-signin         sign in with a passkey                       (/signin)
 //   #passkey-second-factor  passkey as the second factor                 (/signin/second-factor)
+//   #passkey-reset          prove the passkey for a password reset       (/reset-password/{token})
 // Messages go to #passkey-status.
 'use strict';
 
@@ -170,6 +171,25 @@
     location.reload();
   }
 
+  // The reset link's own ceremony: the new password and the passkey go together to the API
+  // (no session, no cookie: the link's token is the authority, as in the form).
+  async function resetWithPasskey() {
+    const btn = document.getElementById('passkey-reset');
+    const token = btn.dataset.token;
+    const password = document.querySelector('input[name=new_password]');
+    if (!password || !password.value) throw new Error('Choose the new password first, then use your passkey.');
+    const start = await post('/api/v1/password-reset/passkey/options', { token });
+    const publicKey = requestOptions(publicKeyOf(start));
+    const cred = await navigator.credentials.get({ publicKey });
+    if (!cred) throw new Error('No passkey was used.');
+    await post('/api/v1/password-reset/complete', {
+      token,
+      new_password: password.value,
+      passkey: { ceremony_id: start.ceremony_id, credential: assertionJSON(cred) },
+    });
+    location.href = '/signin?notice=password_reset';
+  }
+
   // ---- page wiring ----
 
   function describe(err) {
@@ -225,6 +245,7 @@
     bind('passkey-step-up', stepUp);
     bind('passkey-signin', signIn);
     bind('passkey-second-factor', secondFactor);
+    bind('passkey-reset', resetWithPasskey);
   }
 
   if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', init);

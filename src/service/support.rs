@@ -66,6 +66,8 @@ pub struct Support {
     pub(crate) invalidator: Arc<CacheInvalidator>,
     /// Seals identity evidence at rest.
     pub(crate) secret_box: Arc<SecretBox>,
+    /// Proves a passkey for a reset link.
+    pub(crate) passkeys: Arc<super::passkeys::Passkeys>,
 }
 
 impl Clocked for Support {
@@ -74,13 +76,26 @@ impl Clocked for Support {
     }
 }
 
+/// What proves the second factor of a reset: nothing (an account without one), a code
+/// (authenticator or backup code), or a passkey ceremony.
+pub enum ResetProof<'a> {
+    None,
+    Code(&'a str),
+    Passkey {
+        ceremony_id: &'a str,
+        credential: &'a webauthn_rs::prelude::PublicKeyCredential,
+    },
+}
+
 /// What the reset page needs to know about a link before the form is sent.
 #[derive(Debug, Clone, Serialize)]
 pub struct LinkState {
     pub purpose: LinkPurpose,
     /// The account has a second factor: the form asks for a code.
     pub needs_code: bool,
-    /// Only passkeys: a code cannot prove it (sign in with the passkey, or ask support).
+    /// The account has a passkey: the page offers "Use my passkey" (the only way when it
+    /// has no authenticator app or backup codes).
+    pub has_passkey: bool,
     pub passkey_only: bool,
     pub expires_at: Millis,
 }
@@ -317,6 +332,18 @@ impl Support {
         Ok((link, account))
     }
 
+    /// Starts the passkey ceremony that proves the second factor of a reset.
+    pub async fn reset_passkey_options(
+        &self,
+        token: &str,
+    ) -> ServiceResult<super::passkeys::Ceremony<webauthn_rs::prelude::RequestChallengeResponse>>
+    {
+        let (link, account) = self.usable_link(token).await?;
+        self.passkeys
+            .passkey_link_start(&account, &format!("reset:{}", link.token_hash))
+            .await
+    }
+
     /// What the page should ask for on this link.
     pub async fn link_state(&self, token: &str) -> ServiceResult<LinkState> {
         let (link, account) = self.usable_link(token).await?;
@@ -325,6 +352,7 @@ impl Support {
         Ok(LinkState {
             purpose: link.purpose,
             needs_code: link.purpose == LinkPurpose::Reset && codes,
+            has_passkey: link.purpose == LinkPurpose::Reset && f.passkeys > 0,
             passkey_only: link.purpose == LinkPurpose::Reset && !codes && f.passkeys > 0,
             expires_at: link.expires_at,
         })
@@ -338,7 +366,7 @@ impl Support {
         &self,
         token: &str,
         new_password: &str,
-        code: Option<&str>,
+        proof: ResetProof<'_>,
         client: &Client,
     ) -> ServiceResult<()> {
         let (link, account) = self.usable_link(token).await?;
@@ -350,15 +378,36 @@ impl Support {
         }
         let factors = self.second_factors.factors(&account.id).await?;
         let codes = factors.totp || factors.backup_codes_left > 0;
-        if codes || factors.passkeys > 0 {
+        if let (
+            ResetProof::Passkey {
+                ceremony_id,
+                credential,
+            },
+            true,
+        ) = (&proof, factors.passkeys > 0)
+        {
+            self.passkeys
+                .passkey_link_verify(
+                    &account,
+                    &format!("reset:{}", link.token_hash),
+                    ceremony_id,
+                    credential,
+                    client,
+                )
+                .await?;
+        } else if codes || factors.passkeys > 0 {
             let key = format!("reset-factor:{}", account.id);
+            let code = match proof {
+                ResetProof::Code(c) => Some(c),
+                _ => None,
+            };
             let Some(code) = code.map(str::trim).filter(|c| !c.is_empty() && codes) else {
                 return Err(ServiceError::Forbidden(
                     "second_factor_required",
                     if codes {
                         "This account has a second factor: enter a code from your authenticator app or a backup code."
                     } else {
-                        "This account is protected by a passkey only: sign in with your passkey and change the password from the Security Center, or contact support for a recovery review."
+                        "This account is protected by a passkey: prove it with the passkey (the page's \"Use my passkey\" button)."
                     }
                     .into(),
                 ));

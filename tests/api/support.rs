@@ -727,3 +727,44 @@ fn base64_decoded(s: &str) -> Vec<u8> {
         .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s))
         .unwrap_or_default()
 }
+
+#[tokio::test]
+async fn a_reset_proved_by_passkey_needs_a_passkey_and_a_ceremony_of_this_link() {
+    let app = spawn_app().await;
+    let email = "pk-reset@example.com";
+    app.signed_in(email).await;
+    let anon = app.client();
+    anon.post("/api/v1/password-reset", json!({"email": email}))
+        .await;
+    let token = token_of(&link_in_mail(&app, email, "/reset-password/").await);
+    let r = anon
+        .post(
+            "/api/v1/password-reset/passkey/options",
+            json!({"token": token}),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::CONFLICT, "no_passkey".into())
+    );
+    let r = anon
+        .post(
+            "/api/v1/password-reset/passkey/options",
+            json!({"token": "not-a-link"}),
+        )
+        .await;
+    assert_eq!(r.code(), "reset_link_invalid");
+    // A made-up ceremony proves nothing.
+    let r = anon
+        .post(
+            "/api/v1/password-reset/complete",
+            json!({"token": token, "new_password": NEW_PASSWORD,
+                   "passkey": {"ceremony_id": "forged", "credential": {"id": "x"}}}),
+        )
+        .await;
+    assert!(
+        ["invalid_credential", "passkey_failed"].contains(&r.code().as_str()),
+        "{}",
+        r.body
+    );
+}

@@ -22,7 +22,7 @@ use crate::domain::Invalid;
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::extract::{ApiJson, ConsoleAuthed, SupportAuthed};
 use crate::http::AppState;
-use crate::service::support::{NewTicket, TicketDraft};
+use crate::service::support::{NewTicket, ResetProof, TicketDraft};
 use crate::service::Client;
 use crate::store::{RecoveryRecord, Ticket, TicketMessage};
 
@@ -31,6 +31,7 @@ use crate::store::{RecoveryRecord, Ticket, TicketMessage};
     paths(
         reset_request,
         reset_complete,
+        reset_passkey_options,
         recover,
         verify,
         verify_confirm,
@@ -55,6 +56,8 @@ use crate::store::{RecoveryRecord, Ticket, TicketMessage};
     components(schemas(
         EmailBody,
         ResetCompleteBody,
+        TokenBody,
+        PasskeyProof,
         RecoverBody,
         VerifyConfirmBody,
         NewTicketBody,
@@ -77,6 +80,10 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/password-reset", post(reset_request))
         .route("/api/v1/password-reset/complete", post(reset_complete))
+        .route(
+            "/api/v1/password-reset/passkey/options",
+            post(reset_passkey_options),
+        )
         .route("/api/v1/recover", post(recover))
         .route("/api/v1/support/verify", post(verify))
         .route("/api/v1/support/verify/confirm", post(verify_confirm))
@@ -170,6 +177,45 @@ pub struct ResetCompleteBody {
     /// a second factor.
     #[serde(default)]
     code: Option<String>,
+    /// A passkey instead of a code: the ceremony from
+    /// `POST /api/v1/password-reset/passkey/options` and the credential it produced.
+    #[serde(default)]
+    passkey: Option<PasskeyProof>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasskeyProof {
+    ceremony_id: String,
+    /// The `PublicKeyCredential` from `navigator.credentials.get`, binary fields base64url.
+    #[schema(value_type = Object)]
+    credential: serde_json::Value,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenBody {
+    /// From the mailed link `/reset-password/{token}`.
+    token: String,
+}
+
+/// Starts the passkey ceremony that proves the second factor of a reset: answers
+/// `{ceremony_id, options}` for `navigator.credentials.get`.
+#[utoipa::path(post, path = "/api/v1/password-reset/passkey/options", tag = "support", request_body = TokenBody, responses(
+    (status = 200, body = Object, description = "{ceremony_id, options}"),
+    (status = 403, body = ErrorBody, description = "reset_link_expired"),
+    (status = 404, body = ErrorBody, description = "reset_link_invalid"),
+    (status = 409, body = ErrorBody, description = "no_passkey"),
+))]
+async fn reset_passkey_options(
+    State(s): State<AppState>,
+    ApiJson(req): ApiJson<TokenBody>,
+) -> Result<Response, ApiError> {
+    let c = s.support.reset_passkey_options(&req.token).await?;
+    Ok(
+        Json(serde_json::json!({"ceremony_id": c.ceremony_id, "options": c.options}))
+            .into_response(),
+    )
 }
 
 /// Sets a new password from a reset link. Every session ends; withdrawals are locked for
@@ -177,6 +223,7 @@ pub struct ResetCompleteBody {
 #[utoipa::path(post, path = "/api/v1/password-reset/complete", tag = "support", request_body = ResetCompleteBody, responses(
     (status = 200, body = StatusView),
     (status = 400, body = ErrorBody, description = "invalid_code"),
+    (status = 401, body = ErrorBody, description = "passkey_failed"),
     (status = 403, body = ErrorBody, description = "reset_link_expired, second_factor_required"),
     (status = 404, body = ErrorBody, description = "reset_link_invalid (unknown or already used)"),
     (status = 422, body = ErrorBody, description = "weak_password, password_reused"),
@@ -187,8 +234,26 @@ async fn reset_complete(
     client: Client,
     ApiJson(req): ApiJson<ResetCompleteBody>,
 ) -> Result<Response, ApiError> {
+    let credential: Option<webauthn_rs::prelude::PublicKeyCredential> = match &req.passkey {
+        Some(p) => Some(serde_json::from_value(p.credential.clone()).map_err(|e| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_credential",
+                format!("The credential is malformed: {e}"),
+            )
+        })?),
+        None => None,
+    };
+    let proof = match (&req.passkey, &credential, &req.code) {
+        (Some(p), Some(c), _) => ResetProof::Passkey {
+            ceremony_id: &p.ceremony_id,
+            credential: c,
+        },
+        (_, _, Some(code)) => ResetProof::Code(code),
+        _ => ResetProof::None,
+    };
     s.support
-        .complete_password_reset(&req.token, &req.new_password, req.code.as_deref(), &client)
+        .complete_password_reset(&req.token, &req.new_password, proof, &client)
         .await?;
     Ok(status(
         StatusCode::OK,

@@ -16,7 +16,7 @@ use super::{csrf, csrf_ok, csrf_refused, error_text, message, render, urlencode,
 use crate::clock::{format_utc, Millis};
 use crate::domain::support::{RecoveryKind, TicketRequest, EVIDENCE_MAX_BYTES, SUPPORT_ACCESS_TTL};
 use crate::http::{AppState, SESSION_COOKIE, SUPPORT_COOKIE};
-use crate::service::support::{NewTicket, TicketDraft};
+use crate::service::support::{NewTicket, ResetProof, TicketDraft};
 use crate::service::{Client, ServiceError};
 use crate::store::Account;
 
@@ -111,6 +111,9 @@ struct SetPasswordPage {
     button: &'static str,
     usable: bool,
     needs_code: bool,
+    /// "Use my passkey" (and the link's token for the script).
+    passkey: bool,
+    token: String,
     min_chars: usize,
     error: Option<String>,
 }
@@ -138,6 +141,8 @@ async fn link_page(state: AppState, jar: CookieJar, token: String, recovery: boo
         button,
         usable: false,
         needs_code: false,
+        passkey: false,
+        token: token.clone(),
         min_chars: state.rules.password_min_chars,
         error: None,
     };
@@ -150,11 +155,14 @@ async fn link_page(state: AppState, jar: CookieJar, token: String, recovery: boo
         Ok(s) => {
             page.usable = true;
             page.needs_code = s.needs_code;
+            page.passkey = s.has_passkey;
             page.intro = if recovery {
                 "Support approved your recovery. Choose a new password; then sign in and set up a new authenticator app or passkey. Withdrawals stay locked for 48 hours.".into()
             } else if s.passkey_only {
-                page.usable = false;
-                "This account is protected by a passkey only, and a mailed link cannot prove it. Sign in with your passkey and change the password from the Security Center, or contact support.".into()
+                format!(
+                    "This link works once, until {}. Your account is protected by a passkey: choose the new password, then press \"Use my passkey\". After the reset every session ends and withdrawals are locked for 24 hours.",
+                    format_utc(s.expires_at)
+                )
             } else {
                 format!(
                     "This link works once, until {}. After the reset every session ends and withdrawals are locked for 24 hours{}.",
@@ -213,7 +221,15 @@ async fn reset(
     }
     match state
         .support
-        .complete_password_reset(&token, &f.new_password, f.code.as_deref(), &client)
+        .complete_password_reset(
+            &token,
+            &f.new_password,
+            match f.code.as_deref() {
+                Some(c) => ResetProof::Code(c),
+                None => ResetProof::None,
+            },
+            &client,
+        )
         .await
     {
         Ok(()) => Redirect::to("/signin?notice=password_reset").into_response(),

@@ -292,4 +292,63 @@ impl Passkeys {
             .mark_stepped_up(auth, SecondFactor::Passkey, client)
             .await
     }
+
+    /// Starts proving a passkey for a mailed link (a password reset): the ceremony is bound
+    /// to `binding` (the link), not to a session.
+    #[tracing::instrument(level = "info", skip_all, fields(account = %account.id), err(level = "info"))]
+    pub async fn passkey_link_start(
+        &self,
+        account: &Account,
+        binding: &str,
+    ) -> ServiceResult<Ceremony<RequestChallengeResponse>> {
+        let keys = Self::stored_passkeys(&self.store.passkeys(&account.id).await?);
+        if keys.is_empty() {
+            return Err(ServiceError::Conflict(
+                "no_passkey",
+                "This account has no passkey.".into(),
+            ));
+        }
+        let (rcr, state) = self
+            .webauthn
+            .start_passkey_authentication(&keys)
+            .map_err(passkey_failed)?;
+        let id = self
+            .put_state(Some(binding), "passkey.link", &state)
+            .await?;
+        Ok(Ceremony {
+            ceremony_id: id,
+            options: rcr,
+        })
+    }
+
+    /// Verifies the passkey of a ceremony started by `passkey_link_start` for the same
+    /// link; the use is recorded like any other (counter, clone report).
+    #[tracing::instrument(level = "info", skip_all, fields(account = %account.id), err(level = "info"))]
+    pub async fn passkey_link_verify(
+        &self,
+        account: &Account,
+        binding: &str,
+        ceremony_id: &str,
+        credential: &PublicKeyCredential,
+        client: &Client,
+    ) -> ServiceResult<()> {
+        let (bound, state): (Option<String>, PasskeyAuthentication) =
+            self.take_state(ceremony_id, "passkey.link").await?;
+        if bound.as_deref() != Some(binding) {
+            return Err(ServiceError::PasskeyFailed(
+                "ceremony belongs to another link".into(),
+            ));
+        }
+        let record = self
+            .store
+            .passkey_by_credential(&b64(credential.get_credential_id()))
+            .await?
+            .filter(|r| r.account_id == account.id)
+            .ok_or_else(|| ServiceError::PasskeyFailed("unknown credential".into()))?;
+        let result = self
+            .webauthn
+            .finish_passkey_authentication(credential, &state);
+        self.verify_assertion(account, &record, result, client)
+            .await
+    }
 }
