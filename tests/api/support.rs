@@ -150,6 +150,17 @@ async fn a_reset_answers_alike_for_every_address_and_the_link_works_once_for_30_
         mail.body_text.contains("/freeze/"),
         "the mail carries the freeze link"
     );
+
+    app.clock.advance(24 * HOUR);
+    let locks = app
+        .store()
+        .withdrawal_locks(&account_id(&app, email).await, app.clock.now_ms())
+        .await
+        .expect("locks");
+    assert!(
+        locks.is_empty(),
+        "the 24-hour lock ends by itself: {locks:?}"
+    );
 }
 
 #[tokio::test]
@@ -599,6 +610,15 @@ async fn an_approved_recovery_clears_the_attackers_footholds_and_asks_for_a_new_
     enrol_totp(&app, &owner).await;
     let r = owner.get("/api/v1/me/devices").await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+
+    // The 48-hour lock ends by itself.
+    app.clock.advance(48 * HOUR);
+    let locks = app
+        .store()
+        .withdrawal_locks(&id, app.clock.now_ms())
+        .await
+        .expect("locks");
+    assert!(!locks.iter().any(|l| l.reason == "recovery"), "{locks:?}");
 }
 
 #[tokio::test]
