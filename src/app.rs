@@ -143,6 +143,8 @@ pub async fn build(settings: Settings, clock: SharedClock) -> anyhow::Result<App
 fn preflight(settings: &Settings) -> anyhow::Result<()> {
     crate::domain::api_key::validate_routes(&settings.gateway_routes)
         .map_err(|e| anyhow::anyhow!("invalid gateway route table in the settings: {e}"))?;
+    crate::domain::withdrawal::check_assets(&settings.assets)
+        .map_err(|e| anyhow::anyhow!("invalid [[assets]] in the settings: {e}"))?;
     Transport::from_settings(
         settings.smtp_url.as_ref().map(ExposeSecret::expose_secret),
         &settings.mail_from,
@@ -198,6 +200,7 @@ async fn build_with_store(
         gateway_upstream_timeout_ms,
         gateway_max_connections,
         gateway_routes,
+        assets,
         rules,
     } = settings.clone();
     let public_url = settings.public_url_for(listen);
@@ -220,6 +223,7 @@ async fn build_with_store(
         geo,
         composer,
         gateway_routes,
+        assets,
     )?;
     let state = AppState(Arc::new(Inner {
         services,
@@ -293,6 +297,7 @@ fn services(
     geo: Arc<Geo>,
     composer: Composer,
     gateway_routes: Vec<crate::domain::api_key::RouteRule>,
+    assets: Vec<crate::domain::withdrawal::Asset>,
 ) -> anyhow::Result<Services> {
     let secret_box = Arc::new(crate::domain::secret::SecretBox::new(&key));
     let webauthn = crate::service::passkeys::relying_party(&composer.public_url)?;
@@ -393,6 +398,15 @@ fn services(
         notices: notices.clone(),
         invalidator: invalidator.clone(),
     });
+    let withdrawals = Arc::new(crate::service::withdrawals::Withdrawals {
+        store: store.clone(),
+        clock: clock.clone(),
+        assets: Arc::new(assets),
+        public_url: composer.public_url.clone(),
+        notices: notices.clone(),
+        step_up: step_up.clone(),
+        pending_changes: pending_changes.clone(),
+    });
     let recovery = Arc::new(Recovery {
         store: store.clone(),
         clock: clock.clone(),
@@ -492,6 +506,7 @@ fn services(
         console,
         support,
         email_change,
+        withdrawals,
     })
 }
 

@@ -84,6 +84,9 @@ pub struct Settings {
     /// security type (public, api_key, signed) and the permission keys need; a request no
     /// rule covers is refused.
     pub gateway_routes: Vec<crate::domain::api_key::RouteRule>,
+    /// The assets people may withdraw (`[[assets]]`: symbol, precision — the most
+    /// decimals an amount may have — and networks, each saying whether it takes a memo).
+    pub assets: Vec<crate::domain::withdrawal::Asset>,
     pub rules: Rules,
 }
 
@@ -113,6 +116,7 @@ impl Default for Settings {
             gateway_upstream_timeout_ms: 30_000,
             gateway_max_connections: 4096,
             gateway_routes: crate::domain::api_key::default_routes(),
+            assets: crate::domain::withdrawal::default_assets(),
             rules: Rules::default(),
         }
     }

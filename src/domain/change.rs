@@ -16,6 +16,10 @@ pub enum Weakening {
     StopRequiringPasskey,
     /// `mail.mute` (target: the mail kind).
     MuteMail(MailKind),
+    /// `allowlist.disable`: withdrawals to any address again.
+    DisableAllowlist,
+    /// `withdraw_delay.shorten` (target: the new number of days, 0–6).
+    ShortenWithdrawDelay(i64),
 }
 
 /// One write of an applied change; the store executes them in order, in one transaction.
@@ -27,6 +31,8 @@ pub enum ChangeStep {
     /// "Require a passkey" cannot outlive the last passkey.
     StopRequiringPasskeyIfNoneLeft,
     MuteMail(MailKind),
+    DisableAllowlist,
+    SetWithdrawDelay(i64),
     /// Without any second factor left, backup codes have nothing to stand in for.
     DropBackupCodesIfNoFactorLeft,
 }
@@ -38,14 +44,19 @@ impl Weakening {
             Weakening::RemovePasskey(_) => "passkey.remove",
             Weakening::StopRequiringPasskey => "require_passkey.disable",
             Weakening::MuteMail(_) => "mail.mute",
+            Weakening::DisableAllowlist => "allowlist.disable",
+            Weakening::ShortenWithdrawDelay(_) => "withdraw_delay.shorten",
         }
     }
 
-    pub fn target(&self) -> Option<&str> {
+    pub fn target(&self) -> Option<String> {
         match self {
-            Weakening::DisableTotp | Weakening::StopRequiringPasskey => None,
-            Weakening::RemovePasskey(id) => Some(id),
-            Weakening::MuteMail(kind) => Some(kind.as_str()),
+            Weakening::DisableTotp
+            | Weakening::StopRequiringPasskey
+            | Weakening::DisableAllowlist => None,
+            Weakening::RemovePasskey(id) => Some(id.clone()),
+            Weakening::MuteMail(kind) => Some(kind.as_str().to_owned()),
+            Weakening::ShortenWithdrawDelay(days) => Some(days.to_string()),
         }
     }
 
@@ -61,6 +72,16 @@ impl Weakening {
             "mail.mute" => Ok(Weakening::MuteMail(MailKind::parse(
                 target.ok_or_else(needs_target)?,
             )?)),
+            "allowlist.disable" => Ok(Weakening::DisableAllowlist),
+            "withdraw_delay.shorten" => {
+                let t = target.ok_or_else(needs_target)?;
+                match t.parse::<i64>() {
+                    Ok(days) if (0..super::withdrawal::MAX_DELAY_DAYS).contains(&days) => {
+                        Ok(Weakening::ShortenWithdrawDelay(days))
+                    }
+                    _ => Err(Unknown::new("withdraw delay", t)),
+                }
+            }
             other => Err(Unknown::new("pending change kind", other)),
         }
     }
@@ -72,6 +93,8 @@ impl Weakening {
             Weakening::RemovePasskey(_) => "Remove a passkey",
             Weakening::StopRequiringPasskey => "Stop requiring a passkey for important actions",
             Weakening::MuteMail(_) => "Stop a security mail",
+            Weakening::DisableAllowlist => "Turn off the withdrawal allowlist",
+            Weakening::ShortenWithdrawDelay(_) => "Shorten the withdraw delay",
         }
     }
 
@@ -85,6 +108,8 @@ impl Weakening {
             ],
             Weakening::StopRequiringPasskey => vec![ChangeStep::StopRequiringPasskey],
             Weakening::MuteMail(kind) => vec![ChangeStep::MuteMail(*kind)],
+            Weakening::DisableAllowlist => vec![ChangeStep::DisableAllowlist],
+            Weakening::ShortenWithdrawDelay(days) => vec![ChangeStep::SetWithdrawDelay(*days)],
         };
         steps.push(ChangeStep::DropBackupCodesIfNoFactorLeft);
         steps
@@ -102,12 +127,15 @@ mod tests {
             Weakening::RemovePasskey("pk1".into()),
             Weakening::StopRequiringPasskey,
             Weakening::MuteMail(MailKind::Signin),
+            Weakening::DisableAllowlist,
+            Weakening::ShortenWithdrawDelay(2),
         ] {
-            assert_eq!(Weakening::decode(w.kind(), w.target()), Ok(w));
+            assert_eq!(Weakening::decode(w.kind(), w.target().as_deref()), Ok(w));
         }
         assert!(Weakening::decode("totp.enable", None).is_err());
         assert!(Weakening::decode("passkey.remove", None).is_err());
         assert!(Weakening::decode("mail.mute", Some("everything")).is_err());
+        assert!(Weakening::decode("withdraw_delay.shorten", Some("9")).is_err());
     }
 
     #[test]

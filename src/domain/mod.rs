@@ -1,6 +1,38 @@
 //! The rules, pure: values parsed once at the edge, and the decisions made on them.
 //! Nothing here reads the clock, the network or the database.
 
+/// A closed set of states stored as text: `as_str` (what is stored and shown), `parse`
+/// (an unknown value is refused, never defaulted), `ALL`.
+macro_rules! text_enum {
+    ($(#[$doc:meta])* $name:ident, $what:literal, { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub const fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+
+            pub fn parse(s: &str) -> Result<Self, $crate::domain::Unknown> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    other => Err($crate::domain::Unknown::new($what, other)),
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
 pub mod api_key;
 pub mod audit;
 pub mod backend;
@@ -18,6 +50,7 @@ pub mod step_up;
 pub mod support;
 pub mod throttle;
 pub mod totp;
+pub mod withdrawal;
 
 use std::fmt;
 

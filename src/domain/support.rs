@@ -47,36 +47,6 @@ pub fn evidence_type(declared: &str, bytes: &[u8]) -> Option<&'static str> {
 pub const DESCRIPTION_MAX_CHARS: usize = 4000;
 pub const MESSAGE_MAX_CHARS: usize = 4000;
 
-macro_rules! text_enum {
-    ($(#[$doc:meta])* $name:ident, $what:literal, { $($variant:ident => $text:literal),+ $(,)? }) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-        #[serde(rename_all = "snake_case")]
-        pub enum $name { $($variant),+ }
-
-        impl $name {
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
-
-            pub const fn as_str(self) -> &'static str {
-                match self { $($name::$variant => $text),+ }
-            }
-
-            pub fn parse(s: &str) -> Result<Self, Unknown> {
-                match s {
-                    $($text => Ok($name::$variant),)+
-                    other => Err(Unknown::new($what, other)),
-                }
-            }
-        }
-
-        impl std::fmt::Display for $name {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-    };
-}
-
 text_enum!(
     /// What a password link is for.
     LinkPurpose, "password link purpose", { Reset => "reset", Recovery => "recovery" }

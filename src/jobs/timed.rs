@@ -1,7 +1,8 @@
 //! Timed work: weakening changes whose 48 hours are up take effect; owners whose right
 //! password was not followed by a second factor within three minutes are alerted; API-key
 //! last use is written in batches, with address alerts and expiry warnings; recovery
-//! evidence is deleted 30 days after its request was decided.
+//! evidence is deleted 30 days after its request was decided; held withdrawals whose hold
+//! ran out are released (one transaction each: a worker killed mid-batch releases none twice).
 
 use std::time::Duration;
 
@@ -15,6 +16,8 @@ pub struct TimedReport {
     pub api_key_mails: usize,
     /// Files of recovery evidence deleted after their retention.
     pub evidence_deleted: usize,
+    /// Held withdrawals released because their hold ran out.
+    pub withdrawals_released: usize,
 }
 
 /// One pass over everything that is due. Each kind of work runs whatever happened to the
@@ -25,6 +28,7 @@ pub async fn step(services: &Services) -> anyhow::Result<TimedReport> {
     let alerts = services.signin.alert_incomplete_signins().await;
     let key_mails = services.api_keys.api_key_housekeeping().await;
     let evidence = services.support.delete_expired_evidence().await;
+    let released = services.withdrawals.release_due(500).await;
     let mut failed = Vec::new();
     let mut count = |what: &str, r: crate::service::ServiceResult<usize>| match r {
         Ok(n) => n,
@@ -38,6 +42,7 @@ pub async fn step(services: &Services) -> anyhow::Result<TimedReport> {
         signin_alerts: count("unfinished sign-in alerts", alerts),
         api_key_mails: count("API key housekeeping", key_mails),
         evidence_deleted: count("deleting expired recovery evidence", evidence),
+        withdrawals_released: count("releasing held withdrawals", released),
     };
     if failed.is_empty() {
         Ok(report)

@@ -28,6 +28,7 @@ pub mod sign_in;
 pub mod step_up;
 pub mod support;
 pub mod throttles;
+pub mod withdrawals;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -110,6 +111,7 @@ pub struct Services {
     pub email_change: Arc<email_change::EmailChange>,
     pub operators: Arc<console::Operators>,
     pub console: Arc<console::Console>,
+    pub withdrawals: Arc<withdrawals::Withdrawals>,
 }
 
 impl Services {

@@ -43,6 +43,22 @@ impl PendingChanges {
         what: &str,
         client: &Client,
     ) -> ServiceResult<PendingChange> {
+        self.schedule_weakening_after(auth, weakening, what, WEAKENING_DELAY, client)
+            .await
+    }
+
+    /// Schedules a weakening change `delay` out (at least 48 h: the withdrawal settings
+    /// wait out the current withdraw delay when it is longer).
+    #[tracing::instrument(level = "info", skip_all, fields(account = %auth.account.id), err(level = "info"))]
+    pub async fn schedule_weakening_after(
+        &self,
+        auth: &SessionAuth,
+        weakening: Weakening,
+        what: &str,
+        delay: Millis,
+        client: &Client,
+    ) -> ServiceResult<PendingChange> {
+        let delay = delay.max(WEAKENING_DELAY);
         self.step_up
             .require_step_up(auth, SensitiveAction::WeakenProtection)
             .await?;
@@ -64,7 +80,7 @@ impl PendingChanges {
             change: weakening,
             cancel_token_hash: token_hash(&token),
             requested_at: now,
-            effective_at: now + WEAKENING_DELAY,
+            effective_at: now + delay,
             cancelled_at: None,
             applied_at: None,
         };
@@ -72,12 +88,13 @@ impl PendingChanges {
         let fx = Effects::audit(self.event(Some(client), Some(&account.id), Self::account_actor(account), "weakening.scheduled", json!({"kind": change.change.kind(), "target": change.change.target(), "effective_at": change.effective_at})))
             .with_mail(self.notices.notice(
                 account,
-                &format!("{what}: takes effect in 48 hours"),
+                &format!("{what}: takes effect in {}", span(delay)),
                 &format!(
-                    "You asked to: {what}. For your protection this takes effect only at {} (48 hours from now), from {} ({}).\n\n\
+                    "You asked to: {what}. For your protection this takes effect only at {} ({} from now), from {} ({}).\n\n\
                      Not you? Cancel it with one click, no sign-in needed:\n{url}/cancel/{token}\n\n\
                      You can also cancel it from the Security Center until then.",
                     format_utc(change.effective_at),
+                    span(delay),
                     client.device.summary(),
                     client.ip
                 ),
@@ -189,5 +206,15 @@ impl PendingChanges {
             }
         }
         Ok(n)
+    }
+}
+
+/// "48 hours", "3 days": how long a weakening waits, for its mail.
+fn span(delay: Millis) -> String {
+    let hours = delay / HOUR;
+    if hours <= 48 || hours % 24 != 0 {
+        format!("{hours} hours")
+    } else {
+        format!("{} days", hours / 24)
     }
 }

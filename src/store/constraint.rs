@@ -9,10 +9,14 @@ pub enum Constraint {
     AccountUid,
     PasskeyCredential,
     OperatorEmail,
+    WithdrawalRequest,
+    TransferRequest,
+    DepositRequest,
+    PlatformTokenName,
 }
 
 /// Each handled constraint: its PostgreSQL name and SQLite's `table.column`.
-const UNIQUE: [(Constraint, &str, &str); 4] = [
+const UNIQUE: [(Constraint, &str, &str); 8] = [
     (
         Constraint::AccountEmail,
         "accounts_email_key",
@@ -28,6 +32,26 @@ const UNIQUE: [(Constraint, &str, &str); 4] = [
         Constraint::OperatorEmail,
         "operators_email_key",
         "operators.email",
+    ),
+    (
+        Constraint::WithdrawalRequest,
+        "withdrawals_request_id_key",
+        "withdrawals.request_id",
+    ),
+    (
+        Constraint::TransferRequest,
+        "transfers_request_id_key",
+        "transfers.request_id",
+    ),
+    (
+        Constraint::DepositRequest,
+        "deposits_request_id_key",
+        "deposits.request_id",
+    ),
+    (
+        Constraint::PlatformTokenName,
+        "platform_tokens_name_key",
+        "platform_tokens.name",
     ),
 ];
 

@@ -33,6 +33,7 @@ pub mod sqlite;
 pub mod step_up;
 pub mod support;
 pub mod throttle;
+pub mod withdrawals;
 
 pub use accounts::{Account, AccountStore, Confirmation};
 pub use api_keys::{ApiKeyAuth, ApiKeyRecord, ApiKeyStore};
@@ -52,6 +53,7 @@ pub use support::{
     SupportStore, Ticket, TicketMessage,
 };
 pub use throttle::ThrottleStore;
+pub use withdrawals::WithdrawalStore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -182,6 +184,7 @@ pub trait Store:
     + OperatorStore
     + SupportStore
     + EmailChangeStore
+    + WithdrawalStore
     + Send
     + Sync
     + 'static

@@ -55,6 +55,8 @@ mod step_up;
 mod support;
 #[path = "sql/throttle.rs"]
 mod throttle;
+#[path = "sql/withdrawals.rs"]
+mod withdrawals;
 
 /// The `NOTIFY` channel of cache invalidations.
 const CHANNEL: &str = "rampart_cache";

@@ -57,6 +57,8 @@ mod step_up;
 mod support;
 #[path = "sql/throttle.rs"]
 mod throttle;
+#[path = "sql/withdrawals.rs"]
+mod withdrawals;
 
 pub type SqliteStore = SqlStore<sqlx::Sqlite>;
 

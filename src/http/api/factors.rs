@@ -278,7 +278,7 @@ impl From<FactorOverview> for Overview {
                 .map(|c| ChangeView {
                     id: c.id,
                     kind: c.change.kind().to_owned(),
-                    target: c.change.target().map(str::to_owned),
+                    target: c.change.target(),
                     requested_at: c.requested_at,
                     effective_at: c.effective_at,
                 })

@@ -298,6 +298,10 @@ impl PendingRow {
                 ),
                 Weakening::StopRequiringPasskey => "Stop requiring a passkey".to_owned(),
                 Weakening::MuteMail(_) => c.change.kind().to_owned(),
+                Weakening::DisableAllowlist => "Turn off the withdrawal allowlist".to_owned(),
+                Weakening::ShortenWithdrawDelay(days) => {
+                    format!("Shorten the withdraw delay to {days} days")
+                }
             },
             effective: format_utc(c.effective_at),
         }

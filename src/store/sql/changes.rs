@@ -6,6 +6,7 @@ use sqlx::Row as _;
 
 use super::dialect::{Db, Tx};
 use super::effects::write_effects;
+use super::withdrawals::update_settings;
 use super::factors::delete_totp;
 use super::factors::drop_orphan_backup_codes;
 use crate::clock::Millis;
@@ -111,6 +112,12 @@ async fn apply_step(
             .bind(now)
             .execute(&mut **tx)
             .await?;
+        }
+        ChangeStep::DisableAllowlist => {
+            update_settings(tx, account_id, now, |s| s.allowlist_enabled = false).await?;
+        }
+        ChangeStep::SetWithdrawDelay(days) => {
+            update_settings(tx, account_id, now, |s| s.delay_days = *days).await?;
         }
         ChangeStep::DropBackupCodesIfNoFactorLeft => {
             drop_orphan_backup_codes(tx, account_id).await?;

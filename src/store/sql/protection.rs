@@ -6,11 +6,13 @@ use sqlx::Row as _;
 
 use super::dialect::{Db, Tx, FOR_UPDATE};
 use super::effects::write_effects;
+use super::withdrawals::cancel_for_freeze;
 use super::sessions::DEVICE_COLUMNS;
 use crate::clock::Millis;
 use crate::domain::change::Weakening;
 use crate::domain::mail_kind::MailKind;
 use crate::store::{
+    AuditEvent,
     Device, Effects, FreezeLinkRow, FreezeOutcome, Notification, ProtectionStore, SqlStore,
     StoreError, StoreResult,
 };
@@ -47,7 +49,20 @@ pub(super) async fn freeze_in(
     .execute(&mut **tx)
     .await?
     .rows_affected();
-    write_effects(tx, fx).await?;
+    let (cancelled, recalled) = cancel_for_freeze(tx, account_id, now).await?;
+    let mut fx = fx.clone();
+    if !cancelled.is_empty() || !recalled.is_empty() {
+        fx.audit.push(AuditEvent {
+            at: now,
+            account_id: Some(account_id.to_owned()),
+            actor: "system".into(),
+            action: "withdrawals.cancelled_by_freeze".into(),
+            ip: None,
+            device: None,
+            detail: serde_json::json!({"cancelled": cancelled, "recalled": recalled}),
+        });
+    }
+    write_effects(tx, &fx).await?;
     Ok(FreezeOutcome::Frozen { sessions_ended })
 }
 
