@@ -72,7 +72,11 @@ impl Asset {
 pub fn default_assets() -> Vec<Asset> {
     vec![
         Asset::new("BTC", 8, &[("BTC", false), ("BSC", false)]),
-        Asset::new("ETH", 18, &[("ETH", false), ("ARBITRUM", false), ("BSC", false)]),
+        Asset::new(
+            "ETH",
+            18,
+            &[("ETH", false), ("ARBITRUM", false), ("BSC", false)],
+        ),
         Asset::new("USDT", 6, &[("ETH", false), ("TRX", false), ("BSC", false)]),
         Asset::new("USDC", 6, &[("ETH", false), ("SOL", false)]),
         Asset::new("XRP", 6, &[("XRP", true)]),
@@ -87,13 +91,19 @@ pub fn check_assets(assets: &[Asset]) -> Result<(), String> {
     let mut seen = std::collections::HashSet::new();
     for a in assets {
         if a.symbol.is_empty() || !a.symbol.chars().all(|c| c.is_ascii_alphanumeric()) {
-            return Err(format!("asset symbol {:?} must be letters and digits", a.symbol));
+            return Err(format!(
+                "asset symbol {:?} must be letters and digits",
+                a.symbol
+            ));
         }
         if !seen.insert(a.symbol.as_str()) {
             return Err(format!("asset {} is listed twice", a.symbol));
         }
         if a.precision > 18 {
-            return Err(format!("asset {}: precision {} is above 18", a.symbol, a.precision));
+            return Err(format!(
+                "asset {}: precision {} is above 18",
+                a.symbol, a.precision
+            ));
         }
         if a.networks.is_empty() {
             return Err(format!("asset {} has no network", a.symbol));
@@ -101,7 +111,10 @@ pub fn check_assets(assets: &[Asset]) -> Result<(), String> {
         let mut nets = std::collections::HashSet::new();
         for n in &a.networks {
             if n.name.is_empty() || !nets.insert(n.name.as_str()) {
-                return Err(format!("asset {}: network {:?} empty or listed twice", a.symbol, n.name));
+                return Err(format!(
+                    "asset {}: network {:?} empty or listed twice",
+                    a.symbol, n.name
+                ));
             }
         }
     }
@@ -115,7 +128,10 @@ pub fn asset_network<'a>(
     network: &str,
 ) -> Result<(&'a Asset, &'a Network), Invalid> {
     let a = assets.iter().find(|a| a.symbol == asset).ok_or_else(|| {
-        Invalid::new("unknown_asset", format!("{asset:?} is not an asset that can be withdrawn here."))
+        Invalid::new(
+            "unknown_asset",
+            format!("{asset:?} is not an asset that can be withdrawn here."),
+        )
     })?;
     let n = a.network(network).ok_or_else(|| {
         Invalid::new(
@@ -123,7 +139,11 @@ pub fn asset_network<'a>(
             format!(
                 "{network:?} is not a network for {}; use one of: {}.",
                 a.symbol,
-                a.networks.iter().map(|n| n.name.as_str()).collect::<Vec<_>>().join(", ")
+                a.networks
+                    .iter()
+                    .map(|n| n.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         )
     })?;
@@ -148,7 +168,10 @@ impl Amount {
             )
         };
         if raw.starts_with('-') {
-            return Err(Invalid::new("negative_amount", "The amount cannot be negative."));
+            return Err(Invalid::new(
+                "negative_amount",
+                "The amount cannot be negative.",
+            ));
         }
         if raw.is_empty() || raw.len() > 60 {
             return Err(bad());
@@ -179,7 +202,10 @@ impl Amount {
             .checked_mul(10u128.pow(precision - frac.len() as u32))
             .ok_or_else(bad)?;
         if units == 0 {
-            return Err(Invalid::new("amount_not_positive", "The amount must be above zero."));
+            return Err(Invalid::new(
+                "amount_not_positive",
+                "The amount must be above zero.",
+            ));
         }
         Ok(Self {
             units,
@@ -253,14 +279,20 @@ pub fn check_address(raw: &str) -> Result<&str, Invalid> {
 }
 
 /// A memo (destination tag), only on networks that take one; empty means none.
-pub fn check_memo<'a>(network: &Network, memo: Option<&'a str>) -> Result<Option<&'a str>, Invalid> {
+pub fn check_memo<'a>(
+    network: &Network,
+    memo: Option<&'a str>,
+) -> Result<Option<&'a str>, Invalid> {
     let Some(memo) = memo.filter(|m| !m.is_empty()) else {
         return Ok(None);
     };
     if !network.memo {
         return Err(Invalid::new(
             "memo_not_allowed",
-            format!("Network {} takes no memo or tag; send the request without one.", network.name),
+            format!(
+                "Network {} takes no memo or tag; send the request without one.",
+                network.name
+            ),
         ));
     }
     if memo.len() > MEMO_MAX_CHARS || !memo.bytes().all(|b| b.is_ascii_alphanumeric()) {
@@ -275,7 +307,10 @@ pub fn check_memo<'a>(network: &Network, memo: Option<&'a str>) -> Result<Option
 /// A label the owner gives an allowlist address.
 pub fn check_label(raw: &str) -> Result<String, Invalid> {
     let label = raw.trim();
-    if label.is_empty() || label.chars().count() > LABEL_MAX_CHARS || label.chars().any(char::is_control) {
+    if label.is_empty()
+        || label.chars().count() > LABEL_MAX_CHARS
+        || label.chars().any(char::is_control)
+    {
         return Err(Invalid::new(
             "invalid_label",
             "A label is 1 to 64 characters, without control characters.",
@@ -430,7 +465,10 @@ pub fn decide(s: &Situation) -> Decision {
     if let Some(until) = s.locked_until.filter(|&t| t > s.now) {
         refusals.push(Reason::new(
             "withdrawals_locked",
-            format!("Withdrawals are locked until {} after a security change.", format_utc(until)),
+            format!(
+                "Withdrawals are locked until {} after a security change.",
+                format_utc(until)
+            ),
         ));
     }
     match &s.key {
@@ -463,7 +501,9 @@ pub fn decide(s: &Situation) -> Decision {
             if let Some(max) = rules.daily_count.filter(|&max| *count_24h >= max) {
                 refusals.push(Reason::new(
                     "key_daily_count",
-                    format!("This API key may make {max} withdrawals in 24 hours; that many were made."),
+                    format!(
+                        "This API key may make {max} withdrawals in 24 hours; that many were made."
+                    ),
                 ));
             }
             if let Some(limit) = rules
@@ -552,10 +592,14 @@ mod tests {
         assert_eq!(a.to_string(), "0.1");
         assert_eq!(Amount::parse("007", 8).unwrap().to_string(), "7");
         assert_eq!(
-            Amount::parse("0.000000000000000001", 18).unwrap().to_string(),
+            Amount::parse("0.000000000000000001", 18)
+                .unwrap()
+                .to_string(),
             "0.000000000000000001"
         );
-        let sum = Amount::parse("0.1", 8).unwrap().checked_add(Amount::parse("0.2", 8).unwrap());
+        let sum = Amount::parse("0.1", 8)
+            .unwrap()
+            .checked_add(Amount::parse("0.2", 8).unwrap());
         assert_eq!(sum, Amount::parse("0.3", 8).ok());
         for (raw, code) in [
             ("-1", "negative_amount"),
@@ -569,7 +613,10 @@ mod tests {
             (".5", "invalid_amount"),
             ("1,5", "invalid_amount"),
             ("", "invalid_amount"),
-            ("99999999999999999999999999999999999999999", "invalid_amount"),
+            (
+                "99999999999999999999999999999999999999999",
+                "invalid_amount",
+            ),
         ] {
             assert_eq!(Amount::parse(raw, 8).unwrap_err().code, code, "{raw}");
         }
@@ -579,20 +626,31 @@ mod tests {
     fn addresses_refuse_spaces_and_homoglyphs() {
         assert!(check_address("0x52908400098527886E0F7030069857D2E4169EE7").is_ok());
         assert_eq!(
-            check_address("0x5290840009852788 6E0F7030069857D2E4169EE7").unwrap_err().code,
+            check_address("0x5290840009852788 6E0F7030069857D2E4169EE7")
+                .unwrap_err()
+                .code,
             "address_has_spaces"
         );
         assert_eq!(
-            check_address("0x52908400098527886E0F7030069857D2E4169EE7\n").unwrap_err().code,
+            check_address("0x52908400098527886E0F7030069857D2E4169EE7\n")
+                .unwrap_err()
+                .code,
             "address_has_spaces"
         );
         // Cyrillic 'Е' in place of the Latin one.
         assert_eq!(
-            check_address("0x52908400098527886\u{415}0F7030069857D2E4169EE7").unwrap_err().code,
+            check_address("0x52908400098527886\u{415}0F7030069857D2E4169EE7")
+                .unwrap_err()
+                .code,
             "address_not_ascii"
         );
         assert_eq!(check_address("short").unwrap_err().code, "invalid_address");
-        assert_eq!(check_address("0x<script>alert(1)</script>").unwrap_err().code, "invalid_address");
+        assert_eq!(
+            check_address("0x<script>alert(1)</script>")
+                .unwrap_err()
+                .code,
+            "invalid_address"
+        );
     }
 
     #[test]
@@ -600,7 +658,10 @@ mod tests {
         let real = "0x52908400098527886E0F7030069857D2E4169EE7";
         let fake = "0x5290aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa69ee7";
         assert_eq!(lookalike_key(real), lookalike_key(fake));
-        assert_ne!(lookalike_key(real), lookalike_key("0x1111840009852788aE0F7030069857D2E4169EE7"));
+        assert_ne!(
+            lookalike_key(real),
+            lookalike_key("0x1111840009852788aE0F7030069857D2E4169EE7")
+        );
         assert_eq!(
             lookalike_key("bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq"),
             lookalike_key("bc1qar0sxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxf5mdq")
@@ -632,7 +693,10 @@ mod tests {
     fn decisions() {
         let s = situation();
         assert_eq!(decide(&s).state, WithdrawalState::Released);
-        let held = decide(&Situation { delay_days: 2, ..s.clone() });
+        let held = decide(&Situation {
+            delay_days: 2,
+            ..s.clone()
+        });
         assert_eq!(held.state, WithdrawalState::Held);
         assert_eq!(held.release_at, Some(s.now + 2 * DAY));
         let both = decide(&Situation {

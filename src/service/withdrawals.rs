@@ -31,8 +31,8 @@ use crate::domain::withdrawal::{
 };
 use crate::domain::Invalid;
 use crate::store::withdrawals::{
-    AllowlistEntry, DecideOutcome, Decided, DepositRecord, FeedEntry, NewWithdrawal,
-    PlatformToken, ReleaseOutcome, TransferRecord, WithdrawalRecord, WithdrawalSettings,
+    AllowlistEntry, DecideOutcome, Decided, DepositRecord, FeedEntry, NewWithdrawal, PlatformToken,
+    ReleaseOutcome, TransferRecord, WithdrawalRecord, WithdrawalSettings,
 };
 use crate::store::{Account, Effects, PendingChange, SessionAuth, SharedStore, WithdrawalLock};
 
@@ -248,7 +248,10 @@ fn request_id_ok(id: &str) -> Result<(), Invalid> {
 
 fn txid_ok(txid: &str) -> Result<(), Invalid> {
     if txid.is_empty() || txid.len() > 128 || !txid.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        return Err(Invalid::new("invalid_txid", "A TxID is 1 to 128 letters and digits."));
+        return Err(Invalid::new(
+            "invalid_txid",
+            "A TxID is 1 to 128 letters and digits.",
+        ));
     }
     Ok(())
 }
@@ -270,11 +273,17 @@ fn not_found() -> ServiceError {
 
 impl Withdrawals {
     fn precision(&self, asset: &str) -> Option<u32> {
-        self.assets.iter().find(|a| a.symbol == asset).map(|a| a.precision)
+        self.assets
+            .iter()
+            .find(|a| a.symbol == asset)
+            .map(|a| a.precision)
     }
 
     fn cancel_url(&self, token: &str) -> String {
-        format!("{}/withdrawals/cancel/{token}", self.public_url.trim_end_matches('/'))
+        format!(
+            "{}/withdrawals/cancel/{token}",
+            self.public_url.trim_end_matches('/')
+        )
     }
 
     // ----- platform credentials -----
@@ -282,8 +291,17 @@ impl Withdrawals {
     /// Creates a platform token; the token is returned once and stored as its SHA-256.
     pub async fn add_platform_token(&self, name: &str) -> ServiceResult<String> {
         let name = name.trim();
-        if name.is_empty() || name.len() > 64 || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
-            return Err(Invalid::new("invalid_name", "A token name is 1 to 64 letters, digits, '-' or '_'.").into());
+        if name.is_empty()
+            || name.len() > 64
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(Invalid::new(
+                "invalid_name",
+                "A token name is 1 to 64 letters, digits, '-' or '_'.",
+            )
+            .into());
         }
         let token = format!("{PLATFORM_TOKEN_PREFIX}{}", random_token());
         let now = self.now();
@@ -295,7 +313,13 @@ impl Withdrawals {
             revoked_at: None,
             last_used_at: None,
         };
-        let fx = Effects::audit(self.event(None, None, "operator:cli".into(), "platform_token.added", json!({"name": name})));
+        let fx = Effects::audit(self.event(
+            None,
+            None,
+            "operator:cli".into(),
+            "platform_token.added",
+            json!({"name": name}),
+        ));
         match self.store.add_platform_token(&record, &fx).await {
             Err(crate::store::StoreError::Conflict(_)) => Err(ServiceError::Conflict(
                 "name_taken",
@@ -310,12 +334,24 @@ impl Withdrawals {
     }
 
     pub async fn revoke_platform_token(&self, name: &str) -> ServiceResult<bool> {
-        let fx = Effects::audit(self.event(None, None, "operator:cli".into(), "platform_token.revoked", json!({"name": name})));
-        Ok(self.store.revoke_platform_token(name.trim(), self.now(), &fx).await?)
+        let fx = Effects::audit(self.event(
+            None,
+            None,
+            "operator:cli".into(),
+            "platform_token.revoked",
+            json!({"name": name}),
+        ));
+        Ok(self
+            .store
+            .revoke_platform_token(name.trim(), self.now(), &fx)
+            .await?)
     }
 
     /// The platform behind a bearer token; `Unauthenticated` for anything else.
-    pub async fn authenticate_platform(&self, bearer: Option<&str>) -> ServiceResult<PlatformToken> {
+    pub async fn authenticate_platform(
+        &self,
+        bearer: Option<&str>,
+    ) -> ServiceResult<PlatformToken> {
         let token = bearer
             .filter(|t| t.starts_with(PLATFORM_TOKEN_PREFIX) && t.len() < 200)
             .ok_or(ServiceError::Unauthenticated)?;
@@ -331,28 +367,48 @@ impl Withdrawals {
     /// request again gets the same answer; another request under the same id is refused.
     /// Bad input is refused before anything is stored.
     #[tracing::instrument(level = "info", skip_all, fields(account = tracing::field::Empty), err(level = "info"))]
-    pub async fn request(&self, platform: &PlatformToken, req: &WithdrawalRequest) -> ServiceResult<WithdrawalAnswer> {
+    pub async fn request(
+        &self,
+        platform: &PlatformToken,
+        req: &WithdrawalRequest,
+    ) -> ServiceResult<WithdrawalAnswer> {
         request_id_ok(&req.request_id)?;
         let (asset, network) = asset_network(&self.assets, &req.asset, &req.network)?;
         let amount = Amount::parse(&req.amount, asset.precision)?;
         let address = check_address(&req.address)?;
         let memo = check_memo(network, req.memo.as_deref())?;
-        let via = Via::parse(&req.via).map_err(|_| {
-            Invalid::new("invalid_via", "via is \"session\" or \"api_key\".")
-        })?;
+        let via = Via::parse(&req.via)
+            .map_err(|_| Invalid::new("invalid_via", "via is \"session\" or \"api_key\"."))?;
         let api_key = match (via, req.api_key.as_deref()) {
             (Via::ApiKey, Some(k)) if !k.is_empty() && k.len() <= 128 => Some(k.to_owned()),
             (Via::ApiKey, _) => {
-                return Err(Invalid::new("api_key_required", "A withdrawal via api_key names the key (api_key).").into())
+                return Err(Invalid::new(
+                    "api_key_required",
+                    "A withdrawal via api_key names the key (api_key).",
+                )
+                .into())
             }
             (Via::Session, None) => None,
             (Via::Session, Some(_)) => {
-                return Err(Invalid::new("unexpected_api_key", "A withdrawal via session names no API key.").into())
+                return Err(Invalid::new(
+                    "unexpected_api_key",
+                    "A withdrawal via session names no API key.",
+                )
+                .into())
             }
         };
-        let request_hash = token_hash(&
-            json!([req.account_uid, asset.symbol, network.name, amount.to_string(), address, memo, via.as_str(), api_key])
-                .to_string(),
+        let request_hash = token_hash(
+            &json!([
+                req.account_uid,
+                asset.symbol,
+                network.name,
+                amount.to_string(),
+                address,
+                memo,
+                via.as_str(),
+                api_key
+            ])
+            .to_string(),
         );
         if let Some(existing) = self.store.withdrawal_by_request(&req.request_id).await? {
             return self.repeat(&existing, &request_hash);
@@ -427,13 +483,27 @@ impl Withdrawals {
             w.asset,
             w.network,
             w.address,
-            w.memo.as_deref().map(|m| format!(" (memo {m})")).unwrap_or_default()
+            w.memo
+                .as_deref()
+                .map(|m| format!(" (memo {m})"))
+                .unwrap_or_default()
         );
         let how = match w.via {
             Via::Session => "from a signed-in session".to_owned(),
-            Via::ApiKey => format!("with the API key {}", w.api_key.as_deref().map(crate::domain::api_key::key_hint).unwrap_or_default()),
+            Via::ApiKey => format!(
+                "with the API key {}",
+                w.api_key
+                    .as_deref()
+                    .map(crate::domain::api_key::key_hint)
+                    .unwrap_or_default()
+            ),
         };
-        let reasons = d.reasons.iter().map(|r| format!("- {}", r.message)).collect::<Vec<_>>().join("\n");
+        let reasons = d
+            .reasons
+            .iter()
+            .map(|r| format!("- {}", r.message))
+            .collect::<Vec<_>>()
+            .join("\n");
         let event = self.event(
             None,
             Some(&account.id),
@@ -489,10 +559,19 @@ impl Withdrawals {
     // ----- the platform's side after the decision -----
 
     pub async fn feed(&self, after: i64, limit: i64) -> ServiceResult<Vec<FeedItem>> {
-        let entries = self.store.withdrawal_feed(after.max(0), limit.clamp(1, MAX_PAGE)).await?;
+        let entries = self
+            .store
+            .withdrawal_feed(after.max(0), limit.clamp(1, MAX_PAGE))
+            .await?;
         let mut items = Vec::with_capacity(entries.len());
         let mut uids = std::collections::HashMap::<String, String>::new();
-        for FeedEntry { seq, event, at, withdrawal } in entries {
+        for FeedEntry {
+            seq,
+            event,
+            at,
+            withdrawal,
+        } in entries
+        {
             let uid = match uids.get(&withdrawal.account_id) {
                 Some(u) => u.clone(),
                 None => {
@@ -501,7 +580,12 @@ impl Withdrawals {
                     u
                 }
             };
-            items.push(FeedItem { seq, event, at, withdrawal: WithdrawalView::new(&withdrawal, &uid) });
+            items.push(FeedItem {
+                seq,
+                event,
+                at,
+                withdrawal: WithdrawalView::new(&withdrawal, &uid),
+            });
         }
         Ok(items)
     }
@@ -523,10 +607,21 @@ impl Withdrawals {
     /// The platform sent a released withdrawal to the network. Report it *before* sending
     /// the signed transaction: a `withdrawal_recalled` answer means a freeze took it back.
     #[tracing::instrument(level = "info", skip_all, err(level = "info"))]
-    pub async fn broadcast(&self, platform: &PlatformToken, id: &str, txid: &str) -> ServiceResult<WithdrawalView> {
+    pub async fn broadcast(
+        &self,
+        platform: &PlatformToken,
+        id: &str,
+        txid: &str,
+    ) -> ServiceResult<WithdrawalView> {
         txid_ok(txid)?;
         let w = self.store.withdrawal(id).await?.ok_or_else(not_found)?;
-        let fx = Effects::audit(self.event(None, Some(&w.account_id), format!("platform:{}", platform.name), "withdrawal.broadcast", json!({"withdrawal_id": id, "txid": txid})));
+        let fx = Effects::audit(self.event(
+            None,
+            Some(&w.account_id),
+            format!("platform:{}", platform.name),
+            "withdrawal.broadcast",
+            json!({"withdrawal_id": id, "txid": txid}),
+        ));
         match self.store.mark_broadcast(id, txid, self.now(), &fx).await? {
             Ok(w) => Ok(WithdrawalView::new(&w, &self.uid_of(&w.account_id).await?)),
             Err(state) => Err(not_in_state(state, "released")),
@@ -534,9 +629,19 @@ impl Withdrawals {
     }
 
     #[tracing::instrument(level = "info", skip_all, err(level = "info"))]
-    pub async fn confirmed(&self, platform: &PlatformToken, id: &str) -> ServiceResult<WithdrawalView> {
+    pub async fn confirmed(
+        &self,
+        platform: &PlatformToken,
+        id: &str,
+    ) -> ServiceResult<WithdrawalView> {
         let w = self.store.withdrawal(id).await?.ok_or_else(not_found)?;
-        let fx = Effects::audit(self.event(None, Some(&w.account_id), format!("platform:{}", platform.name), "withdrawal.confirmed", json!({"withdrawal_id": id, "txid": w.txid})));
+        let fx = Effects::audit(self.event(
+            None,
+            Some(&w.account_id),
+            format!("platform:{}", platform.name),
+            "withdrawal.confirmed",
+            json!({"withdrawal_id": id, "txid": w.txid}),
+        ));
         match self.store.mark_confirmed(id, self.now(), &fx).await? {
             Ok(w) => Ok(WithdrawalView::new(&w, &self.uid_of(&w.account_id).await?)),
             Err(state) => Err(not_in_state(state, "broadcast")),
@@ -548,7 +653,9 @@ impl Withdrawals {
         let now = self.now();
         let mut released = 0;
         for w in self.store.due_withdrawals(now, limit).await? {
-            let Some(account) = self.store.account_by_id(&w.account_id).await? else { continue };
+            let Some(account) = self.store.account_by_id(&w.account_id).await? else {
+                continue;
+            };
             let fx = Effects::audit(self.event(None, Some(&account.id), "system".into(), "withdrawal.released", json!({"withdrawal_id": w.id, "held_since": w.created_at})))
                 .with_mail(self.notices.notice(
                     &account,
@@ -569,20 +676,41 @@ impl Withdrawals {
     // ----- transfers and deposits -----
 
     #[tracing::instrument(level = "info", skip_all, err(level = "info"))]
-    pub async fn transfer(&self, platform: &PlatformToken, req: &TransferRequest) -> ServiceResult<serde_json::Value> {
+    pub async fn transfer(
+        &self,
+        platform: &PlatformToken,
+        req: &TransferRequest,
+    ) -> ServiceResult<serde_json::Value> {
         request_id_ok(&req.request_id)?;
         let precision = self.precision(&req.asset).ok_or_else(|| {
-            Invalid::new("unknown_asset", format!("{:?} is not an asset known here.", req.asset))
+            Invalid::new(
+                "unknown_asset",
+                format!("{:?} is not an asset known here.", req.asset),
+            )
         })?;
         let amount = Amount::parse(&req.amount, precision)?;
-        let hash = token_hash(&json!([req.from_uid, req.to_uid, req.asset, amount.to_string()]).to_string());
+        let hash = token_hash(
+            &json!([req.from_uid, req.to_uid, req.asset, amount.to_string()]).to_string(),
+        );
         if let Some(t) = self.store.transfer_by_request(&req.request_id).await? {
             return stored_transfer(&t, &hash);
         }
-        let from = self.store.account_by_uid(req.from_uid.trim()).await?.ok_or_else(unknown_account)?;
-        let to = self.store.account_by_uid(req.to_uid.trim()).await?.ok_or_else(unknown_account)?;
+        let from = self
+            .store
+            .account_by_uid(req.from_uid.trim())
+            .await?
+            .ok_or_else(unknown_account)?;
+        let to = self
+            .store
+            .account_by_uid(req.to_uid.trim())
+            .await?
+            .ok_or_else(unknown_account)?;
         if from.id == to.id {
-            return Err(Invalid::new("same_account", "A transfer goes from one account to another.").into());
+            return Err(Invalid::new(
+                "same_account",
+                "A transfer goes from one account to another.",
+            )
+            .into());
         }
         let now = self.now();
         let record = TransferRecord {
@@ -601,15 +729,31 @@ impl Withdrawals {
         let decide = |s: crate::store::withdrawals::SenderState| {
             let mut reasons = Vec::new();
             if s.frozen {
-                reasons.push(ReasonView { code: "account_frozen".into(), message: "The sending account is frozen.".into() });
+                reasons.push(ReasonView {
+                    code: "account_frozen".into(),
+                    message: "The sending account is frozen.".into(),
+                });
             }
             if s.recovery_required {
-                reasons.push(ReasonView { code: "recovery_in_progress".into(), message: "The sending account was just recovered.".into() });
+                reasons.push(ReasonView {
+                    code: "recovery_in_progress".into(),
+                    message: "The sending account was just recovered.".into(),
+                });
             }
             if let Some(until) = s.locked_until {
-                reasons.push(ReasonView { code: "withdrawals_locked".into(), message: format!("Money cannot leave the sending account until {} after a security change.", format_utc(until)) });
+                reasons.push(ReasonView {
+                    code: "withdrawals_locked".into(),
+                    message: format!(
+                        "Money cannot leave the sending account until {} after a security change.",
+                        format_utc(until)
+                    ),
+                });
             }
-            let state = if reasons.is_empty() { "completed" } else { "refused" };
+            let state = if reasons.is_empty() {
+                "completed"
+            } else {
+                "refused"
+            };
             let answer = json!({"id": record.id, "state": state, "code": reasons.first().map(|r| r.code.clone()), "reasons": reasons});
             let mut fx = Effects::audit(self.event(None, Some(&from.id), actor.clone(), "transfer.recorded", json!({"transfer_id": record.id, "to": to.uid, "asset": record.asset, "amount": record.amount, "state": state})));
             if state == "completed" {
@@ -627,17 +771,35 @@ impl Withdrawals {
     }
 
     #[tracing::instrument(level = "info", skip_all, err(level = "info"))]
-    pub async fn deposit(&self, platform: &PlatformToken, req: &DepositRequest) -> ServiceResult<DepositRecord> {
+    pub async fn deposit(
+        &self,
+        platform: &PlatformToken,
+        req: &DepositRequest,
+    ) -> ServiceResult<DepositRecord> {
         request_id_ok(&req.request_id)?;
         let (asset, _network) = asset_network(&self.assets, &req.asset, &req.network)?;
         let amount = Amount::parse(&req.amount, asset.precision)?;
         txid_ok(&req.txid)?;
         let address = req.address.as_deref().map(check_address).transpose()?;
-        let hash = token_hash(&json!([req.account_uid, req.asset, req.network, amount.to_string(), address, req.txid]).to_string());
+        let hash = token_hash(
+            &json!([
+                req.account_uid,
+                req.asset,
+                req.network,
+                amount.to_string(),
+                address,
+                req.txid
+            ])
+            .to_string(),
+        );
         if let Some(d) = self.store.deposit_by_request(&req.request_id).await? {
             return same_deposit(d, &hash);
         }
-        let account = self.store.account_by_uid(req.account_uid.trim()).await?.ok_or_else(unknown_account)?;
+        let account = self
+            .store
+            .account_by_uid(req.account_uid.trim())
+            .await?
+            .ok_or_else(unknown_account)?;
         let d = DepositRecord {
             id: uuid::Uuid::new_v4().to_string(),
             request_id: req.request_id.clone(),
@@ -662,47 +824,109 @@ impl Withdrawals {
 
     // ----- the owner's side -----
 
-    pub async fn list(&self, auth: &SessionAuth, before: Option<Millis>, limit: i64) -> ServiceResult<Vec<WithdrawalView>> {
-        let rows = self.store.account_withdrawals(&auth.account.id, before, limit.clamp(1, MAX_PAGE)).await?;
-        Ok(rows.iter().map(|w| WithdrawalView::new(w, &auth.account.uid)).collect())
+    pub async fn list(
+        &self,
+        auth: &SessionAuth,
+        before: Option<Millis>,
+        limit: i64,
+    ) -> ServiceResult<Vec<WithdrawalView>> {
+        let rows = self
+            .store
+            .account_withdrawals(&auth.account.id, before, limit.clamp(1, MAX_PAGE))
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|w| WithdrawalView::new(w, &auth.account.uid))
+            .collect())
     }
 
     pub async fn transfers(&self, auth: &SessionAuth) -> ServiceResult<Vec<TransferRecord>> {
-        Ok(self.store.account_transfers(&auth.account.id, MAX_PAGE).await?)
+        Ok(self
+            .store
+            .account_transfers(&auth.account.id, MAX_PAGE)
+            .await?)
     }
 
     pub async fn deposits(&self, auth: &SessionAuth) -> ServiceResult<Vec<DepositRecord>> {
-        Ok(self.store.account_deposits(&auth.account.id, MAX_PAGE).await?)
+        Ok(self
+            .store
+            .account_deposits(&auth.account.id, MAX_PAGE)
+            .await?)
     }
 
     /// Cancels a held withdrawal of the signed-in owner.
     #[tracing::instrument(level = "info", skip_all, fields(account = %auth.account.id), err(level = "info"))]
     pub async fn cancel(&self, auth: &SessionAuth, id: &str, client: &Client) -> ServiceResult<()> {
-        let w = self.store.withdrawal(id).await?.filter(|w| w.account_id == auth.account.id).ok_or_else(not_found)?;
-        self.cancel_held(&auth.account, &w, Some(client), "cancelled_by_owner", "session").await
+        let w = self
+            .store
+            .withdrawal(id)
+            .await?
+            .filter(|w| w.account_id == auth.account.id)
+            .ok_or_else(not_found)?;
+        self.cancel_held(
+            &auth.account,
+            &w,
+            Some(client),
+            "cancelled_by_owner",
+            "session",
+        )
+        .await
     }
 
     /// What a cancel link points at, without acting (mail scanners fetch links).
     pub async fn cancel_link(&self, token: &str) -> ServiceResult<WithdrawalView> {
-        let w = self.store.withdrawal_by_cancel_token(&token_hash(token)).await?.ok_or_else(link_unusable)?;
+        let w = self
+            .store
+            .withdrawal_by_cancel_token(&token_hash(token))
+            .await?
+            .ok_or_else(link_unusable)?;
         Ok(WithdrawalView::new(&w, &self.uid_of(&w.account_id).await?))
     }
 
     /// Cancels through the link in the "withdrawal requested" mail, without signing in.
     #[tracing::instrument(level = "info", skip_all, err(level = "info"))]
-    pub async fn cancel_by_link(&self, token: &str, client: &Client) -> ServiceResult<WithdrawalView> {
-        let w = self.store.withdrawal_by_cancel_token(&token_hash(token)).await?.ok_or_else(link_unusable)?;
-        let account = self.store.account_by_id(&w.account_id).await?.ok_or_else(link_unusable)?;
-        self.cancel_held(&account, &w, Some(client), "cancelled_by_owner", "mailed link").await?;
+    pub async fn cancel_by_link(
+        &self,
+        token: &str,
+        client: &Client,
+    ) -> ServiceResult<WithdrawalView> {
+        let w = self
+            .store
+            .withdrawal_by_cancel_token(&token_hash(token))
+            .await?
+            .ok_or_else(link_unusable)?;
+        let account = self
+            .store
+            .account_by_id(&w.account_id)
+            .await?
+            .ok_or_else(link_unusable)?;
+        self.cancel_held(
+            &account,
+            &w,
+            Some(client),
+            "cancelled_by_owner",
+            "mailed link",
+        )
+        .await?;
         let w = self.store.withdrawal(&w.id).await?.ok_or_else(not_found)?;
         Ok(WithdrawalView::new(&w, &account.uid))
     }
 
-    async fn cancel_held(&self, account: &Account, w: &WithdrawalRecord, client: Option<&Client>, reason: &str, via: &str) -> ServiceResult<()> {
+    async fn cancel_held(
+        &self,
+        account: &Account,
+        w: &WithdrawalRecord,
+        client: Option<&Client>,
+        reason: &str,
+        via: &str,
+    ) -> ServiceResult<()> {
         if w.state != WithdrawalState::Held {
             return Err(ServiceError::Conflict(
                 "not_held",
-                format!("This withdrawal is {} and can no longer be cancelled.", w.state),
+                format!(
+                    "This withdrawal is {} and can no longer be cancelled.",
+                    w.state
+                ),
             ));
         }
         let fx = Effects::audit(self.event(client, Some(&account.id), Self::account_actor(account), "withdrawal.cancelled", json!({"withdrawal_id": w.id, "via": via})))
@@ -715,10 +939,17 @@ impl Withdrawals {
                     w.amount, w.asset, w.network, w.address, format_utc(self.now())
                 ),
             ));
-        if self.store.cancel_withdrawal(&w.id, reason, self.now(), &fx).await? {
+        if self
+            .store
+            .cancel_withdrawal(&w.id, reason, self.now(), &fx)
+            .await?
+        {
             Ok(())
         } else {
-            Err(ServiceError::Conflict("not_held", "This withdrawal was released or cancelled meanwhile.".into()))
+            Err(ServiceError::Conflict(
+                "not_held",
+                "This withdrawal was released or cancelled meanwhile.".into(),
+            ))
         }
     }
 
@@ -728,20 +959,37 @@ impl Withdrawals {
         let now = self.now();
         let s = self.store.withdrawal_settings(&account.id).await?;
         let pending = self.store.pending_changes(&account.id).await?;
-        let off = pending.iter().find(|c| c.change == Weakening::DisableAllowlist);
+        let off = pending
+            .iter()
+            .find(|c| c.change == Weakening::DisableAllowlist);
         let shorter = pending.iter().find_map(|c| match c.change {
             Weakening::ShortenWithdrawDelay(d) => Some((d, c.effective_at)),
             _ => None,
         });
         let mut locks = Vec::new();
         if let Some(at) = account.frozen_at {
-            locks.push(LockView { reason: "account_frozen".into(), message: format!("The account was frozen at {}; a recovery review reopens it.", format_utc(at)), until: None });
+            locks.push(LockView {
+                reason: "account_frozen".into(),
+                message: format!(
+                    "The account was frozen at {}; a recovery review reopens it.",
+                    format_utc(at)
+                ),
+                until: None,
+            });
         }
         if account.recovery_required {
-            locks.push(LockView { reason: "recovery_in_progress".into(), message: "Set a new password and second factor to finish the recovery.".into(), until: None });
+            locks.push(LockView {
+                reason: "recovery_in_progress".into(),
+                message: "Set a new password and second factor to finish the recovery.".into(),
+                until: None,
+            });
         }
         for l in self.store.withdrawal_locks(&account.id, now).await? {
-            locks.push(LockView { message: lock_message(&l), reason: l.reason, until: Some(l.until) });
+            locks.push(LockView {
+                message: lock_message(&l),
+                reason: l.reason,
+                until: Some(l.until),
+            });
         }
         Ok(GuardOverview {
             allowlist_enabled: s.allowlist_enabled,
@@ -763,19 +1011,42 @@ impl Withdrawals {
     /// On: at once. Off: after 48 hours (or the current delay), cancellable; asking for
     /// on again cancels a pending off.
     #[tracing::instrument(level = "info", skip_all, fields(account = %auth.account.id), err(level = "info"))]
-    pub async fn set_allowlist(&self, auth: &SessionAuth, enabled: bool, client: &Client) -> ServiceResult<Option<PendingChange>> {
+    pub async fn set_allowlist(
+        &self,
+        auth: &SessionAuth,
+        enabled: bool,
+        client: &Client,
+    ) -> ServiceResult<Option<PendingChange>> {
         let account = &auth.account;
         let s = self.store.withdrawal_settings(&account.id).await?;
         if enabled {
-            if let Some(c) = self.store.pending_changes(&account.id).await?.into_iter().find(|c| c.change == Weakening::DisableAllowlist) {
-                self.pending_changes.cancel_pending_change(auth, &c.id, client).await?;
+            if let Some(c) = self
+                .store
+                .pending_changes(&account.id)
+                .await?
+                .into_iter()
+                .find(|c| c.change == Weakening::DisableAllowlist)
+            {
+                self.pending_changes
+                    .cancel_pending_change(auth, &c.id, client)
+                    .await?;
             }
             if !s.allowlist_enabled {
                 let fx = Effects::audit(self.event(Some(client), Some(&account.id), Self::account_actor(account), "allowlist.enabled", json!({})))
                     .with_mail(self.notices.notice(account, "Withdrawal allowlist on", &format!(
                         "The withdrawal allowlist was turned on at {} from {} ({}). From now on withdrawals go only to addresses on your list that were added more than 24 hours ago.",
                         format_utc(self.now()), client.device.summary(), client.ip)));
-                self.store.set_withdrawal_settings(&account.id, WithdrawalSettings { allowlist_enabled: true, ..s }, self.now(), &fx).await?;
+                self.store
+                    .set_withdrawal_settings(
+                        &account.id,
+                        WithdrawalSettings {
+                            allowlist_enabled: true,
+                            ..s
+                        },
+                        self.now(),
+                        &fx,
+                    )
+                    .await?;
             }
             return Ok(None);
         }
@@ -785,41 +1056,89 @@ impl Withdrawals {
         let delay = self.weakening_delay(&account.id).await?;
         let change = self
             .pending_changes
-            .schedule_weakening_after(auth, Weakening::DisableAllowlist, "Turn off the withdrawal allowlist", delay, client)
+            .schedule_weakening_after(
+                auth,
+                Weakening::DisableAllowlist,
+                "Turn off the withdrawal allowlist",
+                delay,
+                client,
+            )
             .await?;
         Ok(Some(change))
     }
 
     /// Longer: at once. Shorter: after the current delay has run (48 hours at least).
     #[tracing::instrument(level = "info", skip_all, fields(account = %auth.account.id), err(level = "info"))]
-    pub async fn set_delay(&self, auth: &SessionAuth, days: i64, client: &Client) -> ServiceResult<Option<PendingChange>> {
+    pub async fn set_delay(
+        &self,
+        auth: &SessionAuth,
+        days: i64,
+        client: &Client,
+    ) -> ServiceResult<Option<PendingChange>> {
         if !(0..=MAX_DELAY_DAYS).contains(&days) {
-            return Err(Invalid::new("invalid_delay", format!("The withdraw delay is 0 (off) to {MAX_DELAY_DAYS} days.")).into());
+            return Err(Invalid::new(
+                "invalid_delay",
+                format!("The withdraw delay is 0 (off) to {MAX_DELAY_DAYS} days."),
+            )
+            .into());
         }
         let account = &auth.account;
         let s = self.store.withdrawal_settings(&account.id).await?;
-        let pending_shorter = self.store.pending_changes(&account.id).await?.into_iter().filter(|c| matches!(c.change, Weakening::ShortenWithdrawDelay(_))).collect::<Vec<_>>();
+        let pending_shorter = self
+            .store
+            .pending_changes(&account.id)
+            .await?
+            .into_iter()
+            .filter(|c| matches!(c.change, Weakening::ShortenWithdrawDelay(_)))
+            .collect::<Vec<_>>();
         if days >= s.delay_days {
             for c in &pending_shorter {
-                self.pending_changes.cancel_pending_change(auth, &c.id, client).await?;
+                self.pending_changes
+                    .cancel_pending_change(auth, &c.id, client)
+                    .await?;
             }
             if days > s.delay_days {
                 let fx = Effects::audit(self.event(Some(client), Some(&account.id), Self::account_actor(account), "withdrawal.delay_set", json!({"from": s.delay_days, "to": days})))
                     .with_mail(self.notices.notice(account, "Withdraw delay lengthened", &format!(
                         "Every withdrawal is now held for {days} day(s) before it leaves, changed at {} from {} ({}). You can cancel a held withdrawal until it is released.",
                         format_utc(self.now()), client.device.summary(), client.ip)));
-                self.store.set_withdrawal_settings(&account.id, WithdrawalSettings { delay_days: days, ..s }, self.now(), &fx).await?;
+                self.store
+                    .set_withdrawal_settings(
+                        &account.id,
+                        WithdrawalSettings {
+                            delay_days: days,
+                            ..s
+                        },
+                        self.now(),
+                        &fx,
+                    )
+                    .await?;
             }
             return Ok(None);
         }
-        for c in pending_shorter.iter().filter(|c| c.change != Weakening::ShortenWithdrawDelay(days)) {
-            self.pending_changes.cancel_pending_change(auth, &c.id, client).await?;
+        for c in pending_shorter
+            .iter()
+            .filter(|c| c.change != Weakening::ShortenWithdrawDelay(days))
+        {
+            self.pending_changes
+                .cancel_pending_change(auth, &c.id, client)
+                .await?;
         }
         let delay = self.weakening_delay(&account.id).await?;
-        let what = if days == 0 { "Turn off the withdraw delay".to_owned() } else { format!("Shorten the withdraw delay to {days} day(s)") };
+        let what = if days == 0 {
+            "Turn off the withdraw delay".to_owned()
+        } else {
+            format!("Shorten the withdraw delay to {days} day(s)")
+        };
         let change = self
             .pending_changes
-            .schedule_weakening_after(auth, Weakening::ShortenWithdrawDelay(days), &what, delay, client)
+            .schedule_weakening_after(
+                auth,
+                Weakening::ShortenWithdrawDelay(days),
+                &what,
+                delay,
+                client,
+            )
             .await?;
         Ok(Some(change))
     }
@@ -830,8 +1149,15 @@ impl Withdrawals {
 
     /// Adds an allowlist address (step-up; mailed); usable 24 hours later.
     #[tracing::instrument(level = "info", skip_all, fields(account = %auth.account.id), err(level = "info"))]
-    pub async fn add_address(&self, auth: &SessionAuth, new: &NewAddress, client: &Client) -> ServiceResult<AllowlistEntry> {
-        self.step_up.require_step_up(auth, SensitiveAction::AddAllowlistAddress).await?;
+    pub async fn add_address(
+        &self,
+        auth: &SessionAuth,
+        new: &NewAddress,
+        client: &Client,
+    ) -> ServiceResult<AllowlistEntry> {
+        self.step_up
+            .require_step_up(auth, SensitiveAction::AddAllowlistAddress)
+            .await?;
         let (asset, network) = asset_network(&self.assets, &new.asset, &new.network)?;
         let address = check_address(&new.address)?;
         let memo = check_memo(network, new.memo.as_deref())?;
@@ -854,65 +1180,164 @@ impl Withdrawals {
                 "The address {} ({} on {}, \"{}\") was added to your withdrawal allowlist at {} from {} ({}). It is usable from {}.\n\n\
                  Not you? Freeze your account with the link below: the address never becomes usable.",
                 entry.address, entry.asset, entry.network, entry.label, format_utc(now), client.device.summary(), client.ip, format_utc(entry.usable_at))));
-        if !self.store.add_allowlist_address(&entry, &lookalike_key(address), &fx).await? {
-            return Err(ServiceError::Conflict("address_listed", "This address is already on your allowlist.".into()));
+        if !self
+            .store
+            .add_allowlist_address(&entry, &lookalike_key(address), &fx)
+            .await?
+        {
+            return Err(ServiceError::Conflict(
+                "address_listed",
+                "This address is already on your allowlist.".into(),
+            ));
         }
         Ok(entry)
     }
 
     /// Removes an allowlist address at once (step-up; mailed).
     #[tracing::instrument(level = "info", skip_all, fields(account = %auth.account.id), err(level = "info"))]
-    pub async fn remove_address(&self, auth: &SessionAuth, id: &str, client: &Client) -> ServiceResult<()> {
-        self.step_up.require_step_up(auth, SensitiveAction::DeleteAllowlistAddress).await?;
+    pub async fn remove_address(
+        &self,
+        auth: &SessionAuth,
+        id: &str,
+        client: &Client,
+    ) -> ServiceResult<()> {
+        self.step_up
+            .require_step_up(auth, SensitiveAction::DeleteAllowlistAddress)
+            .await?;
         let account = &auth.account;
         let now = self.now();
-        let fx = Effects::audit(self.event(Some(client), Some(&account.id), Self::account_actor(account), "allowlist.address_removed", json!({"entry_id": id})))
-            .with_mail(self.notices.notice(account, "Withdrawal address removed", &format!(
-                "An address was removed from your withdrawal allowlist at {} from {} ({}).", format_utc(now), client.device.summary(), client.ip)));
-        match self.store.remove_allowlist_address(&account.id, id, now, &fx).await? {
+        let fx = Effects::audit(self.event(
+            Some(client),
+            Some(&account.id),
+            Self::account_actor(account),
+            "allowlist.address_removed",
+            json!({"entry_id": id}),
+        ))
+        .with_mail(self.notices.notice(
+            account,
+            "Withdrawal address removed",
+            &format!(
+                "An address was removed from your withdrawal allowlist at {} from {} ({}).",
+                format_utc(now),
+                client.device.summary(),
+                client.ip
+            ),
+        ));
+        match self
+            .store
+            .remove_allowlist_address(&account.id, id, now, &fx)
+            .await?
+        {
             Some(_) => Ok(()),
-            None => Err(ServiceError::NotFound("not_found", "No such allowlist address.".into())),
+            None => Err(ServiceError::NotFound(
+                "not_found",
+                "No such allowlist address.".into(),
+            )),
         }
     }
 
-    pub async fn key_rules(&self, auth: &SessionAuth, api_key: &str) -> ServiceResult<KeyWithdrawRules> {
-        let mine = self.store.api_keys(&auth.account.id).await?.iter().any(|k| k.api_key == api_key);
+    pub async fn key_rules(
+        &self,
+        auth: &SessionAuth,
+        api_key: &str,
+    ) -> ServiceResult<KeyWithdrawRules> {
+        let mine = self
+            .store
+            .api_keys(&auth.account.id)
+            .await?
+            .iter()
+            .any(|k| k.api_key == api_key);
         if !mine {
-            return Err(ServiceError::NotFound("not_found", "No such API key.".into()));
+            return Err(ServiceError::NotFound(
+                "not_found",
+                "No such API key.".into(),
+            ));
         }
-        Ok(self.store.key_withdraw_rules(api_key).await?.unwrap_or_default())
+        Ok(self
+            .store
+            .key_withdraw_rules(api_key)
+            .await?
+            .unwrap_or_default())
     }
 
     /// Gives a key its own withdrawal rules (step-up): addresses among the allowlist's,
     /// daily count and per-asset daily amounts.
     #[tracing::instrument(level = "info", skip_all, fields(account = %auth.account.id), err(level = "info"))]
-    pub async fn set_key_rules(&self, auth: &SessionAuth, api_key: &str, rules: &KeyWithdrawRules, client: &Client) -> ServiceResult<KeyWithdrawRules> {
-        self.step_up.require_step_up(auth, SensitiveAction::AddApiKey).await?;
+    pub async fn set_key_rules(
+        &self,
+        auth: &SessionAuth,
+        api_key: &str,
+        rules: &KeyWithdrawRules,
+        client: &Client,
+    ) -> ServiceResult<KeyWithdrawRules> {
+        self.step_up
+            .require_step_up(auth, SensitiveAction::AddApiKey)
+            .await?;
         let account = &auth.account;
         let mut rules = rules.clone();
         if let Some(ids) = &mut rules.addresses {
             let listed = self.store.allowlist(&account.id).await?;
             if let Some(bad) = ids.iter().find(|id| !listed.iter().any(|e| &e.id == *id)) {
-                return Err(Invalid::new("unknown_address", format!("{bad:?} is not one of your allowlist addresses.")).into());
+                return Err(Invalid::new(
+                    "unknown_address",
+                    format!("{bad:?} is not one of your allowlist addresses."),
+                )
+                .into());
             }
             ids.sort();
             ids.dedup();
         }
-        if rules.daily_count.is_some_and(|n| !(0..=1_000_000).contains(&n)) {
+        if rules
+            .daily_count
+            .is_some_and(|n| !(0..=1_000_000).contains(&n))
+        {
             return Err(Invalid::new("invalid_limit", "The daily count is 0 to 1,000,000.").into());
         }
         let mut amounts = std::collections::BTreeMap::new();
         for (asset, raw) in &rules.daily_amounts {
-            let precision = self.precision(asset).ok_or_else(|| Invalid::new("unknown_asset", format!("{asset:?} is not an asset known here.")))?;
+            let precision = self.precision(asset).ok_or_else(|| {
+                Invalid::new(
+                    "unknown_asset",
+                    format!("{asset:?} is not an asset known here."),
+                )
+            })?;
             amounts.insert(asset.clone(), Amount::parse(raw, precision)?.to_string());
         }
         rules.daily_amounts = amounts;
         let empty = rules == KeyWithdrawRules::default();
-        let fx = Effects::audit(self.event(Some(client), Some(&account.id), Self::account_actor(account), "api_key.withdraw_rules_set", json!({"api_key": api_key, "rules": rules})))
-            .with_mail(self.notices.notice(account, "API key withdrawal rules changed", &format!(
-                "The withdrawal rules of the API key {} were changed at {} from {} ({}).", crate::domain::api_key::key_hint(api_key), format_utc(self.now()), client.device.summary(), client.ip)));
-        if !self.store.set_key_withdraw_rules(&account.id, api_key, (!empty).then_some(&rules), self.now(), &fx).await? {
-            return Err(ServiceError::NotFound("not_found", "No such API key.".into()));
+        let fx = Effects::audit(self.event(
+            Some(client),
+            Some(&account.id),
+            Self::account_actor(account),
+            "api_key.withdraw_rules_set",
+            json!({"api_key": api_key, "rules": rules}),
+        ))
+        .with_mail(self.notices.notice(
+            account,
+            "API key withdrawal rules changed",
+            &format!(
+                "The withdrawal rules of the API key {} were changed at {} from {} ({}).",
+                crate::domain::api_key::key_hint(api_key),
+                format_utc(self.now()),
+                client.device.summary(),
+                client.ip
+            ),
+        ));
+        if !self
+            .store
+            .set_key_withdraw_rules(
+                &account.id,
+                api_key,
+                (!empty).then_some(&rules),
+                self.now(),
+                &fx,
+            )
+            .await?
+        {
+            return Err(ServiceError::NotFound(
+                "not_found",
+                "No such API key.".into(),
+            ));
         }
         Ok(rules)
     }
@@ -940,7 +1365,8 @@ fn stored_transfer(t: &TransferRecord, hash: &str) -> ServiceResult<serde_json::
     if t.request_hash != hash {
         return Err(reused());
     }
-    serde_json::from_str(&t.answer).map_err(|e| ServiceError::Internal(anyhow::anyhow!("stored transfer {}: {e}", t.id)))
+    serde_json::from_str(&t.answer)
+        .map_err(|e| ServiceError::Internal(anyhow::anyhow!("stored transfer {}: {e}", t.id)))
 }
 
 fn same_deposit(d: DepositRecord, hash: &str) -> ServiceResult<DepositRecord> {
@@ -960,5 +1386,8 @@ fn lock_message(l: &WithdrawalLock) -> String {
         "owner_request" => "you asked support to lock them",
         _ => "a security change",
     };
-    format!("Withdrawals are locked until {} because {why}.", format_utc(l.until))
+    format!(
+        "Withdrawals are locked until {} because {why}.",
+        format_utc(l.until)
+    )
 }

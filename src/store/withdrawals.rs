@@ -5,7 +5,9 @@
 use async_trait::async_trait;
 
 use crate::clock::Millis;
-use crate::domain::withdrawal::{Decision, KeyWithdrawRules, Reason, Situation, Via, WithdrawalState};
+use crate::domain::withdrawal::{
+    Decision, KeyWithdrawRules, Reason, Situation, Via, WithdrawalState,
+};
 use crate::store::{Effects, FreezeOutcome, StoreResult};
 
 /// A platform's bearer credential (only its SHA-256 is stored).
@@ -186,11 +188,19 @@ pub trait WithdrawalStore {
     async fn add_platform_token(&self, token: &PlatformToken, fx: &Effects) -> StoreResult<()>;
     async fn platform_tokens(&self) -> StoreResult<Vec<PlatformToken>>;
     /// Revokes by name; `false` if there is no live token of that name.
-    async fn revoke_platform_token(&self, name: &str, now: Millis, fx: &Effects) -> StoreResult<bool>;
+    async fn revoke_platform_token(
+        &self,
+        name: &str,
+        now: Millis,
+        fx: &Effects,
+    ) -> StoreResult<bool>;
     /// A live (not revoked) token by its hash.
     async fn platform_token(&self, token_hash: &str) -> StoreResult<Option<PlatformToken>>;
 
-    async fn withdrawal_by_request(&self, request_id: &str) -> StoreResult<Option<WithdrawalRecord>>;
+    async fn withdrawal_by_request(
+        &self,
+        request_id: &str,
+    ) -> StoreResult<Option<WithdrawalRecord>>;
     /// Reads the account's situation and decides, in one transaction with the account row
     /// locked (a freeze waits for it, or it sees the freeze); stores the withdrawal, its
     /// feed entry if released, the destination as known if released, and the effects.
@@ -200,7 +210,10 @@ pub trait WithdrawalStore {
         decide: &Decide<'_>,
     ) -> StoreResult<DecideOutcome>;
     async fn withdrawal(&self, id: &str) -> StoreResult<Option<WithdrawalRecord>>;
-    async fn withdrawal_by_cancel_token(&self, token_hash: &str) -> StoreResult<Option<WithdrawalRecord>>;
+    async fn withdrawal_by_cancel_token(
+        &self,
+        token_hash: &str,
+    ) -> StoreResult<Option<WithdrawalRecord>>;
     /// The account's withdrawals, newest first, before `before` (a `created_at` cursor).
     async fn account_withdrawals(
         &self,
@@ -290,8 +303,16 @@ pub trait WithdrawalStore {
     async fn deposit_by_request(&self, request_id: &str) -> StoreResult<Option<DepositRecord>>;
     /// Records a deposit; `false` if its `request_id` is taken.
     async fn record_deposit(&self, d: &DepositRecord, fx: &Effects) -> StoreResult<bool>;
-    async fn account_transfers(&self, account_id: &str, limit: i64) -> StoreResult<Vec<TransferRecord>>;
-    async fn account_deposits(&self, account_id: &str, limit: i64) -> StoreResult<Vec<DepositRecord>>;
+    async fn account_transfers(
+        &self,
+        account_id: &str,
+        limit: i64,
+    ) -> StoreResult<Vec<TransferRecord>>;
+    async fn account_deposits(
+        &self,
+        account_id: &str,
+        limit: i64,
+    ) -> StoreResult<Vec<DepositRecord>>;
     /// Completed transfers out of any of these accounts since `since`, oldest first.
     async fn transfers_out_of(
         &self,
@@ -301,10 +322,7 @@ pub trait WithdrawalStore {
     ) -> StoreResult<Vec<TransferRecord>>;
     /// Freezes an account and opens a case linking it to the source account, in one
     /// transaction.
-    async fn freeze_with_case(
-        &self,
-        case: &CaseRecord,
-        fx: &Effects,
-    ) -> StoreResult<FreezeOutcome>;
+    async fn freeze_with_case(&self, case: &CaseRecord, fx: &Effects)
+        -> StoreResult<FreezeOutcome>;
     async fn cases(&self, account_id: &str) -> StoreResult<Vec<CaseRecord>>;
 }

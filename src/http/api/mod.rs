@@ -7,14 +7,17 @@
 
 pub mod accounts;
 pub mod console;
+pub mod console_money;
 pub mod email;
 pub mod factors;
 pub mod keys;
 pub mod password;
+pub mod platform;
 pub mod protection;
 pub mod sessions;
 pub mod step_up;
 pub mod support;
+pub mod withdrawals;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -52,6 +55,9 @@ pub fn routes() -> Router<AppState> {
         .merge(console::routes())
         .merge(support::routes())
         .merge(email::routes())
+        .merge(console_money::routes())
+        .merge(platform::routes())
+        .merge(withdrawals::routes())
 }
 
 async fn openapi() -> Json<serde_json::Value> {
@@ -73,6 +79,9 @@ pub fn document() -> serde_json::Value {
     doc.merge(console::ConsoleDoc::openapi());
     doc.merge(support::SupportDoc::openapi());
     doc.merge(email::EmailDoc::openapi());
+    doc.merge(console_money::ConsoleMoneyDoc::openapi());
+    doc.merge(platform::PlatformDoc::openapi());
+    doc.merge(withdrawals::WithdrawalsDoc::openapi());
     let mut doc = serde_json::to_value(doc).unwrap_or_default();
     add_common_answers(&mut doc);
     doc

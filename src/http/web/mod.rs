@@ -10,6 +10,7 @@
 
 pub mod accounts;
 pub mod console;
+pub mod console_money;
 pub mod console_support;
 pub mod email;
 pub mod factors;
@@ -18,6 +19,7 @@ pub mod protection;
 pub mod security;
 pub mod signin;
 pub mod support;
+pub mod withdrawals;
 
 use askama::Template;
 use axum::extract::rejection::FormRejection;
@@ -51,7 +53,9 @@ pub fn routes(mailbox: bool) -> Router<AppState> {
         .merge(console::routes())
         .merge(support::routes())
         .merge(console_support::routes())
-        .merge(email::routes());
+        .merge(email::routes())
+        .merge(withdrawals::routes())
+        .merge(console_money::routes());
     if mailbox {
         r.merge(mailbox::routes())
     } else {

@@ -6,9 +6,9 @@ use sqlx::Row as _;
 
 use super::dialect::{Db, Tx};
 use super::effects::write_effects;
-use super::withdrawals::update_settings;
 use super::factors::delete_totp;
 use super::factors::drop_orphan_backup_codes;
+use super::withdrawals::update_settings;
 use crate::clock::Millis;
 use crate::domain::change::{ChangeStep, Weakening};
 use crate::store::{

@@ -6,15 +6,14 @@ use sqlx::Row as _;
 
 use super::dialect::{Db, Tx, FOR_UPDATE};
 use super::effects::write_effects;
-use super::withdrawals::cancel_for_freeze;
 use super::sessions::DEVICE_COLUMNS;
+use super::withdrawals::cancel_for_freeze;
 use crate::clock::Millis;
 use crate::domain::change::Weakening;
 use crate::domain::mail_kind::MailKind;
 use crate::store::{
-    AuditEvent,
-    Device, Effects, FreezeLinkRow, FreezeOutcome, Notification, ProtectionStore, SqlStore,
-    StoreError, StoreResult,
+    AuditEvent, Device, Effects, FreezeLinkRow, FreezeOutcome, Notification, ProtectionStore,
+    SqlStore, StoreError, StoreResult,
 };
 
 pub(super) async fn freeze_in(

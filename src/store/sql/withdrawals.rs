@@ -79,23 +79,36 @@ async fn withdrawal_in(tx: &mut Tx<'_>, id: &str) -> StoreResult<Option<Withdraw
 /// Appends to the platform's feed. The head row is updated first, which locks it until
 /// commit: entries commit in the order of their numbers, so a reader's cursor never passes
 /// an entry that is still to commit.
-async fn append_feed(tx: &mut Tx<'_>, withdrawal_id: &str, event: &str, at: Millis) -> StoreResult<()> {
-    let seq: i64 = sqlx::query("UPDATE withdrawal_feed_head SET seq = seq + 1 WHERE id = 1 RETURNING seq")
-        .fetch_one(&mut **tx)
-        .await?
-        .try_get("seq")?;
-    sqlx::query("INSERT INTO withdrawal_feed (seq, withdrawal_id, event, at) VALUES ($1, $2, $3, $4)")
-        .bind(seq)
-        .bind(withdrawal_id)
-        .bind(event)
-        .bind(at)
-        .execute(&mut **tx)
-        .await?;
+async fn append_feed(
+    tx: &mut Tx<'_>,
+    withdrawal_id: &str,
+    event: &str,
+    at: Millis,
+) -> StoreResult<()> {
+    let seq: i64 =
+        sqlx::query("UPDATE withdrawal_feed_head SET seq = seq + 1 WHERE id = 1 RETURNING seq")
+            .fetch_one(&mut **tx)
+            .await?
+            .try_get("seq")?;
+    sqlx::query(
+        "INSERT INTO withdrawal_feed (seq, withdrawal_id, event, at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(seq)
+    .bind(withdrawal_id)
+    .bind(event)
+    .bind(at)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 
 /// Records a destination the account sent to or allowlisted.
-async fn remember_address(tx: &mut Tx<'_>, account_id: &str, address: &str, at: Millis) -> StoreResult<()> {
+async fn remember_address(
+    tx: &mut Tx<'_>,
+    account_id: &str,
+    address: &str,
+    at: Millis,
+) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO known_addresses (account_id, address, lookalike_key, first_seen_at)
          VALUES ($1, $2, $3, $4)
@@ -110,20 +123,28 @@ async fn remember_address(tx: &mut Tx<'_>, account_id: &str, address: &str, at: 
     Ok(())
 }
 
-async fn locked_until(tx: &mut Tx<'_>, account_id: &str, now: Millis) -> StoreResult<Option<Millis>> {
-    Ok(sqlx::query("SELECT MAX(until) AS until FROM withdrawal_locks WHERE account_id = $1 AND until > $2")
-        .bind(account_id)
-        .bind(now)
-        .fetch_one(&mut **tx)
-        .await?
-        .try_get("until")?)
+async fn locked_until(
+    tx: &mut Tx<'_>,
+    account_id: &str,
+    now: Millis,
+) -> StoreResult<Option<Millis>> {
+    Ok(sqlx::query(
+        "SELECT MAX(until) AS until FROM withdrawal_locks WHERE account_id = $1 AND until > $2",
+    )
+    .bind(account_id)
+    .bind(now)
+    .fetch_one(&mut **tx)
+    .await?
+    .try_get("until")?)
 }
 
 async fn settings_in(tx: &mut Tx<'_>, account_id: &str) -> StoreResult<WithdrawalSettings> {
-    let row = sqlx::query("SELECT allowlist_enabled, delay_days FROM withdrawal_settings WHERE account_id = $1")
-        .bind(account_id)
-        .fetch_optional(&mut **tx)
-        .await?;
+    let row = sqlx::query(
+        "SELECT allowlist_enabled, delay_days FROM withdrawal_settings WHERE account_id = $1",
+    )
+    .bind(account_id)
+    .fetch_optional(&mut **tx)
+    .await?;
     Ok(match row {
         Some(r) => WithdrawalSettings {
             allowlist_enabled: r.try_get("allowlist_enabled")?,
@@ -196,7 +217,9 @@ async fn key_check(tx: &mut Tx<'_>, w: &NewWithdrawal) -> StoreResult<KeyCheck> 
         return Ok(KeyCheck::Unusable("it has expired"));
     }
     match KeyAccess::decode(row.try_get("permissions")?, row.try_get("ip_allowlist")?) {
-        KeyAccess::Unreadable { .. } => return Ok(KeyCheck::Unusable("its settings cannot be read")),
+        KeyAccess::Unreadable { .. } => {
+            return Ok(KeyCheck::Unusable("its settings cannot be read"))
+        }
         KeyAccess::Readable { permissions, .. } if !permissions.contains(Permission::Withdraw) => {
             return Ok(KeyCheck::MissingPermission)
         }
@@ -229,7 +252,9 @@ async fn key_check(tx: &mut Tx<'_>, w: &NewWithdrawal) -> StoreResult<KeyCheck> 
                 let a = Amount::stored(&raw, w.precision)
                     .ok_or_else(|| StoreError::Corrupt(format!("withdrawal amount {raw:?}")))?;
                 total = Some(match total {
-                    Some(t) => t.checked_add(a).ok_or_else(|| StoreError::Corrupt("amount overflow".into()))?,
+                    Some(t) => t
+                        .checked_add(a)
+                        .ok_or_else(|| StoreError::Corrupt("amount overflow".into()))?,
                     None => a,
                 });
             }
@@ -273,12 +298,13 @@ async fn situation(tx: &mut Tx<'_>, w: &NewWithdrawal) -> StoreResult<Situation>
         })
     })
     .transpose()?;
-    let known = sqlx::query("SELECT 1 AS one FROM known_addresses WHERE account_id = $1 AND address = $2")
-        .bind(&w.account_id)
-        .bind(&w.address)
-        .fetch_optional(&mut **tx)
-        .await?
-        .is_some();
+    let known =
+        sqlx::query("SELECT 1 AS one FROM known_addresses WHERE account_id = $1 AND address = $2")
+            .bind(&w.account_id)
+            .bind(&w.address)
+            .fetch_optional(&mut **tx)
+            .await?
+            .is_some();
     let imitates = if known {
         None
     } else {
@@ -348,13 +374,20 @@ impl WithdrawalStore for SqlStore<Db> {
         .await?)
     }
 
-    async fn revoke_platform_token(&self, name: &str, now: Millis, fx: &Effects) -> StoreResult<bool> {
+    async fn revoke_platform_token(
+        &self,
+        name: &str,
+        now: Millis,
+        fx: &Effects,
+    ) -> StoreResult<bool> {
         let mut tx = self.write.begin().await?;
-        let done = sqlx::query("UPDATE platform_tokens SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL")
-            .bind(now)
-            .bind(name)
-            .execute(&mut *tx)
-            .await?;
+        let done = sqlx::query(
+            "UPDATE platform_tokens SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
         if done.rows_affected() == 0 {
             return Ok(false);
         }
@@ -373,27 +406,39 @@ impl WithdrawalStore for SqlStore<Db> {
         .await?)
     }
 
-    async fn withdrawal_by_request(&self, request_id: &str) -> StoreResult<Option<WithdrawalRecord>> {
-        let row = sqlx::query(&format!("SELECT {WITHDRAWAL_COLUMNS} FROM withdrawals WHERE request_id = $1"))
-            .bind(request_id)
-            .fetch_optional(&self.write)
-            .await?;
+    async fn withdrawal_by_request(
+        &self,
+        request_id: &str,
+    ) -> StoreResult<Option<WithdrawalRecord>> {
+        let row = sqlx::query(&format!(
+            "SELECT {WITHDRAWAL_COLUMNS} FROM withdrawals WHERE request_id = $1"
+        ))
+        .bind(request_id)
+        .fetch_optional(&self.write)
+        .await?;
         row.as_ref().map(withdrawal_from).transpose()
     }
 
-    async fn decide_withdrawal(&self, w: &NewWithdrawal, decide: &Decide<'_>) -> StoreResult<DecideOutcome> {
+    async fn decide_withdrawal(
+        &self,
+        w: &NewWithdrawal,
+        decide: &Decide<'_>,
+    ) -> StoreResult<DecideOutcome> {
         let mut tx = self.write.begin().await?;
-        let existing = sqlx::query(&format!("SELECT {WITHDRAWAL_COLUMNS} FROM withdrawals WHERE request_id = $1"))
-            .bind(&w.request_id)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let existing = sqlx::query(&format!(
+            "SELECT {WITHDRAWAL_COLUMNS} FROM withdrawals WHERE request_id = $1"
+        ))
+        .bind(&w.request_id)
+        .fetch_optional(&mut *tx)
+        .await?;
         if let Some(row) = existing {
             return Ok(DecideOutcome::Existing(withdrawal_from(&row)?));
         }
         let s = situation(&mut tx, w).await?;
         let decided = decide(&s);
         let d = &decided.decision;
-        let reasons = serde_json::to_string(&d.reasons).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let reasons =
+            serde_json::to_string(&d.reasons).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let released = d.state == WithdrawalState::Released;
         let inserted = sqlx::query(
             "INSERT INTO withdrawals (id, request_id, request_hash, account_id, asset, network, amount,
@@ -445,14 +490,19 @@ impl WithdrawalStore for SqlStore<Db> {
     }
 
     async fn withdrawal(&self, id: &str) -> StoreResult<Option<WithdrawalRecord>> {
-        let row = sqlx::query(&format!("SELECT {WITHDRAWAL_COLUMNS} FROM withdrawals WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&self.write)
-            .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {WITHDRAWAL_COLUMNS} FROM withdrawals WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.write)
+        .await?;
         row.as_ref().map(withdrawal_from).transpose()
     }
 
-    async fn withdrawal_by_cancel_token(&self, token_hash: &str) -> StoreResult<Option<WithdrawalRecord>> {
+    async fn withdrawal_by_cancel_token(
+        &self,
+        token_hash: &str,
+    ) -> StoreResult<Option<WithdrawalRecord>> {
         let row = sqlx::query(&format!(
             "SELECT {WITHDRAWAL_COLUMNS} FROM withdrawals WHERE cancel_token_hash = $1"
         ))
@@ -532,7 +582,9 @@ impl WithdrawalStore for SqlStore<Db> {
             .execute(&mut *tx)
             .await?;
         write_effects(&mut tx, fx).await?;
-        let w = withdrawal_in(&mut tx, id).await?.ok_or_else(|| corrupt(id, "vanished"))?;
+        let w = withdrawal_in(&mut tx, id)
+            .await?
+            .ok_or_else(|| corrupt(id, "vanished"))?;
         tx.commit().await?;
         Ok(Ok(w))
     }
@@ -559,12 +611,20 @@ impl WithdrawalStore for SqlStore<Db> {
             .execute(&mut *tx)
             .await?;
         write_effects(&mut tx, fx).await?;
-        let w = withdrawal_in(&mut tx, id).await?.ok_or_else(|| corrupt(id, "vanished"))?;
+        let w = withdrawal_in(&mut tx, id)
+            .await?
+            .ok_or_else(|| corrupt(id, "vanished"))?;
         tx.commit().await?;
         Ok(Ok(w))
     }
 
-    async fn cancel_withdrawal(&self, id: &str, reason: &str, now: Millis, fx: &Effects) -> StoreResult<bool> {
+    async fn cancel_withdrawal(
+        &self,
+        id: &str,
+        reason: &str,
+        now: Millis,
+        fx: &Effects,
+    ) -> StoreResult<bool> {
         let mut tx = self.write.begin().await?;
         let done = sqlx::query(
             "UPDATE withdrawals SET state = 'cancelled', cancel_reason = $1, cancelled_at = $2
@@ -596,7 +656,12 @@ impl WithdrawalStore for SqlStore<Db> {
         rows.iter().map(withdrawal_from).collect()
     }
 
-    async fn release_withdrawal(&self, id: &str, now: Millis, fx: &Effects) -> StoreResult<ReleaseOutcome> {
+    async fn release_withdrawal(
+        &self,
+        id: &str,
+        now: Millis,
+        fx: &Effects,
+    ) -> StoreResult<ReleaseOutcome> {
         let mut tx = self.write.begin().await?;
         let Some(w) = withdrawal_in(&mut tx, id).await? else {
             return Ok(ReleaseOutcome::NotHeld);
@@ -604,11 +669,13 @@ impl WithdrawalStore for SqlStore<Db> {
         if w.state != WithdrawalState::Held || w.release_at.is_none_or(|t| t > now) {
             return Ok(ReleaseOutcome::NotHeld);
         }
-        let frozen: Option<Millis> = sqlx::query(&format!("SELECT frozen_at FROM accounts WHERE id = $1 {FOR_UPDATE}"))
-            .bind(&w.account_id)
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get("frozen_at")?;
+        let frozen: Option<Millis> = sqlx::query(&format!(
+            "SELECT frozen_at FROM accounts WHERE id = $1 {FOR_UPDATE}"
+        ))
+        .bind(&w.account_id)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("frozen_at")?;
         if frozen.is_some() {
             return Ok(ReleaseOutcome::NotHeld); // the freeze cancels it
         }
@@ -640,10 +707,12 @@ impl WithdrawalStore for SqlStore<Db> {
     }
 
     async fn withdrawal_settings(&self, account_id: &str) -> StoreResult<WithdrawalSettings> {
-        let row = sqlx::query("SELECT allowlist_enabled, delay_days FROM withdrawal_settings WHERE account_id = $1")
-            .bind(account_id)
-            .fetch_optional(&self.write)
-            .await?;
+        let row = sqlx::query(
+            "SELECT allowlist_enabled, delay_days FROM withdrawal_settings WHERE account_id = $1",
+        )
+        .bind(account_id)
+        .fetch_optional(&self.write)
+        .await?;
         Ok(match row {
             Some(r) => WithdrawalSettings {
                 allowlist_enabled: r.try_get("allowlist_enabled")?,
@@ -677,7 +746,12 @@ impl WithdrawalStore for SqlStore<Db> {
         .await?)
     }
 
-    async fn add_allowlist_address(&self, e: &AllowlistEntry, _key: &str, fx: &Effects) -> StoreResult<bool> {
+    async fn add_allowlist_address(
+        &self,
+        e: &AllowlistEntry,
+        _key: &str,
+        fx: &Effects,
+    ) -> StoreResult<bool> {
         let mut tx = self.write.begin().await?;
         let taken = sqlx::query(
             "SELECT memo FROM withdrawal_addresses
@@ -775,7 +849,8 @@ impl WithdrawalStore for SqlStore<Db> {
         }
         match rules {
             Some(rules) => {
-                let json = serde_json::to_string(rules).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                let json =
+                    serde_json::to_string(rules).map_err(|e| StoreError::Corrupt(e.to_string()))?;
                 sqlx::query(
                     "INSERT INTO key_withdraw_rules (api_key, rules, updated_at) VALUES ($1, $2, $3)
                      ON CONFLICT (api_key) DO UPDATE SET rules = excluded.rules, updated_at = excluded.updated_at",
@@ -799,10 +874,12 @@ impl WithdrawalStore for SqlStore<Db> {
     }
 
     async fn transfer_by_request(&self, request_id: &str) -> StoreResult<Option<TransferRecord>> {
-        Ok(sqlx::query_as(&format!("SELECT {TRANSFER_COLUMNS} FROM transfers WHERE request_id = $1"))
-            .bind(request_id)
-            .fetch_optional(&self.write)
-            .await?)
+        Ok(sqlx::query_as(&format!(
+            "SELECT {TRANSFER_COLUMNS} FROM transfers WHERE request_id = $1"
+        ))
+        .bind(request_id)
+        .fetch_optional(&self.write)
+        .await?)
     }
 
     async fn record_transfer(
@@ -856,10 +933,12 @@ impl WithdrawalStore for SqlStore<Db> {
     }
 
     async fn deposit_by_request(&self, request_id: &str) -> StoreResult<Option<DepositRecord>> {
-        Ok(sqlx::query_as(&format!("SELECT {DEPOSIT_COLUMNS} FROM deposits WHERE request_id = $1"))
-            .bind(request_id)
-            .fetch_optional(&self.write)
-            .await?)
+        Ok(sqlx::query_as(&format!(
+            "SELECT {DEPOSIT_COLUMNS} FROM deposits WHERE request_id = $1"
+        ))
+        .bind(request_id)
+        .fetch_optional(&self.write)
+        .await?)
     }
 
     async fn record_deposit(&self, d: &DepositRecord, fx: &Effects) -> StoreResult<bool> {
@@ -892,7 +971,11 @@ impl WithdrawalStore for SqlStore<Db> {
         Ok(true)
     }
 
-    async fn account_transfers(&self, account_id: &str, limit: i64) -> StoreResult<Vec<TransferRecord>> {
+    async fn account_transfers(
+        &self,
+        account_id: &str,
+        limit: i64,
+    ) -> StoreResult<Vec<TransferRecord>> {
         Ok(sqlx::query_as(&format!(
             "SELECT {TRANSFER_COLUMNS} FROM transfers
              WHERE from_account_id = $1 OR to_account_id = $2
@@ -905,7 +988,11 @@ impl WithdrawalStore for SqlStore<Db> {
         .await?)
     }
 
-    async fn account_deposits(&self, account_id: &str, limit: i64) -> StoreResult<Vec<DepositRecord>> {
+    async fn account_deposits(
+        &self,
+        account_id: &str,
+        limit: i64,
+    ) -> StoreResult<Vec<DepositRecord>> {
         Ok(sqlx::query_as(&format!(
             "SELECT {DEPOSIT_COLUMNS} FROM deposits WHERE account_id = $1 ORDER BY created_at DESC LIMIT $2"
         ))
@@ -915,7 +1002,12 @@ impl WithdrawalStore for SqlStore<Db> {
         .await?)
     }
 
-    async fn transfers_out_of(&self, account_ids: &[String], since: Millis, limit: i64) -> StoreResult<Vec<TransferRecord>> {
+    async fn transfers_out_of(
+        &self,
+        account_ids: &[String],
+        since: Millis,
+        limit: i64,
+    ) -> StoreResult<Vec<TransferRecord>> {
         if account_ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -935,7 +1027,11 @@ impl WithdrawalStore for SqlStore<Db> {
         Ok(q.fetch_all(&self.read).await?)
     }
 
-    async fn freeze_with_case(&self, case: &CaseRecord, fx: &Effects) -> StoreResult<FreezeOutcome> {
+    async fn freeze_with_case(
+        &self,
+        case: &CaseRecord,
+        fx: &Effects,
+    ) -> StoreResult<FreezeOutcome> {
         let mut tx = self.write.begin().await?;
         let outcome = freeze_in(&mut tx, &case.account_id, case.created_at, fx).await?;
         sqlx::query(
