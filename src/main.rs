@@ -80,6 +80,14 @@ enum Command {
         #[arg(long, global = true, value_name = "URL")]
         database_url: Option<String>,
     },
+    /// Platform credentials for the withdrawal guard's API: add (prints the token once),
+    /// list, revoke.
+    PlatformToken {
+        #[command(subcommand)]
+        command: PlatformTokenCommand,
+        #[arg(long, global = true, value_name = "URL")]
+        database_url: Option<String>,
+    },
     /// Measure throughput and latency (see README, "Benchmarks").
     Bench {
         #[command(subcommand)]
@@ -102,6 +110,16 @@ enum WebhookCommand {
         #[arg(long, value_name = "URL")]
         database_url: Option<String>,
     },
+}
+
+#[derive(Subcommand)]
+enum PlatformTokenCommand {
+    /// Creates a token and prints it once (it is stored hashed).
+    Add { name: String },
+    /// Lists tokens: name, created, revoked.
+    List,
+    /// Revokes a token; requests with it are refused at once.
+    Revoke { name: String },
 }
 
 #[derive(Subcommand)]
@@ -239,6 +257,51 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             let out =
                 rampart::app::operator_command(&settings, Arc::new(SystemClock), command).await?;
             print!("{out}");
+        }
+        Command::PlatformToken {
+            command,
+            database_url,
+        } => {
+            if let Some(u) = database_url {
+                settings.database_url = u.into();
+            }
+            let store = rampart::store::connect(settings.database_url.expose_secret()).await?;
+            let now = rampart::clock::Clock::now(&SystemClock);
+            use rampart::service::withdrawals as w;
+            let out = match command {
+                PlatformTokenCommand::Add { name } => w::add_platform_token(store.as_ref(), now, &name)
+                    .await
+                    .map(|token| format!("platform token {name:?} added. It is shown this once; keep it in the platform's secret store:\n{token}\n")),
+                PlatformTokenCommand::List => store
+                    .platform_tokens()
+                    .await
+                    .map_err(Into::into)
+                    .map(|list| {
+                        let mut out = String::new();
+                        for t in list {
+                            let state = match t.revoked_at {
+                                Some(at) => format!("revoked {}", rampart::clock::format_utc(at)),
+                                None => "live".to_owned(),
+                            };
+                            out.push_str(&format!("{}\tcreated {}\t{state}\n", t.name, rampart::clock::format_utc(t.created_at)));
+                        }
+                        if out.is_empty() {
+                            out.push_str("no platform tokens\n");
+                        }
+                        out
+                    }),
+                PlatformTokenCommand::Revoke { name } => w::revoke_platform_token(store.as_ref(), now, &name)
+                    .await
+                    .and_then(|done| {
+                        if done {
+                            Ok(format!("platform token {name:?} revoked\n"))
+                        } else {
+                            Err(rampart::service::ServiceError::NotFound("not_found", format!("no live platform token named {name:?}")))
+                        }
+                    }),
+            };
+            store.close().await;
+            print!("{}", out.map_err(|e| anyhow::anyhow!("{e}"))?);
         }
         Command::Webhook {
             command: WebhookCommand::Add { url, database_url },

@@ -288,63 +288,9 @@ impl Withdrawals {
 
     // ----- platform credentials -----
 
-    /// Creates a platform token; the token is returned once and stored as its SHA-256.
+    /// Creates a platform token (see [`add_platform_token`]).
     pub async fn add_platform_token(&self, name: &str) -> ServiceResult<String> {
-        let name = name.trim();
-        if name.is_empty()
-            || name.len() > 64
-            || !name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
-            return Err(Invalid::new(
-                "invalid_name",
-                "A token name is 1 to 64 letters, digits, '-' or '_'.",
-            )
-            .into());
-        }
-        let token = format!("{PLATFORM_TOKEN_PREFIX}{}", random_token());
-        let now = self.now();
-        let record = PlatformToken {
-            id: uuid::Uuid::new_v4().to_string(),
-            name: name.to_owned(),
-            token_hash: token_hash(&token),
-            created_at: now,
-            revoked_at: None,
-            last_used_at: None,
-        };
-        let fx = Effects::audit(self.event(
-            None,
-            None,
-            "operator:cli".into(),
-            "platform_token.added",
-            json!({"name": name}),
-        ));
-        match self.store.add_platform_token(&record, &fx).await {
-            Err(crate::store::StoreError::Conflict(_)) => Err(ServiceError::Conflict(
-                "name_taken",
-                format!("A platform token named {name:?} exists already; revoke it or pick another name."),
-            )),
-            other => other.map(|()| token).map_err(Into::into),
-        }
-    }
-
-    pub async fn platform_tokens(&self) -> ServiceResult<Vec<PlatformToken>> {
-        Ok(self.store.platform_tokens().await?)
-    }
-
-    pub async fn revoke_platform_token(&self, name: &str) -> ServiceResult<bool> {
-        let fx = Effects::audit(self.event(
-            None,
-            None,
-            "operator:cli".into(),
-            "platform_token.revoked",
-            json!({"name": name}),
-        ));
-        Ok(self
-            .store
-            .revoke_platform_token(name.trim(), self.now(), &fx)
-            .await?)
+        add_platform_token(self.store.as_ref(), self.now(), name).await
     }
 
     /// The platform behind a bearer token; `Unauthenticated` for anything else.
@@ -1390,4 +1336,68 @@ fn lock_message(l: &WithdrawalLock) -> String {
         "Withdrawals are locked until {} because {why}.",
         format_utc(l.until)
     )
+}
+
+/// Creates a platform token; the token is returned once and stored as its SHA-256
+/// (`rampart platform-token add NAME`).
+pub async fn add_platform_token(
+    store: &dyn crate::store::Store,
+    now: Millis,
+    name: &str,
+) -> ServiceResult<String> {
+    let name = name.trim();
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(Invalid::new(
+            "invalid_name",
+            "A token name is 1 to 64 letters, digits, '-' or '_'.",
+        )
+        .into());
+    }
+    let token = format!("{PLATFORM_TOKEN_PREFIX}{}", random_token());
+    let record = PlatformToken {
+        id: uuid::Uuid::new_v4().to_string(),
+        name: name.to_owned(),
+        token_hash: token_hash(&token),
+        created_at: now,
+        revoked_at: None,
+        last_used_at: None,
+    };
+    let fx = Effects::audit(cli_event(now, "platform_token.added", name));
+    match store.add_platform_token(&record, &fx).await {
+        Err(crate::store::StoreError::Conflict(_)) => Err(ServiceError::Conflict(
+            "name_taken",
+            format!(
+                "A platform token named {name:?} exists already; revoke it or pick another name."
+            ),
+        )),
+        other => other.map(|()| token).map_err(Into::into),
+    }
+}
+
+/// Revokes a platform token by name (`rampart platform-token revoke NAME`); `false` if
+/// there is no live token of that name.
+pub async fn revoke_platform_token(
+    store: &dyn crate::store::Store,
+    now: Millis,
+    name: &str,
+) -> ServiceResult<bool> {
+    let fx = Effects::audit(cli_event(now, "platform_token.revoked", name));
+    Ok(store.revoke_platform_token(name.trim(), now, &fx).await?)
+}
+
+fn cli_event(now: Millis, action: &str, name: &str) -> crate::store::AuditEvent {
+    crate::store::AuditEvent {
+        at: now,
+        account_id: None,
+        actor: "operator:cli".into(),
+        action: action.into(),
+        ip: None,
+        device: None,
+        detail: json!({ "name": name }),
+    }
 }

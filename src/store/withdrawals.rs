@@ -115,7 +115,7 @@ pub struct WithdrawalSettings {
     pub delay_days: i64,
 }
 
-#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct AllowlistEntry {
     pub id: String,
     #[serde(skip)]
@@ -130,7 +130,7 @@ pub struct AllowlistEntry {
 }
 
 /// An internal transfer or a deposit the platform reported.
-#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct TransferRecord {
     pub id: String,
     #[serde(skip)]
@@ -147,7 +147,7 @@ pub struct TransferRecord {
     pub created_at: Millis,
 }
 
-#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct DepositRecord {
     pub id: String,
     #[serde(skip)]

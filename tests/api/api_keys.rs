@@ -16,7 +16,7 @@ pub fn pct(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
-async fn create(c: &TestClient, body: Value) -> Value {
+pub async fn create(c: &TestClient, body: Value) -> Value {
     let r = c.post("/api/v1/me/api-keys", body).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     r.json()

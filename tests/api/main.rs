@@ -30,3 +30,4 @@ mod step_up_email;
 mod store_contract;
 mod support;
 mod test_logs;
+mod withdrawals;

@@ -112,6 +112,11 @@ fn add_common_answers(doc: &mut serde_json::Value) {
         "name": crate::http::CONSOLE_COOKIE,
         "description": "The operator console's session cookie, set by POST /api/v1/console/sessions."
     });
+    doc["components"]["securitySchemes"]["platform"] = json!({
+        "type": "http",
+        "scheme": "bearer",
+        "description": "A platform token from `rampart platform-token add NAME`."
+    });
     let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
         return;
     };
@@ -179,6 +184,13 @@ fn add_common_answers(doc: &mut serde_json::Value) {
                     },
                 ));
                 op["security"] = json!([{"console": []}]);
+            }
+            if path.starts_with("/api/v1/platform/") {
+                add.push((
+                    "401",
+                    "unauthenticated: no valid platform token (Authorization: Bearer …)",
+                ));
+                op["security"] = json!([{"platform": []}]);
             }
             let responses = &mut op["responses"];
             for (status, description) in add {

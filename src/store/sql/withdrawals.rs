@@ -627,7 +627,8 @@ impl WithdrawalStore for SqlStore<Db> {
     ) -> StoreResult<bool> {
         let mut tx = self.write.begin().await?;
         let done = sqlx::query(
-            "UPDATE withdrawals SET state = 'cancelled', cancel_reason = $1, cancelled_at = $2
+            "UPDATE withdrawals SET state = 'cancelled', cancel_reason = $1, cancelled_at = $2,
+                 cancel_token_hash = NULL
              WHERE id = $3 AND state = 'held'",
         )
         .bind(reason)
