@@ -9,7 +9,7 @@ use rampart::clock::{MINUTE, SECOND};
 use rampart::jobs::outbox::{LEASE, MAX_ATTEMPTS};
 
 /// A minimal SMTP server that accepts every message and keeps its DATA.
-async fn smtp_sink() -> (u16, Arc<Mutex<Vec<String>>>) {
+pub(crate) async fn smtp_sink() -> (u16, Arc<Mutex<Vec<String>>>) {
     sink(usize::MAX).await
 }
 
@@ -197,7 +197,7 @@ async fn sink(accept: usize) -> (u16, Arc<Mutex<Vec<String>>>) {
     (port, received)
 }
 
-struct Server(std::process::Child, u16);
+pub(crate) struct Server(std::process::Child, u16);
 
 impl Drop for Server {
     fn drop(&mut self) {
@@ -207,7 +207,7 @@ impl Drop for Server {
 }
 
 /// Starts the real `rampart` binary (a separate process) on the test database.
-fn start_binary(database_url: &str, dir: &std::path::Path, smtp_port: u16) -> Server {
+pub(crate) fn start_binary(database_url: &str, dir: &std::path::Path, smtp_port: u16) -> Server {
     use std::io::BufRead;
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_rampart"))
         .args([

@@ -839,3 +839,153 @@ async fn transfers_and_deposits_are_recorded_and_shown_to_the_owner() {
         1
     );
 }
+
+/// The release worker of the real binary, killed with SIGKILL in the middle of a batch and
+/// started again: every due withdrawal is released exactly once (one feed entry, one audit
+/// event, one mail each), none is lost.
+#[tokio::test]
+async fn the_release_worker_killed_mid_batch_releases_each_once() {
+    const N: usize = 600;
+    let g = setup().await;
+    let account = account_id(&g).await;
+    let real_now = g.app.clock.now_ms();
+    g.app
+        .store()
+        .set_withdrawal_settings(
+            &account,
+            rampart::store::withdrawals::WithdrawalSettings {
+                allowlist_enabled: false,
+                delay_days: 1,
+            },
+            real_now,
+            &rampart::store::Effects::default(),
+        )
+        .await
+        .expect("delay");
+    // Asked two days ago: due a day ago by the wall clock the binary reads.
+    g.app.clock.set(real_now - 2 * DAY);
+    let token = g
+        .app
+        .state
+        .withdrawals
+        .authenticate_platform(Some(&platform_token(&g).await))
+        .await
+        .expect("platform");
+    for i in 0..N {
+        let req: rampart::service::withdrawals::WithdrawalRequest =
+            serde_json::from_value(g.body(&format!("kill{i}"), "BTC", "BTC", "0.001", BTC_ADDR))
+                .expect("request");
+        let a = g
+            .app
+            .state
+            .withdrawals
+            .request(&token, &req)
+            .await
+            .expect("decided");
+        assert_eq!(a.state, "held");
+    }
+    let database_url = g.app.database_url.clone();
+    let released = || {
+        let url = database_url.clone();
+        async move {
+            count_sql(
+                &url,
+                "SELECT COUNT(*) AS n FROM withdrawals WHERE state = 'released'",
+            )
+            .await
+        }
+    };
+    let work = tempfile::tempdir().expect("dir");
+    let (smtp, _mails) = crate::outbox::smtp_sink().await;
+    let server = crate::outbox::start_binary(&database_url, work.path(), smtp);
+    for _ in 0..2000 {
+        if released().await >= 20 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    drop(server); // SIGKILL, mid-batch
+    let after_kill = released().await;
+    assert!(after_kill > 0, "the worker had started");
+    assert!(
+        after_kill < N as i64,
+        "killed before the batch was done ({after_kill} of {N})"
+    );
+    let _restarted = crate::outbox::start_binary(&database_url, work.path(), smtp);
+    for _ in 0..600 {
+        if released().await == N as i64 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(released().await, N as i64, "none lost");
+    assert_eq!(
+        count_sql(
+            &database_url,
+            "SELECT COUNT(*) AS n FROM withdrawal_feed WHERE event = 'released'"
+        )
+        .await,
+        N as i64,
+        "one feed entry each"
+    );
+    assert_eq!(
+        count_sql(
+            &database_url,
+            "SELECT COUNT(DISTINCT withdrawal_id) AS n FROM withdrawal_feed"
+        )
+        .await,
+        N as i64
+    );
+    assert_eq!(
+        count_sql(
+            &database_url,
+            "SELECT COUNT(*) AS n FROM audit_events WHERE action = 'withdrawal.released'"
+        )
+        .await,
+        N as i64,
+        "one audit event each"
+    );
+    assert_eq!(
+        count_sql(
+            &database_url,
+            "SELECT COUNT(*) AS n FROM outbox WHERE subject LIKE '%Held withdrawal released%'"
+        )
+        .await,
+        N as i64,
+        "one mail each"
+    );
+}
+
+async fn platform_token(g: &Guard) -> String {
+    g.app
+        .state
+        .withdrawals
+        .add_platform_token("worker-test")
+        .await
+        .expect("token")
+}
+
+async fn count_sql(database_url: &str, sql: &str) -> i64 {
+    use sqlx::{Connection as _, Row as _};
+    if database_url.starts_with("postgres") {
+        let mut c = sqlx::PgConnection::connect(database_url).await.expect("pg");
+        let n: i64 = sqlx::query(sql)
+            .fetch_one(&mut c)
+            .await
+            .expect("count")
+            .get("n");
+        c.close().await.ok();
+        n
+    } else {
+        let mut c = sqlx::SqliteConnection::connect(database_url)
+            .await
+            .expect("sqlite");
+        let n: i64 = sqlx::query(sql)
+            .fetch_one(&mut c)
+            .await
+            .expect("count")
+            .get("n");
+        c.close().await.ok();
+        n
+    }
+}
