@@ -289,6 +289,8 @@ async fn build_with_store(
 /// The composition root: each service gets exactly the store, settings and lower services
 /// it uses. Built bottom-up, so a service can only hold what was built before it and the
 /// dependencies cannot form a circle.
+// The composition root takes each part of the settings it wires by name.
+#[allow(clippy::too_many_arguments)]
 fn services(
     store: SharedStore,
     clock: SharedClock,

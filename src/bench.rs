@@ -4,6 +4,10 @@
 //!   argon2id, device, session, login row and audit event in one transaction) against
 //!   argon2id verifications per second alone, same parameters, same cores, alternating
 //!   rounds in one run; prints each round and the median ratio.
+//! - `withdrawals`: withdrawal decisions per second and their p50/p99 through the service
+//!   (one transaction each: account row, locks, allowlist, look-alike index, the write with
+//!   its audit event, mail and feed entry) on a database seeded with ACCOUNTS accounts and
+//!   HISTORY past withdrawals (and as many known addresses), in bulk SQL.
 //! - `seed`: an account with many devices and a live session, for the HTTP load runs of
 //!   `scripts/bench-http` (wrk against `GET /api/v1/me` and `/api/v1/me/devices`).
 
@@ -73,6 +77,26 @@ pub enum BenchCommand {
         database_url: String,
         #[arg(long, default_value_t = 100)]
         freezes: usize,
+    },
+    /// Withdrawal decisions per second and p50/p99 on a database with ACCOUNTS accounts and
+    /// HISTORY past withdrawals (seeded in bulk first).
+    Withdrawals {
+        #[arg(long, default_value_t = 100_000)]
+        accounts: usize,
+        #[arg(long, default_value_t = 1_000_000)]
+        history: usize,
+        /// Decisions per round.
+        #[arg(long, default_value_t = 5_000)]
+        decisions: usize,
+        /// Decisions in flight at once.
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Database to use [default: a fresh SQLite file in the temp directory]. Use an
+        /// empty database: it is seeded.
+        #[arg(long)]
+        database_url: Option<String>,
     },
     /// Prints a signed original URI for the gateway (recvWindow 60 s), for wrk; with
     /// `--body-bytes`, a signed form body of exactly that many bytes instead (the request
@@ -426,6 +450,33 @@ pub async fn run(command: BenchCommand, mut settings: Settings) -> anyhow::Resul
             let b = crate::app::build(settings, Arc::new(SystemClock)).await?;
             bench_propagation(&a, &b, freezes).await?;
         }
+        BenchCommand::Withdrawals {
+            accounts,
+            history,
+            decisions,
+            concurrency,
+            rounds,
+            database_url,
+        } => {
+            settings.database_url = database_url.unwrap_or_else(temp_db).into();
+            settings.secret_key = Some(
+                crate::domain::secret::ServerKey::generate()
+                    .to_base64()
+                    .into(),
+            );
+            let url = secrecy::ExposeSecret::expose_secret(&settings.database_url).to_owned();
+            let app = crate::app::build(settings, Arc::new(SystemClock)).await?;
+            let uids = seed_withdrawal_history(&url, accounts.max(1), history).await?;
+            bench_withdrawals(
+                &app,
+                &uids,
+                decisions.max(1),
+                concurrency.max(1),
+                rounds.max(1),
+            )
+            .await?;
+            app.store().close().await;
+        }
         BenchCommand::SeedKeys { keys, database_url } => {
             if let Some(u) = database_url {
                 settings.database_url = u.into();
@@ -640,6 +691,180 @@ async fn signin_rate(
         h.await??;
     }
     Ok(count.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64())
+}
+
+/// A pool of either backend, for the bulk seeder's plain SQL.
+enum BulkPool {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+impl BulkPool {
+    async fn connect(url: &str) -> anyhow::Result<Self> {
+        Ok(match crate::domain::backend::Backend::of(url)? {
+            crate::domain::backend::Backend::Sqlite => {
+                Self::Sqlite(sqlx::SqlitePool::connect(url).await?)
+            }
+            crate::domain::backend::Backend::Postgres => {
+                Self::Postgres(sqlx::PgPool::connect(url).await?)
+            }
+        })
+    }
+
+    /// Runs a script of statements in one transaction.
+    async fn script(&self, sql: &str) -> anyhow::Result<()> {
+        let sql = format!("BEGIN; {sql} COMMIT;");
+        match self {
+            Self::Sqlite(p) => sqlx::raw_sql(&sql).execute(p).await.map(drop)?,
+            Self::Postgres(p) => sqlx::raw_sql(&sql).execute(p).await.map(drop)?,
+        }
+        Ok(())
+    }
+}
+
+/// Seeds ACCOUNTS accounts and HISTORY confirmed withdrawals spread over them (each
+/// destination also a known address), with multi-row inserts of generated values only
+/// (numbers, hex and UUIDs: nothing to quote). Returns the accounts' UIDs.
+async fn seed_withdrawal_history(
+    url: &str,
+    accounts: usize,
+    history: usize,
+) -> anyhow::Result<Vec<String>> {
+    const BATCH: usize = 1_000;
+    let pool = BulkPool::connect(url).await?;
+    let now = SystemClock.now();
+    let started = Stopwatch::start();
+    let ids: Vec<String> = (0..accounts)
+        .map(|_| uuid::Uuid::new_v4().to_string())
+        .collect();
+    let uids: Vec<String> = (0..accounts)
+        .map(|i| (20_000_000_000u64 + i as u64).to_string())
+        .collect();
+    for chunk in (0..accounts).collect::<Vec<_>>().chunks(BATCH) {
+        let values = chunk
+            .iter()
+            .map(|&i| {
+                format!(
+                    "('{}', '{}', 'seed{i}@bench.example', 'x', {now}, {now})",
+                    ids[i], uids[i]
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(",");
+        pool.script(&format!(
+            "INSERT INTO accounts (id, uid, email, password_hash, email_confirmed_at, created_at) VALUES {values};"
+        ))
+        .await?;
+    }
+    let mut done = 0;
+    while done < history {
+        let n = BATCH.min(history - done);
+        let mut withdrawals = Vec::with_capacity(n);
+        let mut known = Vec::with_capacity(n);
+        for j in done..done + n {
+            let account = &ids[j % accounts];
+            let address = format!("0x{}", &token_hash(&j.to_string())[..40]);
+            let at = now - (j as i64) * 1_000;
+            withdrawals.push(format!(
+                "('{}', 'seed-{j}', 'x', '{account}', 'ETH', 'ETH', '0.01', '{address}', 'session', 'confirmed', '{{}}', '[]', {at})",
+                uuid::Uuid::new_v4()
+            ));
+            known.push(format!(
+                "('{account}', '{address}', '{}', {at})",
+                crate::domain::withdrawal::lookalike_key(&address)
+            ));
+        }
+        pool.script(&format!(
+            "INSERT INTO withdrawals (id, request_id, request_hash, account_id, asset, network, amount, address, via, state, answer, reasons, created_at) VALUES {};
+             INSERT INTO known_addresses (account_id, address, lookalike_key, first_seen_at) VALUES {};",
+            withdrawals.join(","),
+            known.join(",")
+        ))
+        .await?;
+        done += n;
+    }
+    println!(
+        "seeded {accounts} accounts and {history} past withdrawals in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    match pool {
+        BulkPool::Sqlite(p) => p.close().await,
+        BulkPool::Postgres(p) => p.close().await,
+    }
+    Ok(uids)
+}
+
+/// DECISIONS withdrawal requests per round, CONCURRENCY in flight, to random seeded
+/// accounts and fresh destinations; prints decisions/s and p50/p99 per round.
+async fn bench_withdrawals(
+    app: &crate::app::App,
+    uids: &[String],
+    decisions: usize,
+    concurrency: usize,
+    rounds: usize,
+) -> anyhow::Result<()> {
+    let services = &app.state.services;
+    let token = services
+        .withdrawals
+        .add_platform_token(&format!("bench-{}", &uuid::Uuid::new_v4().to_string()[..8]))
+        .await?;
+    let platform = Arc::new(
+        services
+            .withdrawals
+            .authenticate_platform(Some(&token))
+            .await?,
+    );
+    let uids = Arc::new(uids.to_vec());
+    let mut rates = Vec::new();
+    for round in 1..=rounds {
+        let next = Arc::new(AtomicU64::new(0));
+        let started = Stopwatch::start();
+        let mut tasks = Vec::new();
+        for _ in 0..concurrency {
+            let (next, uids, platform) = (next.clone(), uids.clone(), platform.clone());
+            let withdrawals = services.withdrawals.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                    if i >= decisions {
+                        return Ok::<_, anyhow::Error>(latencies);
+                    }
+                    let req = crate::service::withdrawals::WithdrawalRequest {
+                        request_id: format!("bench-{round}-{i}-{}", random_token()),
+                        account_uid: uids[rand::random::<usize>() % uids.len()].clone(),
+                        asset: "ETH".into(),
+                        network: "ETH".into(),
+                        amount: "0.5".into(),
+                        address: format!("0x{}", &token_hash(&random_token())[..40]),
+                        memo: None,
+                        via: "session".into(),
+                        api_key: None,
+                    };
+                    let t = Stopwatch::start();
+                    withdrawals.request(&platform, &req).await?;
+                    latencies.push(t.elapsed().as_secs_f64() * 1_000.0);
+                }
+            }));
+        }
+        let mut latencies = Vec::with_capacity(decisions);
+        for t in tasks {
+            latencies.extend(t.await??);
+        }
+        let secs = started.elapsed().as_secs_f64();
+        latencies.sort_by(f64::total_cmp);
+        let pct =
+            |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+        let rate = decisions as f64 / secs;
+        println!(
+            "round {round}: {rate:.0} decisions/s, p50 {:.2} ms, p99 {:.2} ms ({decisions} decisions, {concurrency} in flight)",
+            pct(0.50),
+            pct(0.99)
+        );
+        rates.push(rate);
+    }
+    println!("median: {:.0} decisions/s", median(rates));
+    Ok(())
 }
 
 #[cfg(test)]

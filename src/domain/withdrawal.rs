@@ -487,10 +487,7 @@ pub fn decide(s: &Situation) -> Decision {
             amount_24h,
         }) => {
             if let Some(ids) = &rules.addresses {
-                let listed = s
-                    .allowlisted
-                    .as_ref()
-                    .is_some_and(|m| ids.iter().any(|id| *id == m.id));
+                let listed = s.allowlisted.as_ref().is_some_and(|m| ids.contains(&m.id));
                 if !listed {
                     refusals.push(Reason::new(
                         "key_address_not_allowed",

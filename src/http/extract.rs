@@ -249,6 +249,25 @@ impl<S: Send + Sync> FromRequestParts<S> for Peer {
     }
 }
 
+/// The platform behind `Authorization: Bearer <platform token>`; 401 without a live token.
+pub struct PlatformAuthed(pub crate::store::withdrawals::PlatformToken);
+
+impl FromRequestParts<AppState> for PlatformAuthed {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let bearer = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        Ok(Self(state.withdrawals.authenticate_platform(bearer).await?))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -286,24 +305,5 @@ mod tests {
             client_ip(peer, &HeaderMap::new(), &[proxy]).expect("ok"),
             peer
         );
-    }
-}
-
-/// The platform behind `Authorization: Bearer <platform token>`; 401 without a live token.
-pub struct PlatformAuthed(pub crate::store::withdrawals::PlatformToken);
-
-impl FromRequestParts<AppState> for PlatformAuthed {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let bearer = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        Ok(Self(state.withdrawals.authenticate_platform(bearer).await?))
     }
 }
