@@ -168,8 +168,46 @@ pub async fn seed(app: &App) -> anyhow::Result<DemoCredentials> {
         false,
     )
     .await?;
+    withdrawals(app, &account).await?;
     Ok(creds)
 }
+
+/// The owner's own withdrawal to their wallet (released), and the attacker's attempt to
+/// a look-alike of it (held, with the address-poisoning warning and a cancel link).
+async fn withdrawals(app: &App, account: &Account) -> anyhow::Result<()> {
+    let exchange = crate::store::withdrawals::PlatformToken {
+        id: "demo".into(),
+        name: "demo-exchange".into(),
+        token_hash: String::new(),
+        created_at: 0,
+        revoked_at: None,
+        last_used_at: None,
+    };
+    let ask =
+        |n: &str, amount: &str, address: &str| crate::service::withdrawals::WithdrawalRequest {
+            request_id: format!("demo-{}-{n}", uuid::Uuid::new_v4()),
+            account_uid: account.uid.clone(),
+            asset: "ETH".into(),
+            network: "ETH".into(),
+            amount: amount.into(),
+            address: address.into(),
+            memo: None,
+            via: "session".into(),
+            api_key: None,
+        };
+    let w = &app.state.withdrawals;
+    w.request(&exchange, &ask("own", "0.8", DEMO_OWN_WALLET))
+        .await
+        .map_err(|e| anyhow::anyhow!("demo withdrawal: {e}"))?;
+    w.request(&exchange, &ask("attacker", "2.5", DEMO_POISONED_WALLET))
+        .await
+        .map_err(|e| anyhow::anyhow!("demo withdrawal: {e}"))?;
+    Ok(())
+}
+
+/// The demo owner's wallet, and an address made to look like it (same ends).
+const DEMO_OWN_WALLET: &str = "0x71C7656EC7ab88b098defB751B7401B5f6d8976F";
+const DEMO_POISONED_WALLET: &str = "0x71C7e1a4b2c3d4e5f60718293a4b5c6d7e8f976F";
 
 /// The most recent 03:00 UTC at least an hour before `now`.
 fn last_three_am(now: Millis) -> Millis {
