@@ -892,3 +892,237 @@ impl Console {
         Ok(outcome)
     }
 }
+
+/// An account reached by following transfers.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct MoneyNode {
+    pub uid: String,
+    pub email: String,
+    pub frozen: bool,
+    /// Hops from the account followed (0: that account).
+    pub depth: u32,
+}
+
+/// One transfer on the trail.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct MoneyEdge {
+    pub transfer_id: String,
+    pub from_uid: String,
+    pub to_uid: String,
+    pub asset: String,
+    pub amount: String,
+    pub at: Millis,
+    pub depth: u32,
+}
+
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct MoneyGraph {
+    pub nodes: Vec<MoneyNode>,
+    pub edges: Vec<MoneyEdge>,
+    /// More transfers exist than were followed (the edge cap was reached).
+    pub capped: bool,
+}
+
+/// What freezing one receiving account did.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct ReceiverFrozen {
+    pub uid: String,
+    /// `frozen`, `already_frozen` or `unknown_account`.
+    pub status: &'static str,
+    pub case_id: Option<String>,
+}
+
+/// The trail stops after this many transfers.
+pub const MONEY_MAX_EDGES: usize = 500;
+
+impl Console {
+    /// The internal transfers out of an account since `since`, followed up to `hops` deep
+    /// (breadth first: each hop follows only transfers made after the money arrived).
+    #[tracing::instrument(level = "info", skip_all, fields(account = tracing::field::Empty), err(level = "info"))]
+    pub async fn money_graph(
+        &self,
+        operator: &Operator,
+        uid: &str,
+        hops: u32,
+        since: Option<Millis>,
+        client: &Client,
+    ) -> ServiceResult<MoneyGraph> {
+        require(operator, Power::Lookup)?;
+        let hops = hops.clamp(1, 5);
+        let account = self
+            .store
+            .account_by_uid(uid.trim())
+            .await?
+            .ok_or_else(account_not_found)?;
+        tracing::Span::current().record("account", account.id.as_str());
+        let since = since.unwrap_or_else(|| self.now() - 30 * crate::clock::DAY);
+        let fx = Effects::audit(self.event(
+            Some(client),
+            Some(&account.id),
+            operator.actor(),
+            "console.money_graph",
+            json!({"hops": hops, "since": since}),
+        ));
+        self.store.append_audit(&fx).await?;
+        let mut nodes = vec![MoneyNode {
+            uid: account.uid.clone(),
+            email: account.email.clone(),
+            frozen: account.frozen_at.is_some(),
+            depth: 0,
+        }];
+        let mut known: std::collections::HashMap<String, String> =
+            [(account.id.clone(), account.uid.clone())].into();
+        // Each frontier account with the time money first reached it.
+        let mut frontier = vec![(account.id.clone(), since)];
+        let mut edges = Vec::new();
+        let mut capped = false;
+        for depth in 1..=hops {
+            if frontier.is_empty() || capped {
+                break;
+            }
+            let ids: Vec<String> = frontier.iter().map(|(id, _)| id.clone()).collect();
+            let earliest = frontier.iter().map(|(_, at)| *at).min().unwrap_or(since);
+            let transfers = self
+                .store
+                .transfers_out_of(&ids, earliest, (MONEY_MAX_EDGES + 1) as i64)
+                .await?;
+            let mut next = Vec::new();
+            for t in transfers {
+                let reached_at = frontier
+                    .iter()
+                    .find(|(id, _)| *id == t.from_account_id)
+                    .map_or(since, |(_, at)| *at);
+                if t.created_at < reached_at {
+                    continue;
+                }
+                if edges.len() >= MONEY_MAX_EDGES {
+                    capped = true;
+                    break;
+                }
+                if !known.contains_key(&t.to_account_id) {
+                    let Some(to) = self.store.account_by_id(&t.to_account_id).await? else {
+                        continue;
+                    };
+                    known.insert(to.id.clone(), to.uid.clone());
+                    nodes.push(MoneyNode {
+                        uid: to.uid.clone(),
+                        email: to.email.clone(),
+                        frozen: to.frozen_at.is_some(),
+                        depth,
+                    });
+                    next.push((to.id.clone(), t.created_at));
+                }
+                edges.push(MoneyEdge {
+                    transfer_id: t.id.clone(),
+                    from_uid: known.get(&t.from_account_id).cloned().unwrap_or_default(),
+                    to_uid: known.get(&t.to_account_id).cloned().unwrap_or_default(),
+                    asset: t.asset,
+                    amount: t.amount,
+                    at: t.created_at,
+                    depth,
+                });
+            }
+            frontier = next;
+        }
+        Ok(MoneyGraph {
+            nodes,
+            edges,
+            capped,
+        })
+    }
+
+    /// Freezes accounts that received money from `source_uid`, each with the reason and a
+    /// case linking it to the source account; the owners are told, their keys evicted.
+    #[tracing::instrument(level = "info", skip_all, err(level = "info"))]
+    pub async fn freeze_receivers(
+        &self,
+        operator: &Operator,
+        source_uid: &str,
+        uids: &[String],
+        reason: &str,
+        client: &Client,
+    ) -> ServiceResult<Vec<ReceiverFrozen>> {
+        require(operator, Power::Freeze)?;
+        let reason = reason.trim();
+        if reason.is_empty() || reason.chars().count() > REASON_MAX_CHARS {
+            return Err(Invalid::new(
+                "reason_required",
+                format!("Give the reason for the freeze (1 to {REASON_MAX_CHARS} characters); the owners are told it."),
+            )
+            .into());
+        }
+        if uids.is_empty() || uids.len() > 100 {
+            return Err(Invalid::new("invalid_uids", "Name 1 to 100 receiving accounts.").into());
+        }
+        let source = self
+            .store
+            .account_by_uid(source_uid.trim())
+            .await?
+            .ok_or_else(account_not_found)?;
+        let mut done = Vec::new();
+        for uid in uids {
+            let Some(account) = self.store.account_by_uid(uid.trim()).await? else {
+                done.push(ReceiverFrozen {
+                    uid: uid.clone(),
+                    status: "unknown_account",
+                    case_id: None,
+                });
+                continue;
+            };
+            let now = self.now();
+            let case = crate::store::withdrawals::CaseRecord {
+                id: uuid::Uuid::new_v4().to_string(),
+                account_id: account.id.clone(),
+                source_account_id: source.id.clone(),
+                reason: reason.to_owned(),
+                operator: operator.actor(),
+                created_at: now,
+            };
+            let fx = Effects::audit(self.event(
+                Some(client),
+                Some(&account.id),
+                operator.actor(),
+                "account.frozen",
+                json!({"via": "by support", "reason": reason, "case_id": case.id, "source_uid": source.uid}),
+            ))
+            .with_mail(self.notices.notice(
+                &account,
+                "Support froze your account",
+                &format!(
+                    "Support froze your account: {reason}\n\n\
+                     Frozen at {}. Every session was ended, every API key is refused, sign-ins are refused, and held withdrawals are cancelled.\n\
+                     Contact support to have it reviewed.",
+                    crate::clock::format_utc(now)
+                ),
+            ));
+            let outcome = self.store.freeze_with_case(&case, &fx).await?;
+            self.invalidator
+                .invalidate_keys(&format!("account:{}", account.id))
+                .await?;
+            done.push(ReceiverFrozen {
+                uid: account.uid.clone(),
+                status: match outcome {
+                    crate::store::FreezeOutcome::Frozen { .. } => "frozen",
+                    crate::store::FreezeOutcome::AlreadyFrozen { .. } => "already_frozen",
+                },
+                case_id: Some(case.id),
+            });
+        }
+        Ok(done)
+    }
+
+    /// The cases that name this account (as receiver or as source).
+    pub async fn cases(
+        &self,
+        operator: &Operator,
+        uid: &str,
+    ) -> ServiceResult<Vec<crate::store::withdrawals::CaseRecord>> {
+        require(operator, Power::Lookup)?;
+        let account = self
+            .store
+            .account_by_uid(uid.trim())
+            .await?
+            .ok_or_else(account_not_found)?;
+        Ok(self.store.cases(&account.id).await?)
+    }
+}

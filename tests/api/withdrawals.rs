@@ -989,3 +989,115 @@ async fn count_sql(database_url: &str, sql: &str) -> i64 {
         n
     }
 }
+
+#[tokio::test]
+async fn operators_follow_transfers_several_hops_and_freeze_the_receivers_with_cases() {
+    let g = setup().await;
+    let mut uids = vec![g.uid.clone()];
+    let mut clients = Vec::new();
+    for who in ["b", "c", "d"] {
+        let c = g.app.signed_in(&format!("{who}@example.com")).await;
+        uids.push(
+            c.get("/api/v1/me").await.json()["uid"]
+                .as_str()
+                .expect("uid")
+                .to_owned(),
+        );
+        clients.push(c);
+    }
+    for (i, amount) in ["100", "90", "80"].iter().enumerate() {
+        g.app.clock.advance(HOUR);
+        let t = json!({"request_id": format!("hop{i}"), "from_uid": uids[i], "to_uid": uids[i + 1], "asset": "USDT", "amount": amount});
+        assert_eq!(
+            g.platform
+                .post("/api/v1/platform/transfers", t)
+                .await
+                .json()["state"],
+            "completed"
+        );
+    }
+    let support = crate::console::operator_signed_in(&g.app, "support").await;
+    let r = support
+        .get(&format!("/api/v1/console/accounts/{}/money", g.uid))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let graph = r.json();
+    let edges = graph["edges"].as_array().expect("edges");
+    assert_eq!(edges.len(), 3, "{graph}");
+    assert_eq!(edges[2]["depth"], 3);
+    assert_eq!(edges[2]["amount"], "80");
+    assert_eq!(edges[2]["to_uid"], uids[3].as_str());
+    let r = support
+        .post(
+            &format!("/api/v1/console/accounts/{}/freeze-receivers", g.uid),
+            json!({"uids": [uids[1]], "reason": "stolen funds"}),
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::FORBIDDEN,
+        "support may look, not freeze"
+    );
+
+    let reviewer = crate::console::operator_signed_in(&g.app, "reviewer").await;
+    let r = reviewer
+        .post(
+            &format!("/api/v1/console/accounts/{}/freeze-receivers", g.uid),
+            json!({"uids": [uids[1]], "reason": " "}),
+        )
+        .await;
+    assert_eq!(r.code(), "reason_required");
+    let r = reviewer.post(&format!("/api/v1/console/accounts/{}/freeze-receivers", g.uid), json!({"uids": [uids[1], uids[2]], "reason": "received funds stolen from a compromised account"})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let results = r.json()["results"].clone();
+    assert_eq!(results[0]["status"], "frozen");
+    assert_eq!(results[1]["status"], "frozen");
+    assert!(results[0]["case_id"].is_string());
+    assert_eq!(
+        clients[0].get("/api/v1/me").await.status,
+        StatusCode::UNAUTHORIZED,
+        "B's session ended"
+    );
+    // Money cannot move on out of a frozen receiver.
+    let t = json!({"request_id": "onward", "from_uid": uids[1], "to_uid": uids[3], "asset": "USDT", "amount": "1"});
+    assert_eq!(
+        g.platform
+            .post("/api/v1/platform/transfers", t)
+            .await
+            .json()["code"],
+        "account_frozen"
+    );
+    let cases = g
+        .app
+        .state
+        .console
+        .cases(&reviewer_operator(&g.app).await, &uids[1])
+        .await
+        .expect("cases");
+    assert_eq!(cases.len(), 1);
+    assert_eq!(
+        cases[0].reason,
+        "received funds stolen from a compromised account"
+    );
+    let page = reviewer
+        .get(&format!("/console/accounts/{}/money", g.uid))
+        .await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("(frozen)"), "{}", page.body);
+}
+
+async fn reviewer_operator(app: &TestApp) -> rampart::domain::operator::Operator {
+    let o = app
+        .store()
+        .operators()
+        .await
+        .expect("operators")
+        .into_iter()
+        .find(|o| o.role == rampart::domain::operator::Role::Reviewer)
+        .expect("reviewer");
+    rampart::domain::operator::Operator {
+        id: o.id,
+        email: o.email,
+        role: o.role,
+    }
+}
