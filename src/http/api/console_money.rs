@@ -60,8 +60,11 @@ async fn money(
     authed: ConsoleAuthed,
     client: Client,
     Path(uid): Path<String>,
-    Query(q): Query<MoneyQuery>,
+    query: Result<Query<MoneyQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<MoneyGraph>, ApiError> {
+    let Query(q) = query.map_err(|e| {
+        ApiError::new(axum::http::StatusCode::BAD_REQUEST, "invalid_query", e.body_text())
+    })?;
     Ok(Json(
         s.console
             .money_graph(

@@ -102,8 +102,11 @@ pub struct FeedPage {
 async fn feed(
     State(s): State<AppState>,
     PlatformAuthed(_): PlatformAuthed,
-    Query(q): Query<FeedQuery>,
+    query: Result<Query<FeedQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<FeedPage>, ApiError> {
+    let Query(q) = query.map_err(|e| {
+        ApiError::new(axum::http::StatusCode::BAD_REQUEST, "invalid_query", e.body_text())
+    })?;
     let after = q.after.unwrap_or(0);
     let limit = q.limit.unwrap_or(100);
     if after < 0 || !(1..=500).contains(&limit) {

@@ -235,8 +235,11 @@ pub struct ListQuery {
 async fn list(
     State(s): State<AppState>,
     Authed(auth): Authed,
-    Query(q): Query<ListQuery>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Vec<WithdrawalView>>, ApiError> {
+    let Query(q) = query.map_err(|e| {
+        ApiError::new(axum::http::StatusCode::BAD_REQUEST, "invalid_query", e.body_text())
+    })?;
     let limit = q.limit.unwrap_or(50);
     if !(1..=500).contains(&limit) {
         return Err(
