@@ -63,7 +63,11 @@ async fn money(
     query: Result<Query<MoneyQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<MoneyGraph>, ApiError> {
     let Query(q) = query.map_err(|e| {
-        ApiError::new(axum::http::StatusCode::BAD_REQUEST, "invalid_query", e.body_text())
+        ApiError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "invalid_query",
+            e.body_text(),
+        )
     })?;
     Ok(Json(
         s.console

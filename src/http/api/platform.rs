@@ -105,7 +105,11 @@ async fn feed(
     query: Result<Query<FeedQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<FeedPage>, ApiError> {
     let Query(q) = query.map_err(|e| {
-        ApiError::new(axum::http::StatusCode::BAD_REQUEST, "invalid_query", e.body_text())
+        ApiError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "invalid_query",
+            e.body_text(),
+        )
     })?;
     let after = q.after.unwrap_or(0);
     let limit = q.limit.unwrap_or(100);

@@ -238,7 +238,11 @@ async fn list(
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Vec<WithdrawalView>>, ApiError> {
     let Query(q) = query.map_err(|e| {
-        ApiError::new(axum::http::StatusCode::BAD_REQUEST, "invalid_query", e.body_text())
+        ApiError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "invalid_query",
+            e.body_text(),
+        )
     })?;
     let limit = q.limit.unwrap_or(50);
     if !(1..=500).contains(&limit) {
