@@ -200,6 +200,21 @@ pub struct GuardOverview {
     pub assets: Vec<Asset>,
 }
 
+/// An internal transfer as its owner sees it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct TransferView {
+    pub id: String,
+    /// `out` or `in`.
+    pub direction: &'static str,
+    /// The other account.
+    pub counterparty_uid: String,
+    pub asset: String,
+    pub amount: String,
+    /// `completed` or `refused`.
+    pub state: String,
+    pub created_at: Millis,
+}
+
 /// Internal transfers and deposits the platform reported.
 #[derive(Debug, Clone, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -786,11 +801,37 @@ impl Withdrawals {
             .collect())
     }
 
-    pub async fn transfers(&self, auth: &SessionAuth) -> ServiceResult<Vec<TransferRecord>> {
-        Ok(self
-            .store
-            .account_transfers(&auth.account.id, MAX_PAGE)
-            .await?)
+    /// Internal transfers in and out, newest first, with the other account's UID.
+    pub async fn transfers(&self, auth: &SessionAuth) -> ServiceResult<Vec<TransferView>> {
+        let me = &auth.account.id;
+        let mut uids = std::collections::HashMap::<String, String>::new();
+        let mut out = Vec::new();
+        for t in self.store.account_transfers(me, MAX_PAGE).await? {
+            let outgoing = &t.from_account_id == me;
+            let other = if outgoing {
+                &t.to_account_id
+            } else {
+                &t.from_account_id
+            };
+            let uid = match uids.get(other) {
+                Some(u) => u.clone(),
+                None => {
+                    let u = self.uid_of(other).await?;
+                    uids.insert(other.clone(), u.clone());
+                    u
+                }
+            };
+            out.push(TransferView {
+                id: t.id,
+                direction: if outgoing { "out" } else { "in" },
+                counterparty_uid: uid,
+                asset: t.asset,
+                amount: t.amount,
+                state: t.state,
+                created_at: t.created_at,
+            });
+        }
+        Ok(out)
     }
 
     pub async fn deposits(&self, auth: &SessionAuth) -> ServiceResult<Vec<DepositRecord>> {

@@ -820,24 +820,22 @@ async fn transfers_and_deposits_are_recorded_and_shown_to_the_owner() {
     let d = json!({"request_id": "d1", "account_uid": g.uid, "asset": "BTC", "network": "BTC", "amount": "0.02", "txid": "abcdef0123"});
     let r = g.platform.post("/api/v1/platform/deposits", d).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    assert_eq!(
-        g.owner.get("/api/v1/me/transfers").await.json()[0]["amount"],
-        "250.5"
+    let mine = g.owner.get("/api/v1/me/transfers").await.json();
+    assert_eq!(mine[0]["amount"], "250.5");
+    assert_eq!(mine[0]["direction"], "out");
+    assert_eq!(mine[0]["counterparty_uid"], friend_uid.as_str());
+    assert!(
+        mine[0].get("to_account_id").is_none(),
+        "no internal ids: {mine}"
     );
     assert_eq!(
         g.owner.get("/api/v1/me/deposits").await.json()[0]["txid"],
         "abcdef0123"
     );
-    assert_eq!(
-        friend
-            .get("/api/v1/me/transfers")
-            .await
-            .json()
-            .as_array()
-            .expect("list")
-            .len(),
-        1
-    );
+    let theirs = friend.get("/api/v1/me/transfers").await.json();
+    assert_eq!(theirs.as_array().expect("list").len(), 1);
+    assert_eq!(theirs[0]["direction"], "in");
+    assert_eq!(theirs[0]["counterparty_uid"], g.uid.as_str());
 }
 
 /// The release worker of the real binary, killed with SIGKILL in the middle of a batch and

@@ -14,10 +14,10 @@ use crate::http::error::{ApiError, ErrorBody};
 use crate::http::extract::{ApiJson, Authed};
 use crate::http::AppState;
 use crate::service::withdrawals::{
-    GuardOverview, LockView, NewAddress, ReasonView, WithdrawalView,
+    GuardOverview, LockView, NewAddress, ReasonView, TransferView, WithdrawalView,
 };
 use crate::service::Client;
-use crate::store::withdrawals::{AllowlistEntry, DepositRecord, TransferRecord};
+use crate::store::withdrawals::{AllowlistEntry, DepositRecord};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -47,7 +47,8 @@ use crate::store::withdrawals::{AllowlistEntry, DepositRecord, TransferRecord};
         WithdrawalView,
         ReasonView,
         CancelLinkBody,
-        KeyRulesBody
+        KeyRulesBody,
+        TransferView
     ))
 )]
 pub struct WithdrawalsDoc;
@@ -363,11 +364,11 @@ async fn set_key_rules(
 }
 
 /// Internal transfers in and out, newest first.
-#[utoipa::path(get, path = "/api/v1/me/transfers", responses((status = 200, body = [TransferRecord])))]
+#[utoipa::path(get, path = "/api/v1/me/transfers", responses((status = 200, body = [TransferView])))]
 async fn transfers(
     State(s): State<AppState>,
     Authed(auth): Authed,
-) -> Result<Json<Vec<TransferRecord>>, ApiError> {
+) -> Result<Json<Vec<TransferView>>, ApiError> {
     Ok(Json(s.withdrawals.transfers(&auth).await?))
 }
 

@@ -159,7 +159,6 @@ async fn render_page(
         Err(e) => return crate::http::error::ApiError::from(e).into_response(),
     };
     let now = state.now();
-    let me = &auth.account.id;
     let (jar, csrf) = csrf(state, jar);
     let page = WithdrawalsPage {
         csrf,
@@ -202,12 +201,13 @@ async fn render_page(
                 at: format_utc(t.created_at),
                 what: format!("{} {}", t.amount, t.asset),
                 detail: format!(
-                    "{}{}",
-                    if &t.from_account_id == me {
-                        "sent to another account"
+                    "{} {}{}",
+                    if t.direction == "out" {
+                        "sent to"
                     } else {
-                        "received from another account"
+                        "received from"
                     },
+                    t.counterparty_uid,
                     if t.state == "refused" {
                         " (refused)"
                     } else {
