@@ -477,10 +477,25 @@ fn services(
         clock: clock.clone(),
         rules: rules.clone(),
         secret_box: secret_box.clone(),
-        notices,
+        notices: notices.clone(),
         step_up: step_up.clone(),
         pending_changes: pending_changes.clone(),
         invalidator: invalidator.clone(),
+    });
+    let incidents = Arc::new(crate::service::incidents::Incidents {
+        store: store.clone(),
+        clock: clock.clone(),
+        key: key.clone(),
+        geo: geo.clone(),
+        notices,
+        step_up: step_up.clone(),
+        invalidator: invalidator.clone(),
+        protection: protection.clone(),
+        api_keys: api_keys.clone(),
+        withdrawals: withdrawals.clone(),
+        factors: factors.clone(),
+        passkeys: passkeys.clone(),
+        pending_changes: pending_changes.clone(),
     });
     Ok(Services {
         store,
@@ -509,6 +524,7 @@ fn services(
         support,
         email_change,
         withdrawals,
+        incidents,
     })
 }
 

@@ -154,6 +154,7 @@ async fn seed_keys(app: &crate::app::App, n: usize) -> anyhow::Result<(String, S
             warned_7d_at: None,
             warned_1d_at: None,
             deleted_at: None,
+            suspended_at: None,
         };
         app.store()
             .create_api_key(&record, &Effects::default())

@@ -23,6 +23,8 @@ pub mod http;
 pub mod jobs;
 /// Outgoing mail: composition (with the anti-phishing code) and SMTP / local mailbox delivery.
 pub mod mail;
+/// The incident report as a PDF.
+pub mod pdf;
 /// Application services: the use cases that combine domain rules, storage and time.
 pub mod service;
 /// Storage traits by area and their SQLite and PostgreSQL implementations.

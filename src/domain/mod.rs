@@ -39,6 +39,7 @@ pub mod backend;
 pub mod change;
 pub mod device;
 pub mod email;
+pub mod incident;
 pub mod mail_kind;
 pub mod operator;
 pub mod password;

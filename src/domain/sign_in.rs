@@ -97,3 +97,26 @@ mod tests {
         assert!(SignInMethod::parse("password+sms").is_err());
     }
 }
+
+/// A sign-in attempt's outcome, in words.
+pub fn login_result(reason: &str, method: SignInMethod) -> String {
+    match reason {
+        "signed_in" => format!("Success · {}", method_label(method)),
+        "wrong_password" => "Failed: wrong password".to_owned(),
+        "email_not_confirmed" => "Failed: email not confirmed".to_owned(),
+        "throttled" => "Refused: too many attempts".to_owned(),
+        "wrong_second_factor" => "Failed: wrong second-factor code".to_owned(),
+        other => format!("Failed: {other}"),
+    }
+}
+
+/// How a sign-in was made, in words.
+pub fn method_label(method: SignInMethod) -> &'static str {
+    match method {
+        SignInMethod::Password => "Password",
+        SignInMethod::PasswordAnd(SecondFactor::Totp) => "Password + authenticator app",
+        SignInMethod::PasswordAnd(SecondFactor::BackupCode) => "Password + backup code",
+        SignInMethod::PasswordAnd(SecondFactor::Passkey) => "Password + passkey",
+        SignInMethod::Passkey => "Passkey",
+    }
+}

@@ -29,6 +29,13 @@ pub enum SensitiveAction {
     /// Replacing an anti-phishing code: a thief's own code in the owner's genuine mails
     /// would make his phishing mails look genuine. Setting the first one is strengthening.
     ChangeAntiPhishingCode,
+    /// Locking every security setting for a period: a thief's lock would keep the owner
+    /// from changing the password he stole.
+    LockSettings,
+    /// Asking to end the settings lock early (it still waits out the delay chosen).
+    EndSettingsLock,
+    /// Using a suspended API key again.
+    ResumeApiKey,
 }
 
 impl SensitiveAction {
@@ -45,7 +52,24 @@ impl SensitiveAction {
             Self::DeleteAllowlistAddress => "delete_allowlist_address",
             Self::ChangeEmail => "change_email",
             Self::ChangeAntiPhishingCode => "change_anti_phishing_code",
+            Self::LockSettings => "lock_settings",
+            Self::EndSettingsLock => "end_settings_lock",
+            Self::ResumeApiKey => "resume_api_key",
         }
+    }
+
+    /// Whether a settings lock in force refuses the action: everything that adds access or
+    /// changes a setting. Removing access (a device, a key, an address) stays possible, and
+    /// so does ending the lock early, which waits out its own delay.
+    pub fn blocked_by_settings_lock(self) -> bool {
+        !matches!(
+            self,
+            Self::RemoveDevice
+                | Self::DeleteApiKey
+                | Self::DeleteAllowlistAddress
+                | Self::LockSettings
+                | Self::EndSettingsLock
+        )
     }
 
     /// The action checks the password and a mailed code itself (the password change asks

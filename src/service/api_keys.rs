@@ -144,6 +144,7 @@ impl ApiKeys {
             warned_7d_at: None,
             warned_1d_at: None,
             deleted_at: None,
+            suspended_at: None,
         };
         let expires = record.expires_at.map_or_else(
             || "It does not expire.".to_owned(),

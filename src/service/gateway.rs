@@ -130,6 +130,7 @@ impl Gateway {
             unusable: unusable || verifier.is_none(),
             expires_at: k.expires_at,
             frozen: auth.frozen,
+            suspended: k.suspended_at.is_some(),
             withdrawals_locked_until: auth.withdrawals_locked_until,
             uid: auth.uid,
             account_id: k.account_id,
@@ -232,6 +233,9 @@ impl Gateway {
         }
         if key.frozen {
             return Err(Refusal::AccountFrozen);
+        }
+        if key.suspended {
+            return Err(Refusal::KeySuspended);
         }
         if !key.permissions.contains(needed) {
             return Err(Refusal::PermissionMissing(needed));

@@ -29,6 +29,8 @@ pub struct CachedKey {
     pub allowlist: Allowlist,
     pub expires_at: Option<Millis>,
     pub frozen: bool,
+    /// Suspended by its owner.
+    pub suspended: bool,
     /// End of the account's latest withdrawal lock (compared with the clock on each request).
     pub withdrawals_locked_until: Option<Millis>,
     /// The stored permissions or allowlist did not decode: refused after the signature

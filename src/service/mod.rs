@@ -16,6 +16,7 @@ pub mod email_change;
 pub mod factors;
 pub mod gateway;
 pub mod hasher;
+pub mod incidents;
 pub mod key_cache;
 pub mod notices;
 pub mod passkeys;
@@ -112,6 +113,7 @@ pub struct Services {
     pub operators: Arc<console::Operators>,
     pub console: Arc<console::Console>,
     pub withdrawals: Arc<withdrawals::Withdrawals>,
+    pub incidents: Arc<incidents::Incidents>,
 }
 
 impl Services {

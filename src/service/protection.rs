@@ -102,7 +102,10 @@ impl Protection {
         self.usable_freeze_link(token).await.map(|_| ())
     }
 
-    async fn usable_freeze_link(&self, token: &str) -> ServiceResult<crate::store::FreezeLinkRow> {
+    pub(crate) async fn usable_freeze_link(
+        &self,
+        token: &str,
+    ) -> ServiceResult<crate::store::FreezeLinkRow> {
         let invalid = || {
             ServiceError::NotFound(
                 "link_invalid",

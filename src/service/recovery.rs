@@ -227,6 +227,7 @@ impl Recovery {
         client: &Client,
     ) -> ServiceResult<WithdrawalLock> {
         let account = &auth.account;
+        self.step_up.refuse_if_settings_locked(&account.id).await?;
         if !self.second_factors.factors(&account.id).await?.totp {
             return Err(ServiceError::NotFound(
                 "not_found",

@@ -55,6 +55,9 @@ impl StepUp {
         if auth.account.recovery_required && action != SensitiveAction::AddSecondFactor {
             return Err(super::support::recovery_incomplete());
         }
+        if action.blocked_by_settings_lock() {
+            self.refuse_if_settings_locked(&auth.account.id).await?;
+        }
         let proof = step_up::proof_for(self.second_factors.factors(&auth.account.id).await?.any());
         if step_up::allowed(action, proof, auth.session.stepped_up_at, self.now()) {
             Ok(())
@@ -63,6 +66,15 @@ impl StepUp {
                 action: action.as_str(),
                 proof,
             })
+        }
+    }
+
+    /// Refuses while the account's settings lock is in force (every security setting
+    /// change goes through here, and the password reset link too).
+    pub async fn refuse_if_settings_locked(&self, account_id: &str) -> ServiceResult<()> {
+        match self.store.settings_lock(account_id).await? {
+            Some(lock) if lock.active(self.now()) => Err(settings_locked(lock.until)),
+            _ => Ok(()),
         }
     }
 
@@ -308,4 +320,15 @@ impl StepUp {
             .await?;
         Ok(now + step_up::STEP_UP_WINDOW)
     }
+}
+
+/// The refusal of a change while the settings lock is in force.
+pub fn settings_locked(until: crate::clock::Millis) -> ServiceError {
+    ServiceError::Forbidden(
+        "settings_locked",
+        format!(
+            "Your security settings are locked until {}: no password, email, second-factor, API key or allowlist change is possible before then. You can still remove devices, keys and addresses, freeze the account, or ask to end the lock early.",
+            crate::clock::format_utc(until)
+        ),
+    )
 }

@@ -376,6 +376,11 @@ impl Support {
                 "This link is not valid or was already used. Ask for a new one.".into(),
             ));
         }
+        if let Some(lock) = self.store.settings_lock(&account.id).await? {
+            if lock.active(self.now()) {
+                return Err(super::step_up::settings_locked(lock.until));
+            }
+        }
         let factors = self.second_factors.factors(&account.id).await?;
         let codes = factors.totp || factors.backup_codes_left > 0;
         if let (

@@ -978,6 +978,19 @@ impl Withdrawals {
                 until: Some(l.until),
             });
         }
+        if let Some(l) = self.store.settings_lock(&account.id).await? {
+            if l.active(now) {
+                locks.push(LockView {
+                    reason: "settings_locked".into(),
+                    message: format!(
+                        "Your security settings are locked until {}: no allowlist, key, password, email or second-factor change before then{}.",
+                        format_utc(l.until),
+                        if l.end_requested_at.is_some() { " (ending early was asked for)" } else { "" }
+                    ),
+                    until: Some(l.until),
+                });
+            }
+        }
         Ok(GuardOverview {
             allowlist_enabled: s.allowlist_enabled,
             allowlist_off_at: off.map(|c| c.effective_at),
@@ -1371,6 +1384,7 @@ fn lock_message(l: &WithdrawalLock) -> String {
         "email_changed" => "your email address was changed",
         "recovery" => "your account was recovered",
         "owner_request" => "you asked support to lock them",
+        "account_secured" => "you secured your account",
         _ => "a security change",
     };
     format!(

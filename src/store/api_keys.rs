@@ -29,6 +29,8 @@ pub struct ApiKeyRecord {
     pub warned_7d_at: Option<Millis>,
     pub warned_1d_at: Option<Millis>,
     pub deleted_at: Option<Millis>,
+    /// Suspended by its owner ("Secure my account"): refused until resumed.
+    pub suspended_at: Option<Millis>,
 }
 
 /// What the gateway needs to authenticate with a key: the key and its account's state.

@@ -16,6 +16,13 @@ pub trait AuditStore {
         account_id: &str,
         limit: i64,
     ) -> StoreResult<Vec<AuditRecord>>;
+    /// The account's events at or after `since`, oldest first, at most `limit`.
+    async fn audit_since(
+        &self,
+        account_id: &str,
+        since: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<AuditRecord>>;
     /// The last event's sequence number and hash, as the chain head records them.
     async fn audit_head(&self) -> StoreResult<(i64, String)>;
 }

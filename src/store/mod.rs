@@ -24,6 +24,7 @@ pub mod audit;
 pub mod changes;
 pub(crate) mod constraint;
 pub mod factors;
+pub mod incidents;
 pub mod operators;
 pub mod outbox;
 pub mod postgres;
@@ -41,6 +42,7 @@ pub use audit::AuditStore;
 pub use changes::{ChangeStore, PendingChange, RecoveryRequest, WithdrawalLock};
 pub use constraint::Constraint;
 pub use factors::{FactorStore, PasskeyRecord, TotpRecord};
+pub use incidents::IncidentStore;
 pub use operators::{
     EnrolmentRecord, OperatorRecord, OperatorSession, OperatorStore, RecoveryRequestSummary,
 };
@@ -185,6 +187,7 @@ pub trait Store:
     + SupportStore
     + EmailChangeStore
     + WithdrawalStore
+    + IncidentStore
     + Send
     + Sync
     + 'static

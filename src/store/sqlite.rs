@@ -43,6 +43,8 @@ mod changes;
 mod effects;
 #[path = "sql/factors.rs"]
 mod factors;
+#[path = "sql/incidents.rs"]
+mod incidents;
 #[path = "sql/operators.rs"]
 mod operators;
 #[path = "sql/outbox.rs"]

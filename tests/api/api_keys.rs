@@ -904,6 +904,7 @@ fn cached_key(
         allowlist: rampart::domain::api_key::Allowlist::default(),
         expires_at: None,
         frozen,
+        suspended: false,
         withdrawals_locked_until: None,
         unusable: false,
     })

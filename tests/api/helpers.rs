@@ -308,6 +308,8 @@ pub struct Answer {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub body: String,
+    /// The body as sent (for binary answers such as the incident report's PDF).
+    pub bytes: Vec<u8>,
 }
 
 impl Answer {
@@ -402,7 +404,8 @@ impl TestClient {
                 jar.insert(name.to_owned(), value.to_owned());
             }
         }
-        let body = resp.text().await.unwrap_or_default();
+        let bytes = resp.bytes().await.map(|b| b.to_vec()).unwrap_or_default();
+        let body = String::from_utf8_lossy(&bytes).into_owned();
         if let Ok(json) = serde_json::from_str::<Value>(&body) {
             test_logs::record_response_json(&json);
         }
@@ -410,6 +413,7 @@ impl TestClient {
             status,
             headers,
             body,
+            bytes,
         }
     }
 

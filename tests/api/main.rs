@@ -18,6 +18,7 @@ mod gateway_clients;
 mod gateway_listener;
 mod gateway_nginx;
 mod gateway_njs;
+mod incidents;
 mod lockout;
 mod origin;
 mod outbox;

@@ -125,6 +125,8 @@ pub enum Refusal {
     BadSignature,
     KeyExpired,
     AccountFrozen,
+    /// The owner suspended the key ("Secure my account" suspends them all).
+    KeySuspended,
     IpNotAllowed,
     PermissionMissing(Permission),
     /// A request to a route that no rule of the gateway's table covers.
@@ -152,6 +154,7 @@ impl Refusal {
             Self::BadSignature => "bad_signature",
             Self::KeyExpired => "key_expired",
             Self::AccountFrozen => "account_frozen",
+            Self::KeySuspended => "key_suspended",
             Self::IpNotAllowed => "ip_not_allowed",
             Self::PermissionMissing(_) => "permission_missing",
             Self::UnknownRoute => "unknown_route",
@@ -172,6 +175,7 @@ impl Refusal {
             Self::BadSignature => "The signature does not match: sign the exact query string followed by the body, with this key's secret or private key.".into(),
             Self::KeyExpired => "This API key has expired. Create a new one; keys with write permissions and no IP allowlist last 30 days.".into(),
             Self::AccountFrozen => "The account is frozen; its API keys are refused.".into(),
+            Self::KeySuspended => "This API key is suspended by its owner (after \"Secure my account\"). Resume it in the Security Center, or create a new one.".into(),
             Self::IpNotAllowed => "Requests from this IP address are not allowed for this key.".into(),
             Self::PermissionMissing(p) => format!("This key lacks the {p} permission needed here."),
             Self::UnknownRoute => "This route is not in the gateway's route table, so it is refused.".into(),
@@ -210,6 +214,7 @@ impl Refusal {
             Self::UnknownKey
             | Self::KeyExpired
             | Self::AccountFrozen
+            | Self::KeySuspended
             | Self::IpNotAllowed
             | Self::PermissionMissing(_)
             | Self::KeyUnusable => (401, -2015),

@@ -10,6 +10,7 @@ pub mod console;
 pub mod console_money;
 pub mod email;
 pub mod factors;
+pub mod incidents;
 pub mod keys;
 pub mod password;
 pub mod platform;
@@ -58,6 +59,7 @@ pub fn routes() -> Router<AppState> {
         .merge(console_money::routes())
         .merge(platform::routes())
         .merge(withdrawals::routes())
+        .merge(incidents::routes())
 }
 
 async fn openapi() -> Json<serde_json::Value> {
@@ -82,6 +84,7 @@ pub fn document() -> serde_json::Value {
     doc.merge(console_money::ConsoleMoneyDoc::openapi());
     doc.merge(platform::PlatformDoc::openapi());
     doc.merge(withdrawals::WithdrawalsDoc::openapi());
+    doc.merge(incidents::IncidentsDoc::openapi());
     let mut doc = serde_json::to_value(doc).unwrap_or_default();
     add_common_answers(&mut doc);
     doc

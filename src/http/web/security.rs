@@ -15,7 +15,7 @@ use serde::Deserialize;
 use super::{csrf, csrf_ok, csrf_refused, error_text, page_auth, render, PageForm};
 use crate::clock::format_utc;
 use crate::domain::change::Weakening;
-use crate::domain::sign_in::{SecondFactor, SignInMethod};
+use crate::domain::sign_in::login_result;
 use crate::geo::Location;
 use crate::http::error::ApiError;
 use crate::http::AppState;
@@ -249,18 +249,6 @@ impl From<Login> for LoginRow {
     }
 }
 
-/// A sign-in attempt's outcome, in words.
-fn login_result(reason: &str, method: SignInMethod) -> String {
-    match reason {
-        "signed_in" => format!("Success · {}", method_label(method)),
-        "wrong_password" => "Failed: wrong password".to_owned(),
-        "email_not_confirmed" => "Failed: email not confirmed".to_owned(),
-        "throttled" => "Refused: too many attempts".to_owned(),
-        "wrong_second_factor" => "Failed: wrong second-factor code".to_owned(),
-        other => format!("Failed: {other}"),
-    }
-}
-
 impl PasskeyRow {
     /// Every passkey, each marked when its removal is pending.
     fn all(overview: &FactorOverview) -> Vec<Self> {
@@ -390,17 +378,6 @@ async fn set_anti_phishing_code(
     {
         Ok(()) => Redirect::to("/security?saved=anti_phishing").into_response(),
         Err(e) => security_center(&state, jar, auth, None, Some(error_text(e))).await,
-    }
-}
-
-/// How a sign-in was made, in words.
-fn method_label(method: SignInMethod) -> &'static str {
-    match method {
-        SignInMethod::Password => "Password",
-        SignInMethod::PasswordAnd(SecondFactor::Totp) => "Password + authenticator app",
-        SignInMethod::PasswordAnd(SecondFactor::BackupCode) => "Password + backup code",
-        SignInMethod::PasswordAnd(SecondFactor::Passkey) => "Password + passkey",
-        SignInMethod::Passkey => "Passkey",
     }
 }
 

@@ -11,7 +11,7 @@ use crate::store::{ApiKeyAuth, ApiKeyRecord, ApiKeyStore, Effects, SqlStore, Sto
 
 const API_KEY_COLUMNS: &str = "api_key, account_id, label, key_type, secret_enc, public_key, \
      permissions, ip_allowlist, created_at, created_ip, created_device, created_unusual, \
-     expires_at, last_used_at, last_used_ip, warned_7d_at, warned_1d_at, deleted_at";
+     expires_at, last_used_at, last_used_ip, warned_7d_at, warned_1d_at, deleted_at, suspended_at";
 
 /// An `api_keys` row as stored: the key type decodes or is `None`, and the permissions and
 /// allowlist decode into [`KeyAccess`]: a damaged key stays visible (its owner can delete
@@ -36,6 +36,7 @@ struct ApiKeyRow {
     warned_7d_at: Option<Millis>,
     warned_1d_at: Option<Millis>,
     deleted_at: Option<Millis>,
+    suspended_at: Option<Millis>,
 }
 
 impl From<ApiKeyRow> for ApiKeyRecord {
@@ -58,6 +59,7 @@ impl From<ApiKeyRow> for ApiKeyRecord {
             warned_7d_at: r.warned_7d_at,
             warned_1d_at: r.warned_1d_at,
             deleted_at: r.deleted_at,
+            suspended_at: r.suspended_at,
         }
     }
 }

@@ -75,4 +75,25 @@ impl AuditStore for SqlStore<Db> {
             .await?;
         Ok(rows.iter().map(audit_record).collect::<Result<_, _>>()?)
     }
+
+    async fn audit_since(
+        &self,
+        account_id: &str,
+        since: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<AuditRecord>> {
+        let sql = format!(
+            "SELECT {AUDIT_COLUMNS}
+             FROM audit_events
+             WHERE account_id = $1 AND at >= $2
+             ORDER BY seq LIMIT $3"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(account_id)
+            .bind(since)
+            .bind(limit)
+            .fetch_all(&self.read)
+            .await?;
+        Ok(rows.iter().map(audit_record).collect::<Result<_, _>>()?)
+    }
 }

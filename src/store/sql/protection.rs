@@ -7,7 +7,7 @@ use sqlx::Row as _;
 use super::dialect::{Db, Tx, FOR_UPDATE};
 use super::effects::write_effects;
 use super::sessions::DEVICE_COLUMNS;
-use super::withdrawals::cancel_for_freeze;
+use super::withdrawals::cancel_all_pending;
 use crate::clock::Millis;
 use crate::domain::change::Weakening;
 use crate::domain::mail_kind::MailKind;
@@ -48,7 +48,7 @@ pub(super) async fn freeze_in(
     .execute(&mut **tx)
     .await?
     .rows_affected();
-    let (cancelled, recalled) = cancel_for_freeze(tx, account_id, now).await?;
+    let (cancelled, recalled) = cancel_all_pending(tx, account_id, "account_frozen", now).await?;
     let mut fx = fx.clone();
     if !cancelled.is_empty() || !recalled.is_empty() {
         fx.audit.push(AuditEvent {

@@ -644,7 +644,8 @@ impl SupportStore for SqlStore<Db> {
         .bind(account)
         .execute(&mut *tx)
         .await?;
-        for table in ["totp_secrets", "backup_codes", "passkeys"] {
+        // A settings lock (perhaps a thief's) must not keep the owner from finishing.
+        for table in ["totp_secrets", "backup_codes", "passkeys", "settings_locks"] {
             sqlx::query(&format!("DELETE FROM {table} WHERE account_id = $1"))
                 .bind(account)
                 .execute(&mut *tx)

@@ -195,7 +195,7 @@ async fn key_check(tx: &mut Tx<'_>, w: &NewWithdrawal) -> StoreResult<KeyCheck> 
         return Ok(KeyCheck::Unusable("no key was named"));
     };
     let row = sqlx::query(
-        "SELECT account_id, permissions, ip_allowlist, expires_at, deleted_at
+        "SELECT account_id, permissions, ip_allowlist, expires_at, deleted_at, suspended_at
          FROM api_keys WHERE api_key = $1",
     )
     .bind(api_key)
@@ -212,6 +212,9 @@ async fn key_check(tx: &mut Tx<'_>, w: &NewWithdrawal) -> StoreResult<KeyCheck> 
     }
     if deleted_at.is_some() {
         return Ok(KeyCheck::Unusable("it was deleted"));
+    }
+    if row.try_get::<Option<Millis>, _>("suspended_at")?.is_some() {
+        return Ok(KeyCheck::Unusable("its owner suspended it"));
     }
     if expires_at.is_some_and(|t| t <= w.created_at) {
         return Ok(KeyCheck::Unusable("it has expired"));
@@ -1064,11 +1067,12 @@ impl WithdrawalStore for SqlStore<Db> {
 }
 
 /// Cancels the account's held withdrawals and recalls the released ones not yet broadcast
-/// (the platform reads the recall from its feed), inside a freeze's transaction. Returns
-/// `(cancelled, recalled)` ids.
-pub(super) async fn cancel_for_freeze(
+/// (the platform reads the recall from its feed), inside a freeze's (or "Secure my
+/// account"'s) transaction, giving `reason`. Returns `(cancelled, recalled)` ids.
+pub(super) async fn cancel_all_pending(
     tx: &mut Tx<'_>,
     account_id: &str,
+    reason: &str,
     now: Millis,
 ) -> StoreResult<(Vec<String>, Vec<String>)> {
     let rows = sqlx::query(&format!(
@@ -1083,12 +1087,13 @@ pub(super) async fn cancel_for_freeze(
         let id: String = r.try_get("id")?;
         let state: String = r.try_get("state")?;
         sqlx::query(
-            "UPDATE withdrawals SET state = 'cancelled', cancel_reason = 'account_frozen',
+            "UPDATE withdrawals SET state = 'cancelled', cancel_reason = $3,
                  cancelled_at = $1, cancel_token_hash = NULL
              WHERE id = $2 AND state IN ('held', 'released')",
         )
         .bind(now)
         .bind(&id)
+        .bind(reason)
         .execute(&mut **tx)
         .await?;
         if state == WithdrawalState::Released.as_str() {
