@@ -36,6 +36,8 @@ pub enum SensitiveAction {
     EndSettingsLock,
     /// Using a suspended API key again.
     ResumeApiKey,
+    /// Letting a blocked device sign in again.
+    UnblockDevice,
 }
 
 impl SensitiveAction {
@@ -55,6 +57,7 @@ impl SensitiveAction {
             Self::LockSettings => "lock_settings",
             Self::EndSettingsLock => "end_settings_lock",
             Self::ResumeApiKey => "resume_api_key",
+            Self::UnblockDevice => "unblock_device",
         }
     }
 

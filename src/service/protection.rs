@@ -20,7 +20,9 @@ use crate::domain::rules::Rules;
 use crate::domain::secret::{token_hash, SecretBox};
 use crate::domain::step_up::SensitiveAction;
 use crate::geo::Location;
-use crate::store::{Account, Effects, FreezeOutcome, Notification, SessionAuth, SharedStore};
+use crate::store::{
+    Account, BlockedDevice, Effects, FreezeOutcome, Notification, SessionAuth, SharedStore,
+};
 
 /// One optional security mail and its state.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -162,6 +164,42 @@ impl Protection {
             }
             // Another click got there first.
             None => Err(link_used(self.now())),
+        }
+    }
+
+    /// The devices blocked at sign-in.
+    pub async fn blocked_devices(&self, auth: &SessionAuth) -> ServiceResult<Vec<BlockedDevice>> {
+        Ok(self.store.blocked_devices(&auth.account.id).await?)
+    }
+
+    /// Lets a blocked device sign in again (step-up; refused while settings are locked).
+    #[tracing::instrument(level = "info", skip_all, fields(account = %auth.account.id), err(level = "info"))]
+    pub async fn unblock_device(
+        &self,
+        auth: &SessionAuth,
+        fingerprint: &str,
+        client: &Client,
+    ) -> ServiceResult<()> {
+        self.step_up
+            .require_step_up(auth, SensitiveAction::UnblockDevice)
+            .await?;
+        let account = &auth.account;
+        let fx = Effects::audit(self.event(Some(client), Some(&account.id), Self::account_actor(account), "device.unblocked", json!({"fingerprint": fingerprint})))
+            .with_mail(self.notices.notice(account, "A blocked device may sign in again", &format!(
+                "A device you had blocked may sign in again: unblocked at {} from {} ({}).\n\nNot you? Freeze your account with the link below.",
+                format_utc(self.now()), client.device.summary(), client.ip
+            )));
+        if self
+            .store
+            .unblock_fingerprint(&account.id, fingerprint, &fx)
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(ServiceError::NotFound(
+                "not_found",
+                "That device is not blocked.".into(),
+            ))
         }
     }
 

@@ -47,7 +47,7 @@ pub use operators::{
     EnrolmentRecord, OperatorRecord, OperatorSession, OperatorStore, RecoveryRequestSummary,
 };
 pub use outbox::{OutboxMail, OutboxStore, WebhookDelivery, WebhookLogEntry};
-pub use protection::{FreezeLinkRow, FreezeOutcome, Notification, ProtectionStore};
+pub use protection::{BlockedDevice, FreezeLinkRow, FreezeOutcome, Notification, ProtectionStore};
 pub use sessions::{Device, Login, Session, SessionAuth, SessionStore, SignInRecord};
 pub use step_up::{ActionCode, SignInChallenge, StepUpStore};
 pub use support::{

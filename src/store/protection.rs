@@ -22,6 +22,19 @@ pub struct FreezeLinkRow {
     pub used_at: Option<Millis>,
 }
 
+/// A blocked device: its fingerprint, when it was blocked, and what it looked like.
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct BlockedDevice {
+    pub fingerprint: String,
+    pub blocked_at: Millis,
+    pub model: Option<String>,
+    pub os: Option<String>,
+    pub browser: Option<String>,
+    pub ip: Option<String>,
+    pub city: Option<String>,
+    pub country: Option<String>,
+}
+
 #[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
 pub struct Notification {
     pub id: String,
@@ -67,6 +80,16 @@ pub trait ProtectionStore {
         fx: &Effects,
     ) -> StoreResult<Option<u64>>;
     async fn fingerprint_blocked(&self, account_id: &str, fingerprint: &str) -> StoreResult<bool>;
+    /// The blocked devices, newest first, each described by the last device seen with that
+    /// fingerprint.
+    async fn blocked_devices(&self, account_id: &str) -> StoreResult<Vec<BlockedDevice>>;
+    /// Lets a blocked fingerprint sign in again; `false` if it was not blocked.
+    async fn unblock_fingerprint(
+        &self,
+        account_id: &str,
+        fingerprint: &str,
+        fx: &Effects,
+    ) -> StoreResult<bool>;
     /// Whether the account has any (not removed) device: one indexed probe.
     async fn has_devices(&self, account_id: &str) -> StoreResult<bool>;
     async fn end_other_sessions(

@@ -623,3 +623,63 @@ fn urlencode(s: &str) -> String {
         })
         .collect()
 }
+
+#[tokio::test]
+async fn blocked_devices_are_listed_and_can_be_let_back_in() {
+    let app = spawn_app().await;
+    let email = "bo@example.com";
+    let owner = app.signed_in(email).await;
+    let _phone = app.signed_in_again(email).await;
+    app.step_up_by_email(&owner, email).await;
+    let devices = owner.get("/api/v1/me/devices").await.json();
+    let phone = devices["devices"]
+        .as_array()
+        .expect("devices")
+        .iter()
+        .find(|d| d["os"].as_str().expect("os").contains("iOS"))
+        .expect("the phone")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let r = owner
+        .delete(&format!("/api/v1/me/devices/{phone}?block=true"))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let blocked = owner.get("/api/v1/me/blocked-devices").await.json();
+    assert_eq!(blocked.as_array().expect("list").len(), 1, "{blocked}");
+    assert!(blocked[0]["os"].as_str().expect("os").contains("iOS"));
+    let fp = blocked[0]["fingerprint"].as_str().expect("fp").to_owned();
+    // Blocked: the phone's sign-in is refused.
+    let c = app.client_with_ua(IPHONE);
+    let r = c
+        .post(
+            "/api/v1/sessions",
+            json!({"email": email, "password": PASSWORD}),
+        )
+        .await;
+    assert_ne!(r.status, StatusCode::OK, "{}", r.body);
+
+    app.clock.advance(10 * MINUTE);
+    let r = owner
+        .delete(&format!("/api/v1/me/blocked-devices/{fp}"))
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::FORBIDDEN,
+        "a step-up first: {}",
+        r.body
+    );
+    app.step_up_by_email(&owner, email).await;
+    let r = owner
+        .delete(&format!("/api/v1/me/blocked-devices/{fp}"))
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    assert_eq!(
+        owner.get("/api/v1/me/blocked-devices").await.json(),
+        json!([])
+    );
+    let r = owner
+        .delete(&format!("/api/v1/me/blocked-devices/{fp}"))
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+}

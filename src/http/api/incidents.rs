@@ -21,6 +21,7 @@ use crate::service::incidents::{
     SecureReport, SecureStep, SettingsLockView, SupportCode, Sweep, SweepItem, SweepResult,
 };
 use crate::service::Client;
+use crate::store::BlockedDevice;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -43,7 +44,9 @@ use crate::service::Client;
         console_channels,
         console_add_channel,
         console_remove_channel,
-        console_check_support_code
+        console_check_support_code,
+        blocked_devices,
+        unblock_device
     ),
     components(schemas(
         SecureReport,
@@ -67,7 +70,8 @@ use crate::service::Client;
         ChannelView,
         NewChannel,
         SupportCodeCheck,
-        SupportCodeAnswer
+        SupportCodeAnswer,
+        BlockedDevice
     ))
 )]
 pub struct IncidentsDoc;
@@ -105,6 +109,11 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/api/v1/console/support-code/check",
             post(console_check_support_code),
+        )
+        .route("/api/v1/me/blocked-devices", get(blocked_devices))
+        .route(
+            "/api/v1/me/blocked-devices/{fingerprint}",
+            delete(unblock_device),
         )
 }
 
@@ -516,4 +525,32 @@ async fn console_check_support_code(
         .check_support_code(&authed.operator, &body.uid, &body.code, &client)
         .await?;
     Ok(Json(SupportCodeAnswer { matched }))
+}
+
+/// Devices blocked at sign-in ("Remove and block"), newest first.
+#[utoipa::path(get, path = "/api/v1/me/blocked-devices", responses(
+    (status = 200, body = [BlockedDevice]),
+))]
+async fn blocked_devices(
+    State(s): State<AppState>,
+    Authed(auth): Authed,
+) -> Result<Json<Vec<BlockedDevice>>, ApiError> {
+    Ok(Json(s.protection.blocked_devices(&auth).await?))
+}
+
+/// Lets a blocked device sign in again (needs a step-up; mailed).
+#[utoipa::path(delete, path = "/api/v1/me/blocked-devices/{fingerprint}", params(("fingerprint" = String, Path)), responses(
+    (status = 204, description = "Unblocked"),
+    (status = 404, body = ErrorBody, description = "not_found"),
+))]
+async fn unblock_device(
+    State(s): State<AppState>,
+    Authed(auth): Authed,
+    client: Client,
+    Path(fingerprint): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    s.protection
+        .unblock_device(&auth, &fingerprint, &client)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -12,8 +12,8 @@ use crate::clock::Millis;
 use crate::domain::change::Weakening;
 use crate::domain::mail_kind::MailKind;
 use crate::store::{
-    AuditEvent, Device, Effects, FreezeLinkRow, FreezeOutcome, Notification, ProtectionStore,
-    SqlStore, StoreError, StoreResult,
+    AuditEvent, BlockedDevice, Device, Effects, FreezeLinkRow, FreezeOutcome, Notification,
+    ProtectionStore, SqlStore, StoreError, StoreResult,
 };
 
 pub(super) async fn freeze_in(
@@ -191,6 +191,46 @@ impl ProtectionStore for SqlStore<Db> {
         .fetch_optional(&self.read)
         .await?;
         Ok(row.is_some())
+    }
+
+    async fn blocked_devices(&self, account_id: &str) -> StoreResult<Vec<BlockedDevice>> {
+        Ok(sqlx::query_as(
+            "SELECT b.fingerprint, b.created_at AS blocked_at, d.model, d.os, d.browser, d.ip,
+                    d.city, d.country
+             FROM blocked_fingerprints b
+             LEFT JOIN devices d ON d.id = (
+                 SELECT id FROM devices x
+                 WHERE x.account_id = b.account_id AND x.fingerprint = b.fingerprint
+                 ORDER BY x.last_active DESC LIMIT 1)
+             WHERE b.account_id = $1
+             ORDER BY b.created_at DESC",
+        )
+        .bind(account_id)
+        .fetch_all(&self.read)
+        .await?)
+    }
+
+    async fn unblock_fingerprint(
+        &self,
+        account_id: &str,
+        fingerprint: &str,
+        fx: &Effects,
+    ) -> StoreResult<bool> {
+        let mut tx = self.write.begin().await?;
+        let n = sqlx::query(
+            "DELETE FROM blocked_fingerprints WHERE account_id = $1 AND fingerprint = $2",
+        )
+        .bind(account_id)
+        .bind(fingerprint)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if n != 1 {
+            return Ok(false);
+        }
+        write_effects(&mut tx, fx).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn has_devices(&self, account_id: &str) -> StoreResult<bool> {
