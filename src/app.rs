@@ -486,6 +486,7 @@ fn services(
         store: store.clone(),
         clock: clock.clone(),
         key: key.clone(),
+        rules: rules.clone(),
         geo: geo.clone(),
         notices,
         step_up: step_up.clone(),

@@ -42,6 +42,7 @@ pub struct Incidents {
     pub(crate) store: SharedStore,
     pub(crate) clock: SharedClock,
     pub(crate) key: ServerKey,
+    pub(crate) rules: crate::domain::rules::Rules,
     pub(crate) geo: Arc<Geo>,
     pub(crate) notices: Arc<Notices>,
     pub(crate) step_up: Arc<StepUp>,
@@ -208,6 +209,36 @@ pub struct ChannelCheck {
     pub message: String,
 }
 
+/// Something that happened recently, for the overview.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct RecentEvent {
+    pub at: Millis,
+    pub what: String,
+    pub place: Option<String>,
+    /// Why it stands out, or `None`.
+    pub unusual: Option<String>,
+}
+
+/// One line of "what to do now", ticked when done.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct CheckItem {
+    pub step: &'static str,
+    pub text: &'static str,
+    pub done: bool,
+    /// Where it is done.
+    pub link: Option<&'static str>,
+}
+
+/// The overview: recent events with the unusual ones marked, and the checklist.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Overview {
+    pub recent: Vec<RecentEvent>,
+    pub checklist: Vec<CheckItem>,
+}
+
+/// How far back the overview looks.
+pub const RECENT: Millis = 14 * DAY;
+
 /// What support never asks, stated on the check page and in its answers.
 pub const SUPPORT_NEVER_ASKS: &str = "Our support never asks you to change API settings, to share a code, a password or a recovery phrase, or to move funds to another address — not by phone, mail or chat.";
 
@@ -364,6 +395,171 @@ impl Incidents {
                 "Check your withdrawal allowlist and file a support ticket with the incident report.".into(),
             ],
         })
+    }
+
+    // ----- Overview -----
+
+    /// What happened in the last 14 days (sign-ins and security changes), newest first,
+    /// with the unusual ones marked and why; and the checklist of the guides, ticked from
+    /// what the account shows (after the latest incident, if one was opened).
+    #[tracing::instrument(level = "info", skip_all, fields(account = %auth.account.id), err(level = "info"))]
+    pub async fn overview(&self, auth: &SessionAuth) -> ServiceResult<Overview> {
+        let account = &auth.account;
+        let now = self.now();
+        let from = now - RECENT;
+        let logins = self.store.logins(&account.id, 200).await?;
+        let devices = self.store.devices(&account.id, 0).await?;
+        let events = self
+            .store
+            .audit_since(&account.id, from, MAX_EVENTS)
+            .await?;
+        let incidents = self.store.incidents(&account.id).await?;
+        let current = devices.iter().find(|d| d.id == auth.session.device_id);
+        let known: Vec<String> = devices
+            .iter()
+            .filter(|d| d.trusted_at.is_some() || d.id == auth.session.device_id)
+            .map(|d| format!("{} on {} ({})", d.browser, d.os, d.model))
+            .collect();
+        let mut recent = Vec::new();
+        // Countries signed in from, oldest sign-in first, to tell a new one.
+        let mut countries = std::collections::HashSet::new();
+        let mut chronological: Vec<_> = logins.iter().collect();
+        chronological.sort_by_key(|l| l.at);
+        for l in chronological {
+            let place = Location::label(l.city.as_deref(), l.country.as_deref());
+            let device = devices.iter().find(|d| Some(&d.id) == l.device_id.as_ref());
+            let mut why = Vec::new();
+            if l.success {
+                if let Some(c) = &l.country {
+                    if !countries.is_empty() && !countries.contains(c) {
+                        why.push(format!("a country you had not signed in from before ({c})"));
+                    }
+                    countries.insert(c.clone());
+                }
+                let is_current = current.is_some_and(|c| Some(&c.id) == l.device_id.as_ref());
+                if let Some(d) = device {
+                    if !is_current
+                        && d.trusted_at.is_none()
+                        && d.first_seen >= from
+                        && d.first_seen >= l.at - HOUR
+                    {
+                        why.push("a device first seen then".to_owned());
+                    }
+                }
+            } else {
+                why.push("a failed attempt: someone may be trying your password".to_owned());
+            }
+            if l.at < from {
+                continue;
+            }
+            let result = crate::domain::sign_in::login_result(&l.reason, l.method);
+            recent.push(RecentEvent {
+                at: l.at,
+                what: format!(
+                    "Sign-in: {result} — {} on {} ({})",
+                    l.browser, l.os, l.model
+                ),
+                place: Some(format!("{place} · IP {}", l.ip)),
+                unusual: (!why.is_empty()).then(|| format!("{}.", capitalise(&why.join("; ")))),
+            });
+        }
+        for e in &events {
+            if !SECURITY_CHANGES.contains(&e.action.as_str()) {
+                continue;
+            }
+            let detail: serde_json::Value = serde_json::from_str(&e.detail).unwrap_or_default();
+            let by_owner = e.actor == format!("account:{}", account.uid);
+            let from_known = e.device.as_ref().is_some_and(|d| known.contains(d));
+            let unusual = (by_owner && !from_known).then(|| {
+                format!(
+                    "Made from {}, which is not this device or a trusted one.",
+                    e.device.as_deref().unwrap_or("an unknown device")
+                )
+            });
+            recent.push(RecentEvent {
+                at: e.at,
+                what: describe(&e.action, &detail),
+                place: e
+                    .ip
+                    .as_deref()
+                    .map(|ip| format!("{} · IP {ip}", self.place(Some(ip)))),
+                unusual,
+            });
+        }
+        recent.sort_by_key(|e| std::cmp::Reverse(e.at));
+        recent.truncate(50);
+
+        let anchor = incidents.first().map_or(from, |i| i.opened_at);
+        let since_anchor = self
+            .store
+            .audit_since(&account.id, anchor, MAX_EVENTS)
+            .await?;
+        let did = |actions: &[&str]| {
+            since_anchor
+                .iter()
+                .any(|e| actions.contains(&e.action.as_str()))
+        };
+        let idle = self.rules.session_idle_minutes * crate::clock::MINUTE;
+        let live = self
+            .store
+            .live_devices(&account.id, now, now - idle)
+            .await?;
+        let keys = self.store.api_keys(&account.id).await?;
+        let settings = self.store.withdrawal_settings(&account.id).await?;
+        let checklist = vec![
+            CheckItem {
+                step: "secure",
+                text: "Secure your account (or freeze it)",
+                done: !incidents.is_empty() && anchor >= from,
+                link: None,
+            },
+            CheckItem {
+                step: "sign_out_others",
+                text: "Sign out every other device",
+                done: live.iter().all(|d| d == &auth.session.device_id),
+                link: Some("/security/devices"),
+            },
+            CheckItem {
+                step: "password",
+                text: "Change your password",
+                done: did(&[
+                    "password.changed",
+                    "password.reset",
+                    "recovery.password_set",
+                ]),
+                link: Some("/security/factors#password"),
+            },
+            CheckItem {
+                step: "second_factor",
+                text: "Set up your second factor again and make new backup codes",
+                done: did(&[
+                    "totp.enabled",
+                    "totp.reset",
+                    "passkey.added",
+                    "backup_codes.regenerated",
+                ]),
+                link: Some("/security/factors"),
+            },
+            CheckItem {
+                step: "api_keys",
+                text: "Delete API keys you did not create",
+                done: keys.iter().all(|k| k.suspended_at.is_some()),
+                link: Some("/security/keys"),
+            },
+            CheckItem {
+                step: "allowlist",
+                text: "Turn on the withdrawal allowlist and check its addresses",
+                done: settings.allowlist_enabled,
+                link: Some("/security/withdrawals"),
+            },
+            CheckItem {
+                step: "ticket",
+                text: "File a support ticket with the incident report",
+                done: did(&["support.ticket_filed"]),
+                link: Some("/support"),
+            },
+        ];
+        Ok(Overview { recent, checklist })
     }
 
     // ----- Suspended keys -----
@@ -1040,7 +1236,7 @@ fn event_kind(action: &str, actor: &str) -> &'static str {
 
 /// An audit event in words: a sentence for the common actions, with the details that
 /// matter (asset, amount, destination, TxID, key) appended.
-fn describe(action: &str, d: &serde_json::Value) -> String {
+pub(crate) fn describe(action: &str, d: &serde_json::Value) -> String {
     let f = |k: &str| {
         d.get(k)
             .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
@@ -1089,4 +1285,36 @@ fn describe(action: &str, d: &serde_json::Value) -> String {
         other => other.replace(['.', '_'], " "),
     };
     base
+}
+
+/// The audit actions the overview lists as security changes.
+const SECURITY_CHANGES: &[&str] = &[
+    "account.secured",
+    "account.frozen",
+    "password.changed",
+    "password.reset",
+    "totp.enabled",
+    "totp.reset",
+    "passkey.added",
+    "backup_codes.regenerated",
+    "api_key.created",
+    "api_key.deleted",
+    "api_key.deleted_all",
+    "allowlist.address_added",
+    "allowlist.address_removed",
+    "email.changed",
+    "anti_phishing_code.set",
+    "device.removed",
+    "device.blocked",
+    "device.trusted",
+    "sessions.others_ended",
+    "settings.locked",
+    "weakening.scheduled",
+];
+
+fn capitalise(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_uppercase().chain(c).collect())
+        .unwrap_or_default()
 }

@@ -65,6 +65,14 @@ pub trait IncidentStore {
         fx: &Effects,
     ) -> StoreResult<Option<SecureOutcome>>;
     async fn incidents(&self, account_id: &str) -> StoreResult<Vec<IncidentRecord>>;
+    /// The devices with a session that is live at `now` (not ended, not expired, seen since
+    /// `idle_since`).
+    async fn live_devices(
+        &self,
+        account_id: &str,
+        now: Millis,
+        idle_since: Millis,
+    ) -> StoreResult<Vec<String>>;
     /// The account's settings lock, ended or not.
     async fn settings_lock(&self, account_id: &str) -> StoreResult<Option<SettingsLock>>;
     /// Writes the lock. `Ok(false)` if a lock still in force at `now` was there (locks are

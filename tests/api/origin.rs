@@ -342,7 +342,10 @@ async fn a_form_token_from_before_sign_in_or_from_another_session_is_refused() {
             &[("csrf", &own), ("code", "Owl-Lantern-9")],
         )
         .await;
-    assert_eq!(r.headers["location"], "/security?saved=anti_phishing");
+    assert_eq!(
+        r.headers["location"],
+        "/security/factors?saved=anti_phishing"
+    );
     let r = owner.post_form("/signout", &[("csrf", &own)]).await;
     assert_eq!(r.headers["location"], "/signin?notice=signed_out");
     sign_in_on_the_page(&owner, owner_email).await;

@@ -96,10 +96,18 @@ async fn the_whole_flow_works_through_the_pages_with_csrf() {
     let page = c.get("/security").await;
     assert_eq!(page.status, StatusCode::OK);
     assert!(page.body.contains("Security Center"));
-    assert!(page.body.contains("This device"));
     assert!(page.body.contains("Chrome 126.0"));
     assert!(page.body.contains("Success"));
-    assert!(page.body.contains("You have no anti-phishing code yet"));
+    assert!(page.body.contains("What to do now"));
+    let devices = c.get("/security/devices").await;
+    assert!(devices.body.contains("This device"));
+    assert!(devices.body.contains("aria-current=\"page\">Devices"));
+    let factors = c.get("/security/factors").await;
+    assert!(factors.body.contains("You have no anti-phishing code yet"));
+    assert_eq!(
+        c.get("/security/nothing-here").await.status,
+        StatusCode::NOT_FOUND
+    );
 
     // Signed in, forms carry a token bound to this session (the sign-in page's is stale).
     let csrf = csrf_in(&page.body);
@@ -109,8 +117,15 @@ async fn the_whole_flow_works_through_the_pages_with_csrf() {
             &[("csrf", &csrf), ("code", "Owl-Lantern-9")],
         )
         .await;
-    assert_eq!(r.headers["location"], "/security?saved=anti_phishing");
-    assert!(c.get("/security").await.body.contains("Owl-Lantern-9"));
+    assert_eq!(
+        r.headers["location"],
+        "/security/factors?saved=anti_phishing"
+    );
+    assert!(c
+        .get("/security/factors")
+        .await
+        .body
+        .contains("Owl-Lantern-9"));
 
     let r = c.post_form("/signout", &[("csrf", &csrf)]).await;
     assert_eq!(r.headers["location"], "/signin?notice=signed_out");

@@ -546,7 +546,7 @@ async fn the_security_center_offers_the_mailed_code_with_csrf() {
     let app = spawn_app().await;
     let email = "tea@example.com";
     let c = app.signed_in(email).await;
-    let page = c.get("/security").await;
+    let page = c.get("/security/factors").await;
     assert!(page
         .body
         .contains("action=\"/security/step-up/email-code\""));
@@ -578,7 +578,10 @@ async fn the_security_center_offers_the_mailed_code_with_csrf() {
         .post_form("/security/step-up/email-code", &[("csrf", &csrf)])
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
-    assert_eq!(r.headers["location"], "/security?saved=step_up_code");
+    assert_eq!(
+        r.headers["location"],
+        "/security/factors?saved=step_up_code"
+    );
     let code = step_up_code(&app, email).await;
     let r = c
         .post_form(
@@ -603,8 +606,8 @@ async fn the_security_center_offers_the_mailed_code_with_csrf() {
         )
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
-    assert_eq!(r.headers["location"], "/security?saved=stepped_up");
-    let page = c.get("/security?saved=stepped_up").await;
+    assert_eq!(r.headers["location"], "/security/factors?saved=stepped_up");
+    let page = c.get("/security/factors?saved=stepped_up").await;
     assert!(page.body.contains("data-testid=\"stepped-up\""));
 
     let r = c.post_form("/security/totp", &[("csrf", &csrf)]).await;

@@ -10,7 +10,7 @@ use axum::Router;
 use axum_extra::extract::CookieJar;
 use serde::Deserialize;
 
-use super::security::{finish, security_center};
+use super::security::{finish, finish_in, security_center};
 use super::{
     ask_to_confirm, csrf, csrf_ok, csrf_refused, error_text, guarded, link_refused, message,
     render, urlencode, CsrfOnly, PageForm,
@@ -41,6 +41,16 @@ pub fn routes() -> Router<AppState> {
 struct CodeForm {
     csrf: String,
     code: String,
+    /// The page the step-up box was on, to return to.
+    #[serde(default)]
+    back: String,
+}
+
+#[derive(Deserialize)]
+struct BackForm {
+    csrf: String,
+    #[serde(default)]
+    back: String,
 }
 
 // ---- authenticator app -----------------------------------------------------------------
@@ -88,7 +98,7 @@ async fn totp_begin(
             )
                 .into_response()
         }
-        Err(e) => security_center(&state, jar, auth, None, Some(error_text(e))).await,
+        Err(e) => security_center(&state, jar, auth, "factors", None, Some(error_text(e))).await,
     }
 }
 
@@ -162,7 +172,7 @@ async fn backup_codes(
     let auth = guarded!(state, jar, f.csrf);
     match state.factors.regenerate_backup_codes(&auth, &client).await {
         Ok(codes) => render(StatusCode::OK, &BackupCodesPage { codes }),
-        Err(e) => security_center(&state, jar, auth, None, Some(error_text(e))).await,
+        Err(e) => security_center(&state, jar, auth, "factors", None, Some(error_text(e))).await,
     }
 }
 
@@ -178,7 +188,7 @@ async fn step_up(
         .step_up_with_code(&auth, &f.code, &client)
         .await
         .map(|_| ());
-    finish(&state, jar, auth, r, "stepped_up").await
+    finish_in(&state, jar, auth, r, back(&f.back), "stepped_up").await
 }
 
 /// "Send me a code" of an account without a second factor.
@@ -186,7 +196,7 @@ async fn step_up_email_code(
     State(state): State<AppState>,
     jar: CookieJar,
     client: Client,
-    PageForm(f): PageForm<CsrfOnly>,
+    PageForm(f): PageForm<BackForm>,
 ) -> Response {
     let auth = guarded!(state, jar, f.csrf);
     let r = state
@@ -194,7 +204,7 @@ async fn step_up_email_code(
         .send_step_up_code(&auth, &client)
         .await
         .map(|_| ());
-    finish(&state, jar, auth, r, "step_up_code").await
+    finish_in(&state, jar, auth, r, back(&f.back), "step_up_code").await
 }
 
 #[derive(Deserialize)]
@@ -202,6 +212,8 @@ struct EmailStepUpForm {
     csrf: String,
     password: String,
     email_code: String,
+    #[serde(default)]
+    back: String,
 }
 
 /// Password plus the mailed code: the step-up of an account without a second factor.
@@ -217,7 +229,7 @@ async fn step_up_email(
         .step_up_with_email_code(&auth, &f.password, &f.email_code, &client)
         .await
         .map(|_| ());
-    finish(&state, jar, auth, r, "stepped_up").await
+    finish_in(&state, jar, auth, r, back(&f.back), "stepped_up").await
 }
 
 async fn remove_passkey(
@@ -361,5 +373,14 @@ async fn cancel_link(
             "Sign in",
         ),
         Err(e) => link_refused(e, "Nothing to cancel"),
+    }
+}
+
+/// The page a step-up box came from (the factors page when none or an unknown one).
+fn back(page: &str) -> &str {
+    if page.is_empty() {
+        "factors"
+    } else {
+        page
     }
 }

@@ -14,6 +14,7 @@ pub mod console_money;
 pub mod console_support;
 pub mod email;
 pub mod factors;
+pub mod incident;
 pub mod mailbox;
 pub mod protection;
 pub mod security;
@@ -44,6 +45,7 @@ pub fn routes(mailbox: bool) -> Router<AppState> {
         .route("/", get(home))
         .route("/static/rampart.css", get(stylesheet))
         .route("/static/passkeys.js", get(script))
+        .route("/static/local-time.js", get(local_time_script))
         .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .merge(accounts::routes())
         .merge(signin::routes())
@@ -55,7 +57,8 @@ pub fn routes(mailbox: bool) -> Router<AppState> {
         .merge(console_support::routes())
         .merge(email::routes())
         .merge(withdrawals::routes())
-        .merge(console_money::routes());
+        .merge(console_money::routes())
+        .merge(incident::routes());
     if mailbox {
         r.merge(mailbox::routes())
     } else {
@@ -66,6 +69,19 @@ pub fn routes(mailbox: bool) -> Router<AppState> {
 static CSS: &str = include_str!("../../../static/rampart.css");
 
 static PASSKEYS_JS: &str = include_str!("../../../static/passkeys.js");
+
+static LOCAL_TIME_JS: &str = include_str!("../../../static/local-time.js");
+
+async fn local_time_script() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        LOCAL_TIME_JS,
+    )
+        .into_response()
+}
 
 async fn script() -> Response {
     (

@@ -87,7 +87,7 @@ async fn freeze(
             );
             (jar.add(state.expired_cookie(SESSION_COOKIE)), page).into_response()
         }
-        Err(e) => security_center(&state, jar, auth, None, Some(error_text(e))).await,
+        Err(e) => security_center(&state, jar, auth, "overview", None, Some(error_text(e))).await,
     }
 }
 
@@ -107,16 +107,7 @@ async fn freeze_link_page(
             "Sign in",
         );
     }
-    ask_to_confirm(
-        &state,
-        jar,
-        "Freeze your account?",
-        "If you did not do what the mail describes, someone else may be in your account. Freezing ends every session, refuses every API key \
-               and sign-in, and cancels held withdrawals, at once, without signing in. Only a recovery review by support can lift it.",
-        format!("/freeze/{}", urlencode(&token)),
-        "Freeze my account now",
-        true,
-    )
+    super::incident::mail_link_page(&state, jar, &token)
 }
 
 async fn freeze_link(

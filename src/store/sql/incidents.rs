@@ -136,6 +136,27 @@ impl IncidentStore for SqlStore<Db> {
         .await?)
     }
 
+    async fn live_devices(
+        &self,
+        account_id: &str,
+        now: Millis,
+        idle_since: Millis,
+    ) -> StoreResult<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT device_id FROM sessions
+             WHERE account_id = $1 AND ended_at IS NULL AND expires_at > $2
+               AND last_seen_at > $3",
+        )
+        .bind(account_id)
+        .bind(now)
+        .bind(idle_since)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| Ok(r.try_get::<String, _>("device_id")?))
+            .collect()
+    }
+
     async fn settings_lock(&self, account_id: &str) -> StoreResult<Option<SettingsLock>> {
         let row = sqlx::query(
             "SELECT locked_at, until, early_end_delay, end_requested_at
