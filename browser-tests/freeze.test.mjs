@@ -71,7 +71,7 @@ test('freeze link from a mail freezes the account, ends sessions, blocks sign-in
 
       step('B: open the freeze link (confirmation page only)');
       await pageB.goto(`${env.baseUrl}${freezePath}`);
-      await pageB.getByRole('heading', { name: 'Freeze your account?' }).first().waitFor();
+      await pageB.getByRole('heading', { name: 'Not you?' }).first().waitFor();
       await button(pageB, 'Freeze my account now').waitFor();
 
       step('A: opening the link alone did not freeze — session still works');

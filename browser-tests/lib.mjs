@@ -39,13 +39,13 @@ const CHROMIUM_ARGS = [
  * Start `rampart serve` on a fresh SQLite database in a new temporary directory.
  * Resolves to { baseUrl, output(), stop() } once the server reports its port.
  */
-export async function startServer({ toml } = {}) {
+export async function startServer({ toml, args = [] } = {}) {
   const workDir = await mkdtemp(join(tmpdir(), 'rampart-browser-'));
   // Optional settings (e.g. [rules]) for this server: rampart.toml in its working directory.
   if (toml) await writeFile(join(workDir, 'rampart.toml'), toml);
   let output = '';
   const dbUrl = `sqlite://${join(workDir, 'b.db')}`;
-  const child = spawn(RAMPART_BIN, ['serve', '--listen', '127.0.0.1:0', '--dev-mailbox', '--database-url', dbUrl], {
+  const child = spawn(RAMPART_BIN, ['serve', '--listen', '127.0.0.1:0', '--dev-mailbox', '--database-url', dbUrl, ...args], {
     cwd: workDir,
     env: process.env,
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -212,8 +212,10 @@ export async function readMailedCode(page, baseUrl, email, pattern, timeoutMs = 
  * changes (adding the first factor too) are then allowed for 5 minutes.
  */
 export async function stepUpByEmail(context, page, baseUrl, email, password = PASSWORD) {
+  // The step-up box sits on the pages with sensitive actions; the overview has none.
+  if ((await button(page, 'Send me a code').count()) === 0) await page.goto(`${baseUrl}/security/factors`);
   await button(page, 'Send me a code').click();
-  await page.waitForURL((url) => url.pathname === '/security' && url.searchParams.get('saved') === 'step_up_code');
+  await page.waitForURL((url) => url.pathname.startsWith('/security') && url.searchParams.get('saved') === 'step_up_code');
   const mailbox = await context.newPage();
   const code = await readMailedCode(mailbox, baseUrl, email, /confirm a security change is (\d{6})/);
   await mailbox.close();
@@ -222,6 +224,26 @@ export async function stepUpByEmail(context, page, baseUrl, email, password = PA
   await form.locator('input[name=email_code]').fill(code);
   await form.getByRole('button', { name: "Confirm it's me", exact: true }).click();
   await page.locator('[data-testid=stepped-up]').waitFor();
+}
+
+/** The path of the newest link containing `prefix` in a mail to `email` whose text matches `pattern`. */
+export async function readLink(page, baseUrl, email, prefix, pattern = /./, timeoutMs = 20_000) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    await page.goto(`${baseUrl}/dev/mailbox`);
+    const mails = await page.$$eval('article[data-testid=mail]', (els) =>
+      els.map((e) => ({ to: e.getAttribute('data-to'), text: e.innerText })),
+    );
+    const mail = mails.find((m) => m.to === email && m.text.includes(prefix) && pattern.test(m.text));
+    if (mail) {
+      const escaped = prefix.replace(/[/]/g, '\\/');
+      const m = mail.text.match(new RegExp(`(${escaped}[A-Za-z0-9_\\-.~%]+)`));
+      assert.ok(m, `no ${prefix} link in ${JSON.stringify(mail.text)}`);
+      return { path: m[1], text: mail.text };
+    }
+    if (Date.now() > deadline) throw new Error(`no mail to ${email} with ${prefix} matching ${pattern}`);
+    await page.waitForTimeout(500);
+  }
 }
 
 /** Sign up with `email` and PASSWORD, read the code from the mailbox (in a second tab), confirm. Ends on /signin. */

@@ -50,6 +50,7 @@ test('add a passkey, sign out, sign in with the passkey', { timeout: 180_000 }, 
     });
 
     step('adding a passkey needs a step-up first');
+    await page.goto(`${env.baseUrl}/security/factors`);
     await page.locator('#passkey-name').fill('Test key');
     await page.locator('#add-passkey').click();
     await page.locator('#passkey-status', { hasText: "Confirm it's you first" }).waitFor();
@@ -83,6 +84,7 @@ test('add a passkey, sign out, sign in with the passkey', { timeout: 180_000 }, 
     await page.getByRole('heading', { name: 'Security Center' }).first().waitFor();
 
     step('login history records the passkey sign-in');
+    await page.goto(`${env.baseUrl}/security/history`);
     const firstLogin = await page.locator('[data-testid=login-row]').first().innerText();
     assert.match(firstLogin, /Passkey/, `expected the newest login row to mention Passkey; got ${JSON.stringify(firstLogin)}`);
 

@@ -24,32 +24,13 @@ import {
   freshTotp,
   RAMPART_BIN,
   RESULTS_DIR,
+  readLink,
 } from './lib.mjs';
 
 const run = promisify(execFile);
 const env = useRampart({ toml: '[rules]\nunfreeze_min_minutes = 0\n' });
 const NEW_PASSWORD = 'Velvet-orbit-canyon-91-drums';
 const ATTACKER_PASSWORD = 'Quartz-harbor-lantern-66-gulls';
-
-/** The path of the newest link containing `prefix` in a mail to `email` whose text matches `pattern`. */
-async function readLink(page, baseUrl, email, prefix, pattern = /./, timeoutMs = 20_000) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    await page.goto(`${baseUrl}/dev/mailbox`);
-    const mails = await page.$$eval('article[data-testid=mail]', (els) =>
-      els.map((e) => ({ to: e.getAttribute('data-to'), text: e.innerText })),
-    );
-    const mail = mails.find((m) => m.to === email && m.text.includes(prefix) && pattern.test(m.text));
-    if (mail) {
-      const escaped = prefix.replace(/[/]/g, '\\/');
-      const m = mail.text.match(new RegExp(`(${escaped}[A-Za-z0-9_\\-.~%]+)`));
-      assert.ok(m, `no ${prefix} link in ${JSON.stringify(mail.text)}`);
-      return { path: m[1], text: mail.text };
-    }
-    if (Date.now() > deadline) throw new Error(`no mail to ${email} with ${prefix} matching ${pattern}`);
-    await page.waitForTimeout(500);
-  }
-}
 
 test('after an attacker resets the password, the owner freezes, files a ticket, support approves, the owner is back', { timeout: 300_000 }, async () => {
   await withPage(env, 'failure-recovery.png', async ({ context, page, step }) => {
@@ -183,6 +164,7 @@ test('after an attacker resets the password, the owner freezes, files a ticket, 
 
     step('owner: back, no recovery banner, withdrawals locked for 48 hours');
     assert.equal(await page.locator('[data-testid=recovery-required]').count(), 0);
+    await page.goto(`${env.baseUrl}/security/factors`);
     const lock = await page.locator('[data-testid=withdrawal-lock]').filter({ hasText: 'recovery' }).first().innerText();
     assert.match(lock, /Withdrawals are locked until/);
     await page.screenshot({ path: join(RESULTS_DIR, 'recovery-back.png'), fullPage: true });

@@ -30,6 +30,8 @@ test('sign up, confirm email, sign in, see Security Center, sign out', { timeout
     step('Security Center');
     await page.getByRole('heading', { name: 'Security Center' }).first().waitFor();
 
+    await page.getByRole('link', { name: 'Devices', exact: true }).click();
+    await page.waitForURL(/\/security\/devices/);
     const devices = await page.locator('[data-testid=device-row]').allInnerTexts();
     assert.ok(devices.length >= 1, 'expected at least one device row');
     assert.ok(
@@ -37,6 +39,8 @@ test('sign up, confirm email, sign in, see Security Center, sign out', { timeout
       `expected a device row with "This device" and Chrome; rows: ${JSON.stringify(devices)}`,
     );
 
+    await page.getByRole('link', { name: 'Sign-in history', exact: true }).click();
+    await page.waitForURL(/\/security\/history/);
     const logins = await page.locator('[data-testid=login-row]').allInnerTexts();
     assert.ok(logins.length >= 1, 'expected at least one login row');
     assert.ok(

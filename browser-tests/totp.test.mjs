@@ -37,6 +37,7 @@ test('turn on an authenticator app, then sign in with a TOTP code and with a bac
     await page.getByRole('heading', { name: 'Security Center' }).first().waitFor();
 
     step('setting up the app needs a step-up first');
+    await page.goto(`${env.baseUrl}/security/factors`);
     await button(page, 'Set up authenticator app').click();
     await page.getByRole('alert').filter({ hasText: 'ask for a code by mail' }).waitFor();
 

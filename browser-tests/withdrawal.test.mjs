@@ -46,7 +46,7 @@ test('a held withdrawal is cancelled from the mailed link without signing in', {
     const uid = (await page.getByTestId('uid').innerText()).trim();
 
     step('owner: set a withdraw delay of 1 day');
-    await page.getByTestId('withdrawals-link').click();
+    await page.getByRole('link', { name: 'Withdrawals', exact: true }).click();
     await page.waitForURL(/\/security\/withdrawals/);
     await page.getByLabel('Days (0–7)').fill('1');
     await button(page, 'Set delay').click();

@@ -168,8 +168,89 @@ pub async fn seed(app: &App) -> anyhow::Result<DemoCredentials> {
         false,
     )
     .await?;
+    backdoors(app, &account, &attacker, three_am).await?;
     withdrawals(app, &account).await?;
     Ok(creds)
+}
+
+/// What the attacker left behind after the 03:12 sign-in: an API key with withdrawal
+/// rights (03:20) and an allowlist address of his own (03:25), both with his device and IP
+/// in the audit log, for the backdoor sweep to find.
+async fn backdoors(
+    app: &App,
+    account: &Account,
+    attacker: &Device,
+    three_am: Millis,
+) -> anyhow::Result<()> {
+    let store = app.store();
+    let key_at = three_am + 20 * MINUTE;
+    let key = crate::domain::api_key::new_key();
+    let secret = crate::domain::api_key::new_secret();
+    let record = crate::store::ApiKeyRecord {
+        api_key: key.clone(),
+        account_id: account.id.clone(),
+        label: "sync".into(),
+        key_type: Some(crate::domain::api_key::KeyType::Hmac),
+        secret_enc: Some(app.state.secret_box.seal(secret.as_bytes(), &key)?),
+        public_key: None,
+        access: crate::domain::api_key::KeyAccess::decode(
+            "read,withdraw".into(),
+            "102.89.0.0/16".into(),
+        ),
+        created_at: key_at,
+        created_ip: LAGOS.ip.to_owned(),
+        created_device: format!(
+            "{} on {} ({})",
+            attacker.browser, attacker.os, attacker.model
+        ),
+        created_unusual: true,
+        expires_at: None,
+        last_used_at: None,
+        last_used_ip: None,
+        warned_7d_at: None,
+        warned_1d_at: None,
+        deleted_at: None,
+        suspended_at: None,
+    };
+    let fx = Effects::audit(event(
+        account,
+        &format!("account:{}", account.uid),
+        "api_key.created",
+        &LAGOS,
+        attacker,
+        key_at,
+        json!({"api_key": key, "label": "sync", "type": "hmac", "permissions": "read,withdraw", "ip_allowlist": "102.89.0.0/16", "unusual_device": true}),
+    ));
+    store.create_api_key(&record, &fx).await?;
+    let address_at = three_am + 25 * MINUTE;
+    let entry = crate::store::withdrawals::AllowlistEntry {
+        id: uuid::Uuid::new_v4().to_string(),
+        account_id: account.id.clone(),
+        asset: "ETH".into(),
+        network: "ETH".into(),
+        address: DEMO_ATTACKER_WALLET.into(),
+        memo: None,
+        label: "exchange".into(),
+        created_at: address_at,
+        usable_at: address_at + 24 * HOUR,
+    };
+    let fx = Effects::audit(event(
+        account,
+        &format!("account:{}", account.uid),
+        "allowlist.address_added",
+        &LAGOS,
+        attacker,
+        address_at,
+        json!({"entry_id": entry.id, "asset": "ETH", "network": "ETH", "address": DEMO_ATTACKER_WALLET, "label": "exchange"}),
+    ));
+    store
+        .add_allowlist_address(
+            &entry,
+            &crate::domain::withdrawal::lookalike_key(DEMO_ATTACKER_WALLET),
+            &fx,
+        )
+        .await?;
+    Ok(())
 }
 
 /// The owner's own withdrawal to their wallet (released), and the attacker's attempt to
@@ -208,6 +289,8 @@ async fn withdrawals(app: &App, account: &Account) -> anyhow::Result<()> {
 /// The demo owner's wallet, and an address made to look like it (same ends).
 const DEMO_OWN_WALLET: &str = "0x71C7656EC7ab88b098defB751B7401B5f6d8976F";
 const DEMO_POISONED_WALLET: &str = "0x71C7e1a4b2c3d4e5f60718293a4b5c6d7e8f976F";
+/// The attacker's own wallet, which he put on the allowlist.
+const DEMO_ATTACKER_WALLET: &str = "0x9A3f5c1E7b2D4a6C8e0F1b3D5f7A9c2E4b6D8f0A";
 
 /// The most recent 03:00 UTC at least an hour before `now`.
 fn last_three_am(now: Millis) -> Millis {

@@ -252,6 +252,23 @@ impl Incidents {
             )
     }
 
+    /// Where an address is: the geolocation database's answer, or else the place recorded
+    /// with a sign-in from it (the database may be missing or older than the sign-in).
+    fn place_among(&self, ip: Option<&str>, logins: &[crate::store::Login]) -> String {
+        let located = self.place(ip);
+        if located != "unknown" {
+            return located;
+        }
+        ip.and_then(|ip| {
+            logins
+                .iter()
+                .find(|l| l.ip == ip && (l.city.is_some() || l.country.is_some()))
+        })
+        .map_or(located, |l| {
+            Location::label(l.city.as_deref(), l.country.as_deref())
+        })
+    }
+
     // ----- Secure my account -----
 
     /// Secures the signed-in account; the asking session stays signed in so the owner can
@@ -482,7 +499,7 @@ impl Incidents {
                 place: e
                     .ip
                     .as_deref()
-                    .map(|ip| format!("{} · IP {ip}", self.place(Some(ip)))),
+                    .map(|ip| format!("{} · IP {ip}", self.place_among(Some(ip), &logins))),
                 unusual,
             });
         }
@@ -719,6 +736,7 @@ impl Incidents {
         let devices = self.store.devices(&account.id, since).await?;
         let passkeys = self.store.passkeys(&account.id).await?;
         let pending = self.store.pending_changes(&account.id).await?;
+        let logins = self.store.logins(&account.id, 200).await?;
         let totp = self
             .store
             .totp(&account.id)
@@ -744,7 +762,7 @@ impl Incidents {
                     at: e.at,
                     ip: e.ip.clone(),
                     device: e.device.clone(),
-                    place: self.place(e.ip.as_deref()),
+                    place: self.place_among(e.ip.as_deref(), &logins),
                     remove: remove.map(str::to_owned),
                 };
             let found = match e.action.as_str() {
@@ -934,7 +952,10 @@ impl Incidents {
                 kind: event_kind(&e.action, &e.actor),
                 actor: e.actor.clone(),
                 what: describe(&e.action, &detail),
-                place: e.ip.as_deref().map(|ip| self.place(Some(ip))),
+                place: e
+                    .ip
+                    .as_deref()
+                    .map(|ip| self.place_among(Some(ip), &logins)),
                 ip: e.ip.clone(),
                 device: e.device.clone(),
             });

@@ -38,7 +38,7 @@ pub fn routes() -> Router<AppState> {
         .route("/security/sweep/remove-all", post(sweep_remove_all))
         .route("/security/settings-lock", post(lock_settings))
         .route("/security/settings-lock/end-early", post(end_lock))
-        .route("/security/keys", post(create_key))
+        .route("/security/keys", get(keys_page).post(create_key))
         .route("/security/keys/delete-all", post(delete_all_keys))
         .route("/security/keys/{key}/{action}", post(key_action))
         .route("/security/devices/{id}/block", post(block_confirm))
@@ -664,6 +664,14 @@ async fn overview_page(
     query: Result<Query<PageQuery>, QueryRejection>,
 ) -> Response {
     show(state, jar, "overview", query).await
+}
+
+async fn keys_page(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    query: Result<Query<PageQuery>, QueryRejection>,
+) -> Response {
+    show(state, jar, "keys", query).await
 }
 
 async fn section_page(
