@@ -77,27 +77,6 @@ impl serde::Serialize for SignInMethod {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn methods_round_trip_and_only_the_password_alone_is_not_a_second_factor() {
-        let all = [
-            SignInMethod::Password,
-            SignInMethod::PasswordAnd(SecondFactor::Totp),
-            SignInMethod::PasswordAnd(SecondFactor::BackupCode),
-            SignInMethod::PasswordAnd(SecondFactor::Passkey),
-            SignInMethod::Passkey,
-        ];
-        for m in all {
-            assert_eq!(SignInMethod::parse(m.as_str()), Ok(m));
-            assert_eq!(m.proves_second_factor(), m != SignInMethod::Password);
-        }
-        assert!(SignInMethod::parse("password+sms").is_err());
-    }
-}
-
 /// A sign-in attempt's outcome, in words.
 pub fn login_result(reason: &str, method: SignInMethod) -> String {
     match reason {
@@ -118,5 +97,26 @@ pub fn method_label(method: SignInMethod) -> &'static str {
         SignInMethod::PasswordAnd(SecondFactor::BackupCode) => "Password + backup code",
         SignInMethod::PasswordAnd(SecondFactor::Passkey) => "Password + passkey",
         SignInMethod::Passkey => "Passkey",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn methods_round_trip_and_only_the_password_alone_is_not_a_second_factor() {
+        let all = [
+            SignInMethod::Password,
+            SignInMethod::PasswordAnd(SecondFactor::Totp),
+            SignInMethod::PasswordAnd(SecondFactor::BackupCode),
+            SignInMethod::PasswordAnd(SecondFactor::Passkey),
+            SignInMethod::Passkey,
+        ];
+        for m in all {
+            assert_eq!(SignInMethod::parse(m.as_str()), Ok(m));
+            assert_eq!(m.proves_second_factor(), m != SignInMethod::Password);
+        }
+        assert!(SignInMethod::parse("password+sms").is_err());
     }
 }
