@@ -993,6 +993,22 @@ impl Incidents {
                 last_active: device.map(|d| d.last_active),
             });
         }
+        // Key use is kept as each key's last use (the gateway does not log every request).
+        for k in self.store.api_keys(&account.id).await? {
+            if let (Some(at), Some(ip)) = (k.last_used_at, k.last_used_ip.as_deref()) {
+                if at >= since {
+                    timeline.push(ReportEntry {
+                        at,
+                        kind: "api_key",
+                        actor: format!("api_key:{}", key_hint(&k.api_key)),
+                        what: format!("API key {} (\"{}\") last used", key_hint(&k.api_key), k.label),
+                        place: Some(self.place_among(Some(ip), &logins)),
+                        ip: Some(ip.to_owned()),
+                        device: None,
+                    });
+                }
+            }
+        }
         timeline.sort_by_key(|e| e.at);
         let withdrawals = self
             .store

@@ -95,6 +95,12 @@ struct MoneyRow {
 #[derive(Template)]
 #[template(path = "withdrawals.html")]
 struct WithdrawalsPage {
+    /// The cursor of the next (older) page of withdrawals.
+    next_before: Option<i64>,
+    /// This is not the first page.
+    paged: bool,
+    /// Transfers or deposits beyond the newest 25 exist (the API lists them all).
+    more_money: bool,
     csrf: String,
     notice: Option<&'static str>,
     error: Option<String>,
@@ -113,7 +119,12 @@ struct WithdrawalsPage {
 #[derive(Deserialize)]
 struct Saved {
     saved: Option<String>,
+    /// Withdrawals requested before this time (Unix ms): the next page.
+    before: Option<i64>,
 }
+
+/// Rows a list of this page shows at once.
+const PAGE: usize = 25;
 
 fn notice_text(key: &str) -> &'static str {
     match key {
@@ -133,7 +144,7 @@ async fn page(State(state): State<AppState>, jar: CookieJar, Query(q): Query<Sav
         Err(r) => return r,
     };
     let notice = q.saved.as_deref().map(notice_text);
-    render_page(&state, jar, &auth, notice, None).await
+    render_list(&state, jar, &auth, notice, None, q.before).await
 }
 
 async fn render_page(
@@ -143,24 +154,45 @@ async fn render_page(
     notice: Option<&'static str>,
     error: Option<String>,
 ) -> Response {
+    render_list(state, jar, auth, notice, error, None).await
+}
+
+/// The page with the withdrawals requested before `before` (the newest first page when
+/// `None`), 25 at a time; transfers and deposits show their newest 25.
+async fn render_list(
+    state: &AppState,
+    jar: CookieJar,
+    auth: &SessionAuth,
+    notice: Option<&'static str>,
+    error: Option<String>,
+    before: Option<i64>,
+) -> Response {
     let w = &state.withdrawals;
     let loaded = async {
         Ok::<_, ServiceError>((
             w.overview(auth).await?,
             w.allowlist(auth).await?,
-            w.list(auth, None, 100).await?,
+            w.list(auth, before, PAGE as i64 + 1).await?,
             w.transfers(auth).await?,
             w.deposits(auth).await?,
         ))
     }
     .await;
-    let (overview, allowlist, list, transfers, deposits) = match loaded {
+    let (overview, allowlist, mut list, mut transfers, mut deposits) = match loaded {
         Ok(x) => x,
         Err(e) => return crate::http::error::ApiError::from(e).into_response(),
     };
+    let next_before = (list.len() > PAGE).then(|| list[PAGE - 1].created_at);
+    list.truncate(PAGE);
+    let more_money = transfers.len() > PAGE || deposits.len() > PAGE;
+    transfers.truncate(PAGE);
+    deposits.truncate(PAGE);
     let now = state.now();
     let (jar, csrf) = csrf(state, jar);
     let page = WithdrawalsPage {
+        next_before,
+        paged: before.is_some(),
+        more_money,
         csrf,
         notice,
         error,
