@@ -75,7 +75,7 @@ test('the demo victim secures the account, sweeps the backdoors, downloads the r
 
     step('overview: the Lagos sign-in is marked unusual, with why');
     await page.goto(`${env.baseUrl}/security`);
-    const lagos = page.locator('[data-testid=recent].unusual', { hasText: 'Lagos' }).first();
+    const lagos = page.locator('[data-testid=recent].unusual', { hasText: 'Lagos' }).filter({ hasText: 'Sign-in: Success' }).first();
     await lagos.waitFor();
     assert.match(await lagos.innerText(), /country you had not signed in from before|device first seen/);
     const checklist = page.getByTestId('checklist');
