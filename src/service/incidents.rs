@@ -1001,7 +1001,11 @@ impl Incidents {
                         at,
                         kind: "api_key",
                         actor: format!("api_key:{}", key_hint(&k.api_key)),
-                        what: format!("API key {} (\"{}\") last used", key_hint(&k.api_key), k.label),
+                        what: format!(
+                            "API key {} (\"{}\") last used",
+                            key_hint(&k.api_key),
+                            k.label
+                        ),
                         place: Some(self.place_among(Some(ip), &logins)),
                         ip: Some(ip.to_owned()),
                         device: None,
