@@ -1074,15 +1074,15 @@ impl Incidents {
         }
     }
 
-    /// An operator checks the code a caller reads out (audited either way).
+    /// The code an agent reads out on a call, for the owner to compare with the one in
+    /// their Security Center (audited: who looked, at which account).
     #[tracing::instrument(level = "info", skip_all, err(level = "info"))]
-    pub async fn check_support_code(
+    pub async fn support_code_for(
         &self,
         operator: &Operator,
         uid: &str,
-        code: &str,
         client: &Client,
-    ) -> ServiceResult<bool> {
+    ) -> ServiceResult<SupportCode> {
         super::console::require(operator, Power::Lookup)?;
         let account = self
             .store
@@ -1091,16 +1091,20 @@ impl Incidents {
             .ok_or_else(|| {
                 ServiceError::NotFound("account_not_found", "No account has this UID.".into())
             })?;
-        let ok = incident::support_code_matches(&self.key, &account.id, code, self.now());
         let fx = Effects::audit(self.event(
             Some(client),
             Some(&account.id),
             operator.actor(),
-            "console.support_code_checked",
-            json!({"matched": ok}),
+            "console.support_code_viewed",
+            json!({}),
         ));
         self.store.append_audit(&fx).await?;
-        Ok(ok)
+        let now = self.now();
+        Ok(SupportCode {
+            code: incident::support_code(&self.key, &account.id, now),
+            expires_at: incident::support_code_expires(now),
+            period_seconds: SUPPORT_CODE_PERIOD / 1000,
+        })
     }
 
     /// Whether a value is one of the platform's official channels.

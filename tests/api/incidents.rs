@@ -506,7 +506,7 @@ fn pdf_text(pdf: &[u8]) -> Option<String> {
 }
 
 #[tokio::test]
-async fn support_reads_back_the_rotating_code_and_anyone_checks_official_channels() {
+async fn support_reads_out_the_rotating_code_and_anyone_checks_official_channels() {
     let app = spawn_app().await;
     let email = "cal@example.com";
     let owner = app.signed_in(email).await;
@@ -516,37 +516,55 @@ async fn support_reads_back_the_rotating_code_and_anyone_checks_official_channel
     assert_eq!(digits.len(), 6);
     assert_eq!(code["period_seconds"], 300);
 
+    // The agent reads out what the owner sees; both change every 5 minutes.
     let support = operator_signed_in(&app, "support").await;
-    let check = |code: String| {
+    let shown = |uid: String| {
         let support = &support;
-        let uid = uid.clone();
         async move {
             let r = support
-                .post(
-                    "/api/v1/console/support-code/check",
-                    json!({"uid": uid, "code": code}),
-                )
+                .get(&format!("/api/v1/console/accounts/{uid}/support-code"))
                 .await;
             assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-            r.json()["matched"].as_bool().expect("matched")
+            r.json()["code"].as_str().expect("code").to_owned()
         }
     };
-    assert!(check(digits.clone()).await);
-    let wrong = format!("{:06}", (digits.parse::<u32>().expect("n") + 1) % 1_000_000);
-    assert!(!check(wrong).await);
-    app.clock.advance(10 * MINUTE);
-    assert!(
-        !check(digits.clone()).await,
-        "a code lasts at most two periods"
-    );
+    assert_eq!(shown(uid.clone()).await, digits);
+    app.clock.advance(5 * MINUTE);
+    let next = owner.get("/api/v1/me/support-code").await.json()["code"]
+        .as_str()
+        .expect("code")
+        .to_owned();
+    assert_ne!(next, digits, "a new code every 5 minutes");
+    assert_eq!(shown(uid.clone()).await, next);
+    let other = app.signed_in("other@example.com").await;
+    let others = other.get("/api/v1/me/support-code").await.json()["code"]
+        .as_str()
+        .expect("code")
+        .to_owned();
+    assert_eq!(shown(owner_uid(&other).await).await, others);
+    let r = support
+        .get("/api/v1/console/accounts/0000000000/support-code")
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
     let anon = app.client();
     let r = anon
-        .post(
-            "/api/v1/console/support-code/check",
-            json!({"uid": uid, "code": digits}),
-        )
+        .get(&format!("/api/v1/console/accounts/{uid}/support-code"))
         .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let account = app
+        .store()
+        .account_by_email(email)
+        .await
+        .expect("db")
+        .expect("account");
+    let trail = app
+        .store()
+        .audit_for_account(&account.id, 50)
+        .await
+        .expect("audit");
+    assert!(trail
+        .iter()
+        .any(|e| e.action == "console.support_code_viewed"));
 
     // Only admins maintain the list; anyone checks against it.
     let r = support

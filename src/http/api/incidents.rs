@@ -44,7 +44,7 @@ use crate::store::BlockedDevice;
         console_channels,
         console_add_channel,
         console_remove_channel,
-        console_check_support_code,
+        console_support_code,
         blocked_devices,
         unblock_device
     ),
@@ -69,8 +69,6 @@ use crate::store::BlockedDevice;
         ChannelCheck,
         ChannelView,
         NewChannel,
-        SupportCodeCheck,
-        SupportCodeAnswer,
         BlockedDevice
     ))
 )]
@@ -107,8 +105,8 @@ pub fn routes() -> Router<AppState> {
             delete(console_remove_channel),
         )
         .route(
-            "/api/v1/console/support-code/check",
-            post(console_check_support_code),
+            "/api/v1/console/accounts/{uid}/support-code",
+            get(console_support_code),
         )
         .route("/api/v1/me/blocked-devices", get(blocked_devices))
         .route(
@@ -390,7 +388,7 @@ async fn resume_key(
 }
 
 /// The account's support code: six digits that change every 5 minutes. A genuine support
-/// agent can read it back from the console on a call; support never asks for it.
+/// agent reads the same code out from the console on a call; support never asks for it.
 #[utoipa::path(get, path = "/api/v1/me/support-code", responses(
     (status = 200, body = SupportCode),
 ))]
@@ -495,36 +493,24 @@ async fn console_remove_channel(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SupportCodeCheck {
-    #[schema(max_length = 20)]
-    uid: String,
-    #[schema(max_length = 20)]
-    code: String,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct SupportCodeAnswer {
-    matched: bool,
-}
-
-/// Checks the support code a caller reads out against the account's current one (audited).
-#[utoipa::path(post, path = "/api/v1/console/support-code/check", tag = "console", request_body = SupportCodeCheck, responses(
-    (status = 200, body = SupportCodeAnswer),
+/// The account's current support code, for an agent to read out on a call: the owner
+/// compares it with the one in their Security Center (audited). Support never asks the
+/// owner for a code.
+#[utoipa::path(get, path = "/api/v1/console/accounts/{uid}/support-code", tag = "console", params(("uid" = String, Path)), responses(
+    (status = 200, body = SupportCode),
     (status = 404, body = ErrorBody, description = "account_not_found"),
 ))]
-async fn console_check_support_code(
+async fn console_support_code(
     State(s): State<AppState>,
     authed: ConsoleAuthed,
     client: Client,
-    ApiJson(body): ApiJson<SupportCodeCheck>,
-) -> Result<Json<SupportCodeAnswer>, ApiError> {
-    let matched = s
-        .incidents
-        .check_support_code(&authed.operator, &body.uid, &body.code, &client)
-        .await?;
-    Ok(Json(SupportCodeAnswer { matched }))
+    Path(uid): Path<String>,
+) -> Result<Json<SupportCode>, ApiError> {
+    Ok(Json(
+        s.incidents
+            .support_code_for(&authed.operator, &uid, &client)
+            .await?,
+    ))
 }
 
 /// Devices blocked at sign-in ("Remove and block"), newest first.

@@ -1,6 +1,6 @@
 //! Incident pages outside the Security Center: the choice behind the link in every
 //! security mail (secure or freeze, without signing in), the public "Is it really us?"
-//! official-channel check, and the console's channel list and support-code check.
+//! official-channel check, and the console's channel list and support code to read out.
 
 use askama::Template;
 use axum::extract::rejection::QueryRejection;
@@ -138,7 +138,8 @@ struct ConsoleChannelsPage {
     csrf: String,
     admin: bool,
     channels: Vec<ChannelView>,
-    matched: Option<bool>,
+    /// The code to read out, for the UID asked about.
+    code: Option<(String, String)>,
     error: Option<String>,
 }
 
@@ -146,7 +147,7 @@ async fn console_render(
     state: &AppState,
     jar: CookieJar,
     operator: &Operator,
-    matched: Option<bool>,
+    code: Option<(String, String)>,
     error: Option<String>,
 ) -> Response {
     let (jar, csrf) = console_csrf(state, jar);
@@ -161,7 +162,7 @@ async fn console_render(
                     csrf,
                     admin: operator.role == Role::Admin,
                     channels,
-                    matched,
+                    code,
                     error,
                 },
             ),
@@ -230,7 +231,6 @@ async fn console_remove(
 struct CodeForm {
     csrf: String,
     uid: String,
-    code: String,
 }
 
 async fn console_code(
@@ -245,10 +245,13 @@ async fn console_code(
     };
     match state
         .incidents
-        .check_support_code(&operator, &f.uid, &f.code, &client)
+        .support_code_for(&operator, &f.uid, &client)
         .await
     {
-        Ok(m) => console_render(&state, jar, &operator, Some(m), None).await,
+        Ok(c) => {
+            let shown = Some((f.uid.trim().to_owned(), c.code));
+            console_render(&state, jar, &operator, shown, None).await
+        }
         Err(e) => {
             let text = error_text(e).1;
             console_render(&state, jar, &operator, None, Some(text)).await
