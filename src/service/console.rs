@@ -632,7 +632,7 @@ fn account_not_found() -> ServiceError {
 
 /// Checks each event's own hash and its link to the event before it in the whole log
 /// (`prev_hashes`: the stored hash of each event `seq - 1`).
-fn verify_events(
+pub(crate) fn verify_events(
     events: &[crate::domain::audit::AuditRecord],
     prev_hashes: &std::collections::HashMap<i64, String>,
 ) -> (Vec<bool>, ChainVerdict) {

@@ -481,6 +481,29 @@ async fn the_incident_report_has_the_timeline_and_the_pdf_reads_back() {
     assert!(text.contains("trading bot"), "{text}");
 }
 
+#[tokio::test]
+async fn the_report_says_so_when_its_events_were_altered() {
+    let app = spawn_app().await;
+    let email = "tam@example.com";
+    let owner = app.signed_in(email).await;
+    app.step_up_by_email(&owner, email).await;
+    create(&owner, json!({"label": "bot", "type": "hmac", "permissions": ["read"], "ip_allowlist": ["127.0.0.1"]})).await;
+    let r = owner.get("/api/v1/me/incident-report").await.json();
+    assert_eq!(r["audit_chain_intact"], true, "{}", r["audit_chain"]);
+    raw_sql(
+        &app.database_url,
+        "UPDATE audit_events SET detail = '{\"label\":\"innocent\"}' WHERE action = 'api_key.created'",
+    )
+    .await;
+    let r = owner.get("/api/v1/me/incident-report").await.json();
+    assert_eq!(r["audit_chain_intact"], false);
+    assert!(
+        r["audit_chain"].as_str().expect("text").contains("altered"),
+        "{}",
+        r["audit_chain"]
+    );
+}
+
 /// The PDF's text through `pdftotext` (poppler-utils); `None` (skipped, loudly) only
 /// outside CI when it is not installed.
 fn pdf_text(pdf: &[u8]) -> Option<String> {
