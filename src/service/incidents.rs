@@ -1079,14 +1079,19 @@ impl Incidents {
 
     // ----- Support code and official channels -----
 
-    /// The account's support code now, and when it changes.
-    pub fn support_code(&self, auth: &SessionAuth) -> SupportCode {
+    /// An account's support code now, and when it changes.
+    fn code_now(&self, account_id: &str) -> SupportCode {
         let now = self.now();
         SupportCode {
-            code: incident::support_code(&self.key, &auth.account.id, now),
+            code: incident::support_code(&self.key, account_id, now),
             expires_at: incident::support_code_expires(now),
             period_seconds: SUPPORT_CODE_PERIOD / 1000,
         }
+    }
+
+    /// The account's support code now, and when it changes.
+    pub fn support_code(&self, auth: &SessionAuth) -> SupportCode {
+        self.code_now(&auth.account.id)
     }
 
     /// The code an agent reads out on a call, for the owner to compare with the one in
@@ -1114,12 +1119,7 @@ impl Incidents {
             json!({}),
         ));
         self.store.append_audit(&fx).await?;
-        let now = self.now();
-        Ok(SupportCode {
-            code: incident::support_code(&self.key, &account.id, now),
-            expires_at: incident::support_code_expires(now),
-            period_seconds: SUPPORT_CODE_PERIOD / 1000,
-        })
+        Ok(self.code_now(&account.id))
     }
 
     /// Whether a value is one of the platform's official channels.

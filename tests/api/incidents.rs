@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use crate::api_keys::{authz, create, hmac_hex};
 use crate::console::operator_signed_in;
 use crate::helpers::*;
+use crate::protection::freeze_link;
 use rampart::clock::{DAY, HOUR, MINUTE};
 
 const BTC_ADDR: &str = "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq";
@@ -41,6 +42,15 @@ async fn withdraw(p: &TestClient, uid: &str, id: &str) -> Value {
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     r.json()
+}
+
+/// The token of the newest mailed freeze link (the link Secure my account also uses).
+async fn freeze_token(app: &TestApp, email: &str) -> String {
+    freeze_link(app, email)
+        .await
+        .strip_prefix("/freeze/")
+        .expect("a freeze link")
+        .to_owned()
 }
 
 /// A read-only signed request for `key` through the gateway hook.
@@ -165,17 +175,7 @@ async fn the_link_in_a_security_mail_secures_the_account_once_without_signing_in
     let owner = app.signed_in(email).await;
     // A security mail with the single-use link: a second device signing in.
     let _other = app.signed_in_again(email).await;
-    let mails = app.mails_to(email).await;
-    let token = mails
-        .iter()
-        .rev()
-        .find_map(|m| {
-            m.body_text
-                .lines()
-                .find_map(|l| l.trim().strip_prefix("http://rampart.test/freeze/"))
-                .map(str::to_owned)
-        })
-        .expect("a freeze link");
+    let token = freeze_token(&app, email).await;
     let anon = app.client();
     let r = anon
         .post("/api/v1/secure-account", json!({"token": token}))
@@ -652,189 +652,4 @@ async fn support_reads_out_the_rotating_code_and_anyone_checks_official_channels
     );
     let listed = anon.get("/api/v1/official-channels").await.json();
     assert_eq!(listed.as_array().expect("list").len(), 3);
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-#[tokio::test]
-async fn blocked_devices_are_listed_and_can_be_let_back_in() {
-    let app = spawn_app().await;
-    let email = "bo@example.com";
-    let owner = app.signed_in(email).await;
-    let _phone = app.signed_in_again(email).await;
-    app.step_up_by_email(&owner, email).await;
-    let devices = owner.get("/api/v1/me/devices").await.json();
-    let phone = devices["devices"]
-        .as_array()
-        .expect("devices")
-        .iter()
-        .find(|d| d["os"].as_str().expect("os").contains("iOS"))
-        .expect("the phone")["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
-    let r = owner
-        .delete(&format!("/api/v1/me/devices/{phone}?block=true"))
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    let blocked = owner.get("/api/v1/me/blocked-devices").await.json();
-    assert_eq!(blocked.as_array().expect("list").len(), 1, "{blocked}");
-    assert!(blocked[0]["os"].as_str().expect("os").contains("iOS"));
-    let fp = blocked[0]["fingerprint"].as_str().expect("fp").to_owned();
-    // Blocked: the phone's sign-in is refused.
-    let c = app.client_with_ua(IPHONE);
-    let r = c
-        .post(
-            "/api/v1/sessions",
-            json!({"email": email, "password": PASSWORD}),
-        )
-        .await;
-    assert_ne!(r.status, StatusCode::OK, "{}", r.body);
-
-    app.clock.advance(10 * MINUTE);
-    let r = owner
-        .delete(&format!("/api/v1/me/blocked-devices/{fp}"))
-        .await;
-    assert_eq!(
-        r.status,
-        StatusCode::FORBIDDEN,
-        "a step-up first: {}",
-        r.body
-    );
-    app.step_up_by_email(&owner, email).await;
-    let r = owner
-        .delete(&format!("/api/v1/me/blocked-devices/{fp}"))
-        .await;
-    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
-    assert_eq!(
-        owner.get("/api/v1/me/blocked-devices").await.json(),
-        json!([])
-    );
-    let r = owner
-        .delete(&format!("/api/v1/me/blocked-devices/{fp}"))
-        .await;
-    assert_eq!(r.status, StatusCode::NOT_FOUND);
-}
-
-#[tokio::test]
-async fn the_pages_confirm_blocking_show_a_new_secret_once_and_check_channels() {
-    let app = spawn_app().await;
-    let email = "pia@example.com";
-    let owner = app.signed_in(email).await;
-    let _phone = app.signed_in_again(email).await;
-    let page = owner.get("/security/devices").await;
-    assert_eq!(page.status, StatusCode::OK);
-    let csrf = csrf_in(&page.body);
-    let devices = owner.get("/api/v1/me/devices").await.json();
-    let phone = devices["devices"]
-        .as_array()
-        .expect("devices")
-        .iter()
-        .find(|d| d["current"] == false)
-        .expect("the phone")["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
-
-    // "Remove and block" asks first; nothing happens until confirmed.
-    let r = owner
-        .post_form(
-            &format!("/security/devices/{phone}/block"),
-            &[("csrf", &csrf)],
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK);
-    assert!(
-        r.body.contains("Remove and block this device?"),
-        "{}",
-        r.body
-    );
-    assert!(r.body.contains("iOS"));
-    assert_eq!(
-        owner.get("/api/v1/me/blocked-devices").await.json(),
-        json!([])
-    );
-    app.step_up_by_email(&owner, email).await;
-    let r = owner
-        .post_form(
-            &format!("/security/devices/{phone}/block/confirm"),
-            &[("csrf", &csrf)],
-        )
-        .await;
-    assert_eq!(
-        r.headers["location"],
-        "/security/devices?saved=device_blocked"
-    );
-    let page = owner.get("/security/devices").await.body;
-    assert!(page.contains("data-testid=\"blocked-row\""), "{page}");
-
-    // A new key's secret is on the answer to the form, and never again.
-    let r = owner
-        .post_form(
-            "/security/keys",
-            &[
-                ("csrf", &csrf),
-                ("label", "page bot"),
-                ("key_type", "hmac"),
-                ("p_read", "on"),
-                ("ip_allowlist", "127.0.0.1\n10.0.0.0/8"),
-            ],
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    let secret = r
-        .body
-        .split("data-testid=\"new-key-secret\">")
-        .nth(1)
-        .and_then(|s| s.split('<').next())
-        .expect("the secret on the page")
-        .to_owned();
-    assert!(secret.len() >= 32);
-    let list = owner.get("/security/keys").await.body;
-    assert!(list.contains("page bot") && list.contains("10.0.0.0/8"));
-    assert!(!list.contains(&secret), "the secret is shown once");
-
-    // The public check page.
-    let anon = app.client();
-    let r = anon
-        .get("/official-channels?kind=web&value=https%3A%2F%2Frampart-help.example")
-        .await;
-    assert_eq!(r.status, StatusCode::OK);
-    assert!(r.body.contains("data-testid=\"channel-not-official\""));
-    assert!(r.body.contains("never asks"));
-
-    // The mail link's page offers both; securing through it works once.
-    let mails = app.mails_to(email).await;
-    let token = mails
-        .iter()
-        .rev()
-        .find_map(|m| {
-            m.body_text
-                .lines()
-                .find_map(|l| l.trim().strip_prefix("http://rampart.test/freeze/"))
-                .map(str::to_owned)
-        })
-        .expect("a freeze link");
-    let stranger = app.client();
-    let page = stranger.get(&format!("/freeze/{token}")).await;
-    assert!(page.body.contains("Secure my account") && page.body.contains("Freeze my account now"));
-    let csrf = csrf_in(&page.body);
-    let r = stranger
-        .post_form(&format!("/secure/{token}"), &[("csrf", &csrf)])
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    assert!(r.body.contains("Your account is secured"));
-    assert_eq!(
-        owner.get("/api/v1/me").await.status,
-        StatusCode::UNAUTHORIZED
-    );
 }

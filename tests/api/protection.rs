@@ -8,7 +8,7 @@ use crate::helpers::*;
 use rampart::clock::{DAY, SECOND};
 
 /// The freeze link in the newest mail to `email`, as a path.
-async fn freeze_link(app: &TestApp, email: &str) -> String {
+pub async fn freeze_link(app: &TestApp, email: &str) -> String {
     let mails = app.mails_to(email).await;
     let mail = mails
         .iter()
