@@ -534,13 +534,15 @@ async fn support_reads_out_the_rotating_code_and_anyone_checks_official_channels
     let email = "cal@example.com";
     let owner = app.signed_in(email).await;
     let uid = owner_uid(&owner).await;
+    // Signing the operator in moves the test clock (fresh TOTP steps): first, so both
+    // codes below are read at the same time.
+    let support = operator_signed_in(&app, "support").await;
     let code = owner.get("/api/v1/me/support-code").await.json();
     let digits = code["code"].as_str().expect("code").to_owned();
     assert_eq!(digits.len(), 6);
     assert_eq!(code["period_seconds"], 300);
 
     // The agent reads out what the owner sees; both change every 5 minutes.
-    let support = operator_signed_in(&app, "support").await;
     let shown = |uid: String| {
         let support = &support;
         async move {
